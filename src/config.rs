@@ -1,0 +1,425 @@
+//! The daemon's configuration: one TOML file, every key optional, validated up front.
+//!
+//! A bad file stops the daemon at start with the file, key and reason; a key it does not know
+//! is only warned about, so a config written for a newer firmware still starts an older one.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub const DEFAULT_PATH: &str = "/etc/lampi/lampi.toml";
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub device: DeviceConfig,
+    pub mqtt: MqttConfig,
+    pub led: LedConfig,
+    pub light: LightConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DeviceConfig {
+    /// Defaults to the MAC address of the first Ethernet or Wi-Fi interface, without colons.
+    pub id: Option<String>,
+    /// Defaults to `$STATE_DIRECTORY` (set by systemd), else `/var/lib/lampi`.
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct MqttConfig {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    /// Put before every topic, e.g. `devices/b827eb123456/`, to talk to a cloud broker directly.
+    pub topic_prefix: String,
+    pub keep_alive_secs: u64,
+    pub reconnect_initial_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            enabled: true,
+            host: "localhost".into(),
+            port: 1883,
+            // LAMPI's service was "lamp_service"; its UI watches that client's connection topic.
+            client_id: "lamp_service".into(),
+            topic_prefix: String::new(),
+            keep_alive_secs: 30,
+            reconnect_initial_ms: 500,
+            reconnect_max_ms: 30_000,
+        }
+    }
+}
+
+impl MqttConfig {
+    pub fn reconnect_initial(&self) -> Duration {
+        Duration::from_millis(self.reconnect_initial_ms)
+    }
+
+    pub fn reconnect_max(&self) -> Duration {
+        Duration::from_millis(self.reconnect_max_ms)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedBackendName {
+    #[default]
+    Sim,
+    Rpi,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnShutdown {
+    /// Leave the LED showing what it showed, so restarting the daemon does not flicker.
+    #[default]
+    Keep,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pins {
+    pub red: u8,
+    pub green: u8,
+    pub blue: u8,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct LedConfig {
+    pub backend: LedBackendName,
+    /// BCM GPIO numbers, LAMPI's wiring by default.
+    pub pins: Pins,
+    pub frequency_hz: f64,
+    /// For common-anode LEDs and inverting drivers: a 0 % duty then means fully on.
+    pub active_low: bool,
+    /// Use the SoC's PWM channel for pins that have one (needs the `pwm-2chan` overlay).
+    pub hardware_pwm: bool,
+    pub on_shutdown: OnShutdown,
+    /// The simulated LED draws its colour as a swatch when stdout is a terminal.
+    pub swatch: bool,
+}
+
+impl Default for LedConfig {
+    fn default() -> Self {
+        LedConfig {
+            backend: LedBackendName::Sim,
+            pins: Pins {
+                red: 19,
+                green: 26,
+                blue: 13,
+            },
+            frequency_hz: 1000.0,
+            active_low: false,
+            hardware_pwm: true,
+            on_shutdown: OnShutdown::Keep,
+            swatch: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct LightConfig {
+    pub transition_ms: u64,
+}
+
+impl Default for LightConfig {
+    fn default() -> Self {
+        LightConfig { transition_ms: 400 }
+    }
+}
+
+impl LightConfig {
+    pub fn transition(&self) -> Duration {
+        Duration::from_millis(self.transition_ms)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{file}: `{key}`: {reason}")]
+    Invalid {
+        file: PathBuf,
+        key: &'static str,
+        reason: String,
+    },
+}
+
+/// A config and the dotted names of the keys in it that nothing reads.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub unknown_keys: Vec<String>,
+}
+
+impl Config {
+    /// Reads `path`; a missing file at the default path means "all defaults", but a missing
+    /// file someone named explicitly is an error.
+    pub fn load(path: &Path, must_exist: bool) -> Result<Loaded, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => Ok(Loaded {
+                config: Config::default(),
+                unknown_keys: Vec::new(),
+            }),
+            Err(source) => Err(ConfigError::Read {
+                file: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    pub fn parse(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
+        let mut unknown_keys = Vec::new();
+        let deserializer = toml::Deserializer::new(text);
+        let config: Config = serde_ignored::deserialize(deserializer, |path| {
+            unknown_keys.push(path.to_string());
+        })
+        .map_err(|e| ConfigError::Parse {
+            file: file.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate(file)?;
+        Ok(Loaded {
+            config,
+            unknown_keys,
+        })
+    }
+
+    fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, reason: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            key,
+            reason,
+        };
+        if let Some(id) = &self.device.id {
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    "device.id",
+                    format!(
+                        "{id:?} must be non-empty ASCII letters, digits, '-' or '_' (it becomes part of MQTT topics)"
+                    ),
+                ));
+            }
+        }
+        if self.mqtt.host.is_empty() {
+            return Err(invalid("mqtt.host", "must not be empty".into()));
+        }
+        if self.mqtt.port == 0 {
+            return Err(invalid("mqtt.port", "must be 1–65535".into()));
+        }
+        if self.mqtt.client_id.is_empty() || self.mqtt.client_id.contains(['+', '#', '/']) {
+            return Err(invalid(
+                "mqtt.client_id",
+                format!(
+                    "{:?} must be non-empty and free of '+', '#' and '/' (it is part of a topic)",
+                    self.mqtt.client_id
+                ),
+            ));
+        }
+        if self.mqtt.topic_prefix.contains(['+', '#', '\0']) {
+            return Err(invalid(
+                "mqtt.topic_prefix",
+                format!(
+                    "{:?} must not contain MQTT wildcards",
+                    self.mqtt.topic_prefix
+                ),
+            ));
+        }
+        if !(5..=3600).contains(&self.mqtt.keep_alive_secs) {
+            return Err(invalid(
+                "mqtt.keep_alive_secs",
+                format!("{} must be 5–3600", self.mqtt.keep_alive_secs),
+            ));
+        }
+        if self.mqtt.reconnect_initial_ms == 0
+            || self.mqtt.reconnect_initial_ms > self.mqtt.reconnect_max_ms
+        {
+            return Err(invalid(
+                "mqtt.reconnect_initial_ms",
+                format!(
+                    "{} must be at least 1 and at most mqtt.reconnect_max_ms ({})",
+                    self.mqtt.reconnect_initial_ms, self.mqtt.reconnect_max_ms
+                ),
+            ));
+        }
+        let pins = self.led.pins;
+        if [pins.red, pins.green, pins.blue].iter().any(|&p| p > 27) {
+            return Err(invalid(
+                "led.pins",
+                "BCM GPIO numbers on the header are 0–27".into(),
+            ));
+        }
+        if pins.red == pins.green || pins.green == pins.blue || pins.red == pins.blue {
+            return Err(invalid(
+                "led.pins",
+                "red, green and blue need three different pins".into(),
+            ));
+        }
+        if !(1.0..=100_000.0).contains(&self.led.frequency_hz) {
+            return Err(invalid(
+                "led.frequency_hz",
+                format!("{} must be 1–100000", self.led.frequency_hz),
+            ));
+        }
+        if self.light.transition_ms > 60_000 {
+            return Err(invalid(
+                "light.transition_ms",
+                format!("{} must be at most 60000", self.light.transition_ms),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The device id: configured, or derived from this machine's network hardware.
+    pub fn device_id(&self) -> String {
+        self.device.id.clone().unwrap_or_else(|| {
+            mac_device_id(Path::new("/sys/class/net")).unwrap_or_else(|| "lampi".into())
+        })
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.device.state_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("STATE_DIRECTORY")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/var/lib/lampi"))
+        })
+    }
+}
+
+/// LAMPI's device id: the MAC of the first Ethernet or Wi-Fi interface, colons removed.
+/// Physical interfaces (those with a `device` link) come first, in name order, so the id does
+/// not change when a VPN or bridge appears.
+pub fn mac_device_id(sys_class_net: &Path) -> Option<String> {
+    let mut candidates: Vec<(bool, String, String)> = std::fs::read_dir(sys_class_net)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_lan = ["eth", "en", "wlan", "wl"]
+                .iter()
+                .any(|p| name.starts_with(p));
+            if !is_lan {
+                return None;
+            }
+            let mac = std::fs::read_to_string(entry.path().join("address")).ok()?;
+            let mac = mac.trim().replace(':', "").to_ascii_lowercase();
+            let valid = mac.len() == 12
+                && mac.chars().all(|c| c.is_ascii_hexdigit())
+                && mac != "000000000000";
+            let physical = entry.path().join("device").exists();
+            valid.then_some((!physical, name, mac))
+        })
+        .collect();
+    candidates.sort();
+    candidates.into_iter().next().map(|(_, _, mac)| mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Loaded, ConfigError> {
+        Config::parse(text, Path::new("/etc/lampi/lampi.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let loaded = parse("").unwrap();
+        assert_eq!(loaded.config.mqtt.port, 1883);
+        assert_eq!(
+            loaded.config.led.pins,
+            Pins {
+                red: 19,
+                green: 26,
+                blue: 13
+            }
+        );
+        assert_eq!(loaded.config.led.frequency_hz, 1000.0);
+        assert!(loaded.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_named_not_fatal() {
+        let loaded = parse("[mqtt]\nhots = \"x\"\n[ledd]\na = 1\n").unwrap();
+        assert_eq!(
+            loaded.unknown_keys,
+            vec!["mqtt.hots".to_string(), "ledd".to_string()]
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_file_and_key() {
+        let err = parse("[mqtt]\nport = \"eighteen\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/etc/lampi/lampi.toml"), "{err}");
+        assert!(err.contains("port"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_names_key_and_reason() {
+        let err = parse("[led]\nfrequency_hz = 0\n").unwrap_err().to_string();
+        assert!(
+            err.contains("`led.frequency_hz`") && err.contains("1–100000"),
+            "{err}"
+        );
+        let err = parse("[led.pins]\nred = 1\ngreen = 1\nblue = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`led.pins`"), "{err}");
+        let err = parse("[mqtt]\ntopic_prefix = \"a/#/\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`mqtt.topic_prefix`"), "{err}");
+        let err = parse("[device]\nid = \"a/b\"\n").unwrap_err().to_string();
+        assert!(err.contains("`device.id`"), "{err}");
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error_default_one_is_not() {
+        let missing = Path::new("/nonexistent/lampi.toml");
+        assert!(Config::load(missing, true).is_err());
+        assert!(Config::load(missing, false).is_ok());
+    }
+
+    #[test]
+    fn device_id_from_first_physical_lan_interface() {
+        let dir = tempfile::tempdir().unwrap();
+        let add = |name: &str, mac: &str, physical: bool| {
+            let path = dir.path().join(name);
+            std::fs::create_dir(&path).unwrap();
+            std::fs::write(path.join("address"), format!("{mac}\n")).unwrap();
+            if physical {
+                std::fs::create_dir(path.join("device")).unwrap();
+            }
+        };
+        add("lo", "00:00:00:00:00:00", false);
+        add("docker0", "02:42:ac:11:00:02", false);
+        add("enx0", "02:00:00:00:00:01", false);
+        add("wlan0", "B8:27:EB:12:34:56", true);
+        add("eth0", "b8:27:eb:ab:cd:ef", true);
+        assert_eq!(mac_device_id(dir.path()).as_deref(), Some("b827ebabcdef"));
+    }
+}

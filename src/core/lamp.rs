@@ -1,0 +1,267 @@
+//! The lamp's deciding core: target state, the fade towards it, and when to wake next.
+//!
+//! Sans-IO in the style of quinn-proto: every call takes `now`; nothing here reads a clock,
+//! sleeps or touches hardware. The shell asks [`Lamp::output`] for the duty cycles to apply
+//! and sleeps until [`Lamp::next_wake`], which is `None` whenever the light is still.
+
+use std::time::{Duration, Instant};
+
+use super::colour::{Rgb, duty_for, lightness_from_luminance, luminance_from_lightness};
+use super::light::{LightChange, LightState};
+
+/// How often the output is recomputed while a fade runs: 100 Hz is above the rate at which
+/// steps in a dimming ramp are visible, and costs nothing when no fade runs.
+pub const FADE_FRAME: Duration = Duration::from_millis(10);
+
+#[derive(Clone, Copy, Debug)]
+struct Fade {
+    from: Rgb,
+    to: Rgb,
+    start: Instant,
+    duration: Duration,
+}
+
+impl Fade {
+    fn end(&self) -> Instant {
+        self.start + self.duration
+    }
+
+    /// Each channel moves linearly in perceived lightness, so a fade looks even from start to
+    /// end instead of rushing through the dark end as a linear duty ramp does.
+    fn at(&self, now: Instant) -> Rgb {
+        let elapsed = now.saturating_duration_since(self.start);
+        if elapsed >= self.duration {
+            return self.to;
+        }
+        let progress = elapsed.as_secs_f64() / self.duration.as_secs_f64();
+        self.from.zip(self.to, |a, b| {
+            let la = lightness_from_luminance(a);
+            let lb = lightness_from_luminance(b);
+            luminance_from_lightness(la + (lb - la) * progress)
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct Lamp {
+    target: LightState,
+    fade: Option<Fade>,
+    output: Rgb,
+    transition: Duration,
+}
+
+impl Lamp {
+    /// A lamp that starts dark and fades in to `state`, as a lamp coming back from a power cut
+    /// should rather than flashing to full.
+    pub fn new(state: LightState, transition: Duration, now: Instant) -> Lamp {
+        let mut lamp = Lamp {
+            target: state,
+            fade: None,
+            output: Rgb::OFF,
+            transition,
+        };
+        lamp.start_fade(now, transition);
+        lamp
+    }
+
+    pub fn state(&self) -> LightState {
+        self.target
+    }
+
+    /// Applies a partial change with the lamp's default transition.
+    pub fn apply(&mut self, change: LightChange, now: Instant) {
+        self.apply_with_transition(change, self.transition, now);
+    }
+
+    pub fn apply_with_transition(
+        &mut self,
+        change: LightChange,
+        transition: Duration,
+        now: Instant,
+    ) {
+        self.output = self.output(now);
+        self.target = self.target.with(change);
+        self.start_fade(now, transition);
+    }
+
+    /// The duty cycles to show at `now`.
+    pub fn output(&self, now: Instant) -> Rgb {
+        match &self.fade {
+            Some(fade) => fade.at(now),
+            None => self.output,
+        }
+    }
+
+    /// Advances the fade to `now`, dropping it once it has finished, and returns the output.
+    pub fn tick(&mut self, now: Instant) -> Rgb {
+        self.output = self.output(now);
+        if self.fade.is_some_and(|fade| now >= fade.end()) {
+            self.fade = None;
+        }
+        self.output
+    }
+
+    /// When the shell must call [`Lamp::tick`] again; `None` when nothing is changing.
+    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
+        self.fade.map(|fade| (now + FADE_FRAME).min(fade.end()))
+    }
+
+    fn start_fade(&mut self, now: Instant, duration: Duration) {
+        let to = duty_for(
+            self.target.on,
+            self.target.hue.get(),
+            self.target.saturation.get(),
+            self.target.brightness.get(),
+        );
+        if duration.is_zero() || to == self.output {
+            self.output = to;
+            self.fade = None;
+        } else {
+            self.fade = Some(Fade {
+                from: self.output,
+                to,
+                start: now,
+                duration,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::light::Unit;
+
+    const FADE: Duration = Duration::from_millis(400);
+
+    fn unit(v: f64) -> Unit {
+        Unit::try_from(v).unwrap()
+    }
+
+    fn settled(state: LightState, now: Instant) -> Lamp {
+        let mut lamp = Lamp::new(state, FADE, now);
+        lamp.tick(now + FADE);
+        lamp
+    }
+
+    #[test]
+    fn starts_dark_and_fades_in() {
+        let t0 = Instant::now();
+        let mut lamp = Lamp::new(LightState::default(), FADE, t0);
+        assert_eq!(lamp.tick(t0), Rgb::OFF);
+        let half = lamp.tick(t0 + FADE / 2);
+        assert!(half.r > 0.1 && half.r < 0.3, "{half:?}");
+        assert_eq!(
+            lamp.tick(t0 + FADE),
+            Rgb {
+                r: 1.0,
+                g: 1.0,
+                b: 1.0
+            }
+        );
+        assert_eq!(lamp.next_wake(t0 + FADE), None);
+    }
+
+    #[test]
+    fn still_lamp_needs_no_wake_ups() {
+        let t0 = Instant::now();
+        let mut lamp = settled(LightState::default(), t0);
+        assert_eq!(lamp.next_wake(t0 + FADE), None);
+        // A change to the same state does not start a fade either.
+        lamp.apply(
+            LightChange {
+                on: Some(true),
+                ..Default::default()
+            },
+            t0 + FADE,
+        );
+        assert_eq!(lamp.next_wake(t0 + FADE), None);
+    }
+
+    #[test]
+    fn fade_wakes_every_frame_and_exactly_at_its_end() {
+        let t0 = Instant::now();
+        let mut lamp = settled(LightState::default(), t0);
+        let t1 = t0 + FADE;
+        lamp.apply(
+            LightChange {
+                brightness: Some(unit(0.2)),
+                ..Default::default()
+            },
+            t1,
+        );
+        assert_eq!(lamp.next_wake(t1), Some(t1 + FADE_FRAME));
+        let near_end = t1 + FADE - Duration::from_millis(3);
+        assert_eq!(lamp.next_wake(near_end), Some(t1 + FADE));
+        lamp.tick(t1 + FADE);
+        assert_eq!(lamp.next_wake(t1 + FADE), None);
+    }
+
+    #[test]
+    fn fade_is_even_in_perceived_lightness() {
+        let t0 = Instant::now();
+        let mut lamp = settled(LightState::default(), t0);
+        let t1 = t0 + FADE;
+        lamp.apply(
+            LightChange {
+                on: Some(false),
+                ..Default::default()
+            },
+            t1,
+        );
+        let quarter = lightness_from_luminance(lamp.tick(t1 + FADE / 4).g);
+        let half = lightness_from_luminance(lamp.tick(t1 + FADE / 2).g);
+        assert!((quarter - 0.75).abs() < 1e-9, "{quarter}");
+        assert!((half - 0.5).abs() < 1e-9, "{half}");
+    }
+
+    #[test]
+    fn retarget_mid_fade_continues_from_what_is_shown() {
+        let t0 = Instant::now();
+        let mut lamp = settled(LightState::default(), t0);
+        let t1 = t0 + FADE;
+        lamp.apply(
+            LightChange {
+                on: Some(false),
+                ..Default::default()
+            },
+            t1,
+        );
+        let mid = t1 + FADE / 2;
+        let shown = lamp.output(mid);
+        lamp.apply(
+            LightChange {
+                on: Some(true),
+                ..Default::default()
+            },
+            mid,
+        );
+        assert_eq!(lamp.output(mid), shown, "no jump when a fade is retargeted");
+        assert_eq!(
+            lamp.tick(mid + FADE),
+            Rgb {
+                r: 1.0,
+                g: 1.0,
+                b: 1.0
+            }
+        );
+    }
+
+    #[test]
+    fn zero_transition_applies_at_once() {
+        let t0 = Instant::now();
+        let mut lamp = settled(LightState::default(), t0);
+        lamp.apply_with_transition(
+            LightChange {
+                hue: Some(unit(2.0 / 3.0)),
+                saturation: Some(Unit::ONE),
+                ..Default::default()
+            },
+            Duration::ZERO,
+            t0,
+        );
+        assert_eq!(lamp.next_wake(t0), None);
+        let blue = lamp.output(t0);
+        assert!(blue.b == 1.0 && blue.r < 1e-9 && blue.g < 1e-9);
+    }
+}

@@ -1,0 +1,116 @@
+//! `lampi run`: one lamp's tasks wired together, until a shutdown token fires.
+//!
+//! Nothing here is global: a fleet simulator can call [`run`] thousands of times in one process,
+//! each with its own config, LED and shutdown token. Talking to systemd is the binary's job.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, OnShutdown};
+use crate::core::colour::Rgb;
+use crate::lamp_task::{Command, LampHandle, LampTask};
+use crate::led::Led;
+use crate::store::{self, Store};
+
+/// Everything one lamp needs.
+pub struct LampSetup {
+    pub config: Config,
+    pub state_dir: PathBuf,
+    pub led: Box<dyn Led>,
+}
+
+/// Runs a lamp until `shutdown` is cancelled, then stops cleanly: state flushed, broker told,
+/// LED left as configured. `on_ready` gets the lamp's handle once it runs (tests watch the LED
+/// through it; the binary tells systemd it is ready).
+pub async fn run(
+    setup: LampSetup,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(&LampHandle),
+) {
+    let LampSetup {
+        config,
+        state_dir,
+        led,
+    } = setup;
+    let store = Store::new(&state_dir);
+    let initial = store.load();
+    tracing::info!(state_dir = %state_dir.display(), ?initial, "lamp starting");
+    let (task, handle) = LampTask::new(initial, config.light.transition());
+
+    let tracker = TaskTracker::new();
+    let lamp_task = tracker.spawn(task.run(shutdown.clone()));
+    let led_task = tracker.spawn(drive_led(led, handle.output.clone()));
+    tracker.spawn(store::persist(store, handle.changes.clone()));
+    if config.mqtt.enabled {
+        let handle = handle.clone();
+        let shutdown = shutdown.clone();
+        let mqtt = config.mqtt.clone();
+        tracker.spawn(async move { crate::mqtt::run(&mqtt, handle, shutdown).await });
+    }
+    tracker.close();
+    on_ready(&handle);
+    // Our copy of the command sender must not keep the lamp's channel open.
+    drop(handle);
+
+    if let Ok(last) = lamp_task.await {
+        tracing::info!(?last, "lamp stopped");
+    }
+    tracker.wait().await;
+    if let Ok(mut led) = led_task.await {
+        let keep_lit = config.led.on_shutdown == OnShutdown::Keep;
+        if let Err(e) = led.shut_down(keep_lit) {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+/// Applies the newest duty cycles to the LED, skipping frames it cannot keep up with, until
+/// the lamp task ends; then hands the LED back for shutdown.
+async fn drive_led(mut led: Box<dyn Led>, mut output: watch::Receiver<Rgb>) -> Box<dyn Led> {
+    let mut failing = false;
+    loop {
+        let duty = *output.borrow_and_update();
+        match led.set(duty) {
+            Ok(()) if failing => {
+                tracing::info!("LED output works again");
+                failing = false;
+            }
+            Ok(()) => {}
+            // Log once per outage, not once per fade frame.
+            Err(e) if !failing => {
+                tracing::error!("{e}");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        if output.changed().await.is_err() {
+            return led;
+        }
+    }
+}
+
+/// Pings systemd's watchdog as long as the lamp task answers, so a wedged lamp is restarted.
+/// Ends when the lamp does.
+pub async fn watchdog(handle: LampHandle, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        ticks.tick().await;
+        let (reply, answered) = oneshot::channel();
+        if handle.commands.send(Command::Ping(reply)).await.is_err() {
+            return;
+        }
+        match tokio::time::timeout(interval, answered).await {
+            Ok(Ok(())) => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+            Ok(Err(_)) => return,
+            Err(_) => tracing::error!(
+                "lamp task did not answer within {interval:?}; not feeding the watchdog"
+            ),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! `lampi`: the firmware daemon of the LAMPI smart lamp.
+//!
+//! # Layout
+//!
+//! Pure core (no I/O, no tokio, no clock reads; every input carries `now`):
+//! - [`core::light`]: the lamp's state (on, hue, saturation, brightness) and partial changes.
+//! - [`core::colour`]: the colour pipeline, state → perceptual brightness → PWM duty cycles.
+//! - [`core::lamp`]: the state machine: target, fades, and when it next needs waking.
+//! - [`core::backoff`]: reconnect delays with jitter.
+//! - [`protocol::lampi`]: LAMPI's `set_config` / `changed` JSON, parsed and validated.
+//!
+//! Shell (tokio tasks around the core):
+//! - [`lamp_task`]: the one owner of a lamp's state; commands in, watch channels out.
+//! - [`mqtt`]: LAMPI's MQTT topics over rumqttc; reconnects with backoff.
+//! - [`store`]: atomic, coalesced persistence of the state in the state directory.
+//! - [`led`]: the LED trait and its backends (`sim`, and `rpi` behind the `rpi` feature).
+//! - [`daemon`]: wires one lamp's tasks together; no globals, so many lamps fit one process.
+//! - [`config`]: the TOML config, its defaults and validation.
+//!
+//! The `lampi` binary (`src/main.rs`) parses the command line, sets up logging and systemd
+//! notification, and calls [`daemon::run`].
+
+pub mod config;
+pub mod core;
+pub mod daemon;
+pub mod lamp_task;
+pub mod led;
+pub mod mqtt;
+pub mod protocol;
+pub mod store;
+
+/// The firmware version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("LAMPI_GIT_COMMIT"),
+    ")"
+);

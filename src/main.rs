@@ -1,0 +1,159 @@
+//! The `lampi` command: `lampi run` is the daemon.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use lampi::config::{self, Config};
+use lampi::daemon::{self, LampSetup};
+
+#[derive(Parser)]
+#[command(name = "lampi", version = lampi::VERSION, about = "Firmware daemon for the LAMPI smart lamp")]
+struct Cli {
+    /// Config file; when not given, /etc/lampi/lampi.toml is read if it exists.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run the lamp daemon.
+    Run {
+        /// Use the simulated LED whatever the config says.
+        #[arg(long)]
+        sim: bool,
+        /// Keep state here instead of the configured state directory.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Check the config file and print the settings that would be used.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let (path, must_exist) = match &cli.config {
+        Some(path) => (path.clone(), true),
+        None => (PathBuf::from(config::DEFAULT_PATH), false),
+    };
+    let loaded = match Config::load(&path, must_exist) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("lampi: {e}");
+            return ExitCode::from(78); // EX_CONFIG: systemd will not restart-loop on it.
+        }
+    };
+    for key in &loaded.unknown_keys {
+        tracing::warn!(file = %path.display(), "unknown config key `{key}` ignored");
+    }
+    let config = loaded.config;
+    match cli.command {
+        Commands::CheckConfig => {
+            println!("{}: OK", path.display());
+            println!("device id: {}", config.device_id());
+            println!("state dir: {}", config.state_dir().display());
+            println!("{config:#?}");
+            ExitCode::SUCCESS
+        }
+        Commands::Run { sim, state_dir } => run(config, sim, state_dir),
+    }
+}
+
+fn run(config: Config, sim: bool, state_dir: Option<PathBuf>) -> ExitCode {
+    let state_dir = state_dir.unwrap_or_else(|| {
+        // A developer trying `lampi run --sim` has no /var/lib/lampi; use their own state dir.
+        let unconfigured =
+            config.device.state_dir.is_none() && std::env::var_os("STATE_DIRECTORY").is_none();
+        match (sim && unconfigured, user_state_dir()) {
+            (true, Some(dir)) => dir,
+            _ => config.state_dir(),
+        }
+    });
+    let led = match lampi::led::open(&config.led, sim) {
+        Ok(led) => led,
+        Err(e) => {
+            eprintln!("lampi: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("lampi: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(version = lampi::VERSION, device = %config.device_id(), "lampi starting");
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        let setup = LampSetup {
+            config,
+            state_dir,
+            led,
+        };
+        daemon::run(setup, shutdown, |handle| {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            let mut usec = 0;
+            if sd_notify::watchdog_enabled(false, &mut usec) {
+                // Ping at twice the rate systemd needs, so one late tick is not fatal.
+                let interval = Duration::from_micros(usec) / 2;
+                tokio::spawn(daemon::watchdog(handle.clone(), interval));
+            }
+        })
+        .await;
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    });
+    ExitCode::SUCCESS
+}
+
+fn user_state_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state"))
+        })?;
+    Some(base.join("lampi"))
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT; stop the lamp with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+}
+
+/// Logs go to stderr; under systemd (JOURNAL_STREAM set) journald adds its own timestamps, so
+/// ours are left out. `RUST_LOG` overrides the default `info` level.
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_target(false).init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,200 @@
+//! The original LAMPI MQTT payloads (`lamp/set_config`, `lamp/changed`), kept byte-compatible
+//! with the course's `lamp_service.py` so its `lamp_cmd`, web page and Kivy UI work unchanged.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::core::light::{LightChange, LightState, Unit};
+
+/// A `set_config` is a few dozen bytes; anything much larger is a mistake or an attack.
+pub const MAX_SET_CONFIG_BYTES: usize = 1024;
+/// The longest `client` name accepted and echoed back.
+pub const MAX_CLIENT_CHARS: usize = 128;
+
+/// A valid `lamp/set_config`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetConfig {
+    pub client: String,
+    pub change: LightChange,
+}
+
+/// Why a `lamp/set_config` was refused, and who sent it when that could be read.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rejection {
+    pub client: Option<String>,
+    pub error: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSetConfig {
+    client: String,
+    on: Option<bool>,
+    color: Option<RawColor>,
+    brightness: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColor {
+    h: Option<f64>,
+    s: Option<f64>,
+}
+
+pub fn parse_set_config(payload: &[u8]) -> Result<SetConfig, Rejection> {
+    let reject = |client: Option<String>, error: String| Rejection { client, error };
+    if payload.len() > MAX_SET_CONFIG_BYTES {
+        return Err(reject(
+            None,
+            format!(
+                "payload is {} bytes; the limit is {MAX_SET_CONFIG_BYTES}",
+                payload.len()
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(payload)
+        .map_err(|e| reject(None, format!("payload is not UTF-8: {e}")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| reject(None, format!("payload is not JSON: {e}")))?;
+    let client = value
+        .get("client")
+        .and_then(Value::as_str)
+        .map(|c| c.chars().take(MAX_CLIENT_CHARS).collect::<String>());
+    if !value.is_object() {
+        return Err(reject(None, "payload must be a JSON object".into()));
+    }
+    let raw: RawSetConfig =
+        serde_json::from_value(value).map_err(|e| reject(client.clone(), e.to_string()))?;
+    if raw.client.chars().count() > MAX_CLIENT_CHARS {
+        return Err(reject(
+            client,
+            format!("client is longer than {MAX_CLIENT_CHARS} characters"),
+        ));
+    }
+    let unit = |name: &str, value: Option<f64>| -> Result<Option<Unit>, Rejection> {
+        value
+            .map(|v| {
+                Unit::try_from(v)
+                    .map_err(|e| reject(Some(raw.client.clone()), format!("{name}: {e}")))
+            })
+            .transpose()
+    };
+    let (h, s) = raw.color.map_or((None, None), |c| (c.h, c.s));
+    let change = LightChange {
+        on: raw.on,
+        hue: unit("color.h", h)?,
+        saturation: unit("color.s", s)?,
+        brightness: unit("brightness", raw.brightness)?,
+    };
+    Ok(SetConfig {
+        client: raw.client,
+        change,
+    })
+}
+
+#[derive(Serialize)]
+struct Changed<'a> {
+    color: Color,
+    brightness: f64,
+    on: bool,
+    client: &'a str,
+}
+
+#[derive(Serialize)]
+struct Color {
+    h: f64,
+    s: f64,
+}
+
+/// The retained `lamp/changed` document for a state and the client that last changed it.
+pub fn changed_payload(state: &LightState, client: &str) -> Vec<u8> {
+    let changed = Changed {
+        color: Color {
+            h: state.hue.get(),
+            s: state.saturation.get(),
+        },
+        brightness: state.brightness.get(),
+        on: state.on,
+        client,
+    };
+    serde_json::to_vec(&changed).expect("plain structs always serialise")
+}
+
+pub fn rejection_payload(rejection: &Rejection) -> Vec<u8> {
+    serde_json::to_vec(rejection).expect("plain structs always serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(payload: &[u8]) -> Rejection {
+        parse_set_config(payload).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn accepts_the_lamp_cmd_message() {
+        let parsed = parse_set_config(
+            br#"{"color":{"h":0.33,"s":1.0},"brightness":0.5,"on":true,"client":"me"}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.client, "me");
+        assert_eq!(parsed.change.hue.unwrap().get(), 0.33);
+        assert_eq!(parsed.change.saturation.unwrap().get(), 1.0);
+        assert_eq!(parsed.change.brightness.unwrap().get(), 0.5);
+        assert_eq!(parsed.change.on, Some(true));
+    }
+
+    #[test]
+    fn accepts_partial_updates() {
+        let parsed = parse_set_config(br#"{"color":{"s":0.2},"client":"ui"}"#).unwrap();
+        assert_eq!(parsed.change.hue, None);
+        assert_eq!(parsed.change.saturation.unwrap().get(), 0.2);
+        assert_eq!(parsed.change.on, None);
+    }
+
+    #[test]
+    fn rejects_each_kind_of_bad_input_with_a_reason() {
+        let e = error_of(&[0xff, 0xfe, b'{']);
+        assert!(e.error.contains("UTF-8"), "{e:?}");
+        let e = error_of(b"{not json");
+        assert!(e.error.contains("not JSON"), "{e:?}");
+        let e = error_of(b"[1,2]");
+        assert!(e.error.contains("object"), "{e:?}");
+        let e = error_of(br#"{"on":true}"#);
+        assert!(e.error.contains("missing field `client`"), "{e:?}");
+        let e = error_of(br#"{"brightness":1.5,"client":"me"}"#);
+        assert_eq!(e.client.as_deref(), Some("me"));
+        assert!(
+            e.error.contains("brightness") && e.error.contains("1.5"),
+            "{e:?}"
+        );
+        let e = error_of(br#"{"color":{"h":-0.1},"client":"me"}"#);
+        assert!(e.error.contains("color.h"), "{e:?}");
+        let e = error_of(br#"{"on":"yes","client":"me"}"#);
+        assert!(e.error.contains("invalid type"), "{e:?}");
+        assert_eq!(e.client.as_deref(), Some("me"));
+        let e = error_of(br#"{"on":true,"colour":{},"client":"me"}"#);
+        assert!(e.error.contains("unknown field `colour`"), "{e:?}");
+        let e = error_of(br#"{"client":42}"#);
+        assert!(e.error.contains("invalid type"), "{e:?}");
+        let big = format!(r#"{{"client":"{}"}}"#, "x".repeat(MAX_SET_CONFIG_BYTES));
+        let e = error_of(big.as_bytes());
+        assert!(e.error.contains("limit"), "{e:?}");
+    }
+
+    #[test]
+    fn changed_has_lampi_shape() {
+        let state = LightState {
+            on: true,
+            hue: Unit::try_from(0.33).unwrap(),
+            saturation: Unit::ONE,
+            brightness: Unit::try_from(0.5).unwrap(),
+        };
+        let json: Value = serde_json::from_slice(&changed_payload(&state, "me")).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"color":{"h":0.33,"s":1.0},"brightness":0.5,"on":true,"client":"me"})
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Wire formats, pure: bytes in, typed values or a reason out.
+
+pub mod lampi;
