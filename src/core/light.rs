@@ -5,9 +5,15 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// A value in 0.0–1.0 inclusive; the type makes out-of-range and NaN unrepresentable.
-#[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(try_from = "f64", into = "f64")]
 pub struct Unit(f64);
+
+impl fmt::Debug for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 impl Unit {
     pub const ZERO: Unit = Unit(0.0);

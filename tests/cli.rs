@@ -1,0 +1,81 @@
+//! The `lampi` command line: version, config errors, unknown-key warnings.
+
+use std::process::{Command, Output};
+
+fn lampi(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lampi"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn version_names_release_and_commit() {
+    let out = lampi(&["--version"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!("lampi {} (", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_config_fails_fast_naming_file_key_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lampi.toml");
+    std::fs::write(&path, "[mqtt]\nport = 0\n").unwrap();
+    let out = lampi(&["--config", path.to_str().unwrap(), "run", "--sim"]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(path.to_str().unwrap())
+            && err.contains("`mqtt.port`")
+            && err.contains("1–65535"),
+        "{err}"
+    );
+
+    std::fs::write(&path, "[led]\nbackend = \"laser\"\n").unwrap();
+    let out = lampi(&["--config", path.to_str().unwrap(), "check-config"]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("backend") && err.contains("laser"), "{err}");
+}
+
+#[test]
+fn missing_explicit_config_is_an_error() {
+    let out = lampi(&["--config", "/nonexistent/lampi.toml", "check-config"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("/nonexistent/lampi.toml")
+    );
+}
+
+#[test]
+fn unknown_keys_are_warned_about_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lampi.toml");
+    std::fs::write(&path, "[mqtt]\nhots = \"broker\"\n").unwrap();
+    let out = lampi(&["--config", path.to_str().unwrap(), "check-config"]);
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("unknown config key `mqtt.hots`"), "{err}");
+}
+
+#[cfg(not(feature = "rpi"))]
+#[test]
+fn rpi_backend_without_the_feature_says_how_to_get_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lampi.toml");
+    std::fs::write(&path, "[led]\nbackend = \"rpi\"\n[mqtt]\nenabled = false\n").unwrap();
+    let out = lampi(&["--config", path.to_str().unwrap(), "run"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("--features rpi") && err.contains("--sim"),
+        "{err}"
+    );
+}

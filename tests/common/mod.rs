@@ -1,0 +1,211 @@
+//! Test peers: a real Mosquitto per test on a free loopback port, and a small MQTT client.
+
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, Publish, QoS};
+use tokio::sync::mpsc;
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A Mosquitto broker owned by one test, stopped when dropped.
+pub struct Broker {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("Uid:"))
+                .map(|line| line.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut broker = Broker {
+            port: free_port(),
+            child: None,
+            dir,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts (again) on the same port, with no memory of retained messages.
+    pub fn restart(&mut self) {
+        self.stop();
+        let config = self.dir.path().join("mosquitto.conf");
+        let user = if running_as_root() { "user root\n" } else { "" };
+        std::fs::write(
+            &config,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nmax_queued_messages 0\npersistence false\n{user}",
+                self.port
+            ),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed (apt-get install mosquitto)");
+        self.child = Some(child);
+        let deadline = Instant::now() + TIMEOUT;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A plain MQTT client for tests: every message on its subscriptions arrives on `messages`.
+pub struct Client {
+    pub client: AsyncClient,
+    messages: mpsc::UnboundedReceiver<Publish>,
+}
+
+impl Client {
+    pub async fn connect(port: u16, id: &str) -> Client {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 1000);
+        let mut network = NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
+        let (tx, messages) = mpsc::unbounded_channel();
+        let (connected_tx, connected) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut connected_tx = Some(connected_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        if let Some(tx) = connected_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send(p).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(TIMEOUT, connected)
+            .await
+            .expect("test client connects")
+            .unwrap();
+        Client { client, messages }
+    }
+
+    pub async fn subscribe(&self, topic: &str) {
+        self.client
+            .subscribe(topic, QoS::AtLeastOnce)
+            .await
+            .unwrap();
+    }
+
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+
+    /// The next message on `topic` (others are skipped), or a panic after [`TIMEOUT`].
+    pub async fn next_on(&mut self, topic: &str) -> Publish {
+        self.next_matching(topic, |_| true).await
+    }
+
+    pub async fn next_matching(
+        &mut self,
+        topic: &str,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> Publish {
+        let found = tokio::time::timeout(TIMEOUT, async {
+            loop {
+                let message = self.messages.recv().await.expect("client alive");
+                if message.topic == topic {
+                    let json =
+                        serde_json::from_slice(&message.payload).unwrap_or(serde_json::Value::Null);
+                    if wanted(&json) {
+                        return message;
+                    }
+                }
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("nothing wanted on {topic} within {TIMEOUT:?}"))
+    }
+
+    /// Waits `quiet` and returns whatever arrived on `topic` meanwhile.
+    pub async fn drain(&mut self, topic: &str, quiet: Duration) -> Vec<Publish> {
+        tokio::time::sleep(quiet).await;
+        let mut found = Vec::new();
+        while let Ok(message) = self.messages.try_recv() {
+            if message.topic == topic {
+                found.push(message);
+            }
+        }
+        found
+    }
+}
+
+pub fn json(publish: &Publish) -> serde_json::Value {
+    serde_json::from_slice(&publish.payload).expect("payload is JSON")
+}
+
+/// A config file for a lamp talking to `port`, keeping state in `state_dir`.
+pub fn write_config(dir: &Path, port: u16, state_dir: &Path, client_id: &str) -> PathBuf {
+    let path = dir.join("lampi.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[device]\nid = \"test\"\nstate_dir = \"{}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"{client_id}\"\nreconnect_initial_ms = 50\nreconnect_max_ms = 500\n[led]\nbackend = \"sim\"\nswatch = false\n[light]\ntransition_ms = 100\n",
+            state_dir.display()
+        ),
+    )
+    .unwrap();
+    path
+}

@@ -1,0 +1,95 @@
+//! The real binary, killed with SIGKILL at random moments during bursts of updates: every
+//! restart must find a readable state file holding one of the states it was sent.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Broker, Client, write_config};
+use lampi::store::Store;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+const ROUNDS: u32 = 8;
+const UPDATES: u32 = 1000;
+
+fn spawn_lamp(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lampi"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_updates_never_leaves_an_unreadable_state_file() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let config = write_config(dir.path(), broker.port, &state_dir, "crashy");
+    let connection = "lamp/connection/crashy/state";
+    let mut watcher = Client::connect(broker.port, "watcher").await;
+    watcher.subscribe(connection).await;
+    let flooder = Client::connect(broker.port, "flooder").await;
+
+    let seed = rand::rng().random::<u64>();
+    println!("seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let store = Store::new(&state_dir);
+    for round in 0..ROUNDS {
+        let mut lamp = spawn_lamp(&config);
+        watcher.next_matching(connection, |j| *j == json!(1)).await;
+
+        let kill_after = Duration::from_millis(rng.random_range(50..1000));
+        let client = flooder.client.clone();
+        let flood = tokio::spawn(async move {
+            for i in 1..=UPDATES {
+                let payload = format!(
+                    r#"{{"brightness":{},"client":"round{round}"}}"#,
+                    f64::from(i) / f64::from(UPDATES)
+                );
+                client
+                    .publish("lamp/set_config", rumqttc::QoS::AtLeastOnce, false, payload)
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        tokio::time::sleep(kill_after).await;
+        lamp.kill().unwrap();
+        lamp.wait().unwrap();
+        flood.await.unwrap();
+
+        // The broker saw the socket die and published the lamp's last will.
+        watcher.next_matching(connection, |j| *j == json!(0)).await;
+
+        let text = std::fs::read_to_string(store.path());
+        let corrupt: Vec<_> = std::fs::read_dir(&state_dir)
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains("corrupt"))
+            .collect();
+        assert!(
+            corrupt.is_empty(),
+            "round {round} (kill after {kill_after:?}): state moved aside: {corrupt:?}"
+        );
+        if let Ok(text) = text {
+            let saved: serde_json::Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("round {round}: unreadable state file ({e}): {text:?}"));
+            let brightness = saved["light"]["brightness"].as_f64().unwrap();
+            let sent = (brightness * f64::from(UPDATES)).round() / f64::from(UPDATES);
+            assert!(
+                brightness == 1.0 || brightness == sent,
+                "round {round}: {brightness} was never sent"
+            );
+        }
+        let loaded = store.load();
+        assert!(store.path().exists() || loaded == lampi::core::light::LightState::default());
+    }
+}
