@@ -46,7 +46,12 @@ fn main() {
 
     let baseline = time_per_call(|| {
         for &(h, s, b) in &inputs {
-            black_box(lampi_original(true, black_box(h), black_box(s), black_box(b)));
+            black_box(lampi_original(
+                true,
+                black_box(h),
+                black_box(s),
+                black_box(b),
+            ));
         }
     });
     let ours = time_per_call(|| {
@@ -66,7 +71,9 @@ fn main() {
         },
         t0,
     );
-    let frames: Vec<Instant> = (0..INPUTS).map(|i| t0 + Duration::from_micros(i as u64 * 97)).collect();
+    let frames: Vec<Instant> = (0..INPUTS)
+        .map(|i| t0 + Duration::from_micros(i as u64 * 97))
+        .collect();
     let fade_frame = time_per_call(|| {
         for &now in &frames {
             black_box(lamp.output(black_box(now)));
@@ -75,22 +82,47 @@ fn main() {
 
     println!("colour pipeline, ns per conversion (median of 15 batches of {INPUTS}):");
     println!("  LAMPI original (linear, 8-bit)   {baseline:8.1} ns");
-    println!("  lampi duty_for (CIE L*, f64)     {ours:8.1} ns   ({:.1}x)", ours / baseline);
+    println!(
+        "  lampi duty_for (CIE L*, f64)     {ours:8.1} ns   ({:.1}x)",
+        ours / baseline
+    );
     println!("  lampi fade frame (3 channels)    {fade_frame:8.1} ns");
 
     // Smoothness: slider at 0.1 % steps over its bottom 10 %.
     let white = |b: f64| duty_for(true, 0.0, 0.0, b);
     let steps: Vec<f64> = (0..=100).map(|i| f64::from(i) / 1000.0).collect();
-    let lampi_levels: std::collections::BTreeSet<u8> = steps.iter().map(|&b| lampi_original(true, 0.0, 0.0, b)[0]).collect();
-    let ours_levels: std::collections::BTreeSet<u64> = steps.iter().map(|&b| white(b).r.to_bits()).collect();
-    let largest_jump = steps.windows(2).map(|w| white(w[1]).r - white(w[0]).r).fold(0.0, f64::max);
+    let lampi_levels: std::collections::BTreeSet<u8> = steps
+        .iter()
+        .map(|&b| lampi_original(true, 0.0, 0.0, b)[0])
+        .collect();
+    let ours_levels: std::collections::BTreeSet<u64> =
+        steps.iter().map(|&b| white(b).r.to_bits()).collect();
+    let largest_jump = steps
+        .windows(2)
+        .map(|w| white(w[1]).r - white(w[0]).r)
+        .fold(0.0, f64::max);
     let lampi_largest_jump = steps
         .windows(2)
-        .map(|w| f64::from(lampi_original(true, 0.0, 0.0, w[1])[0]) / 255.0 - f64::from(lampi_original(true, 0.0, 0.0, w[0])[0]) / 255.0)
+        .map(|w| {
+            f64::from(lampi_original(true, 0.0, 0.0, w[1])[0]) / 255.0
+                - f64::from(lampi_original(true, 0.0, 0.0, w[0])[0]) / 255.0
+        })
         .fold(0.0, f64::max);
     println!("bottom 10 % of the slider in 0.1 % steps (101 positions):");
-    println!("  LAMPI original: {:3} distinct duty levels, largest jump {:.4} of full scale", lampi_levels.len(), lampi_largest_jump);
-    println!("  lampi:          {:3} distinct duty levels, largest jump {:.6} of full scale", ours_levels.len(), largest_jump);
+    println!(
+        "  LAMPI original: {:3} distinct duty levels, largest jump {:.4} of full scale",
+        lampi_levels.len(),
+        lampi_largest_jump
+    );
+    println!(
+        "  lampi:          {:3} distinct duty levels, largest jump {:.6} of full scale",
+        ours_levels.len(),
+        largest_jump
+    );
     let one_percent: Rgb = white(0.01);
-    println!("  duty at 1 % brightness: LAMPI {:.4}, lampi {:.6}", f64::from(lampi_original(true, 0.0, 0.0, 0.01)[0]) / 255.0, one_percent.r);
+    println!(
+        "  duty at 1 % brightness: LAMPI {:.4}, lampi {:.6}",
+        f64::from(lampi_original(true, 0.0, 0.0, 0.01)[0]) / 255.0,
+        one_percent.r
+    );
 }

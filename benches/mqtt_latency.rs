@@ -26,7 +26,9 @@ struct Peer {
 impl Drop for Peer {
     /// Each peer leads its own process group (the relay is two processes); kill all of it.
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -36,7 +38,12 @@ fn relay(port: u16) -> Peer {
     let script = format!(
         "stdbuf -oL mosquitto_sub -p {port} -q 1 -t lamp/set_config | mosquitto_pub -p {port} -q 1 -l -t lamp/changed"
     );
-    let child = Command::new("sh").arg("-c").arg(script).process_group(0).spawn().unwrap();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .process_group(0)
+        .spawn()
+        .unwrap();
     Peer {
         name: "mosquitto relay",
         child,
@@ -54,7 +61,10 @@ fn lamp(port: u16, dir: &std::path::Path) -> Peer {
         .process_group(0)
         .spawn()
         .unwrap();
-    Peer { name: "lampi", child }
+    Peer {
+        name: "lampi",
+        child,
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -67,7 +77,10 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn payload(i: u32, total: u32) -> String {
-    format!(r#"{{"brightness":{},"client":"bench"}}"#, f64::from(i) / f64::from(total))
+    format!(
+        r#"{{"brightness":{},"client":"bench"}}"#,
+        f64::from(i) / f64::from(total)
+    )
 }
 
 async fn wait_for(client: &mut Client, i: u32, total: u32) {
@@ -91,19 +104,24 @@ async fn measure(peer: &Peer, client: &mut Client, with_rss: bool) -> Report {
     let ready = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             client.publish("lamp/set_config", payload(0, 1)).await;
-            let got = tokio::time::timeout(Duration::from_millis(200), wait_for(client, 0, 1)).await;
+            let got =
+                tokio::time::timeout(Duration::from_millis(200), wait_for(client, 0, 1)).await;
             if got.is_ok() {
                 return;
             }
         }
     });
     ready.await.expect("peer answers");
-    client.drain("lamp/changed", Duration::from_millis(300)).await;
+    client
+        .drain("lamp/changed", Duration::from_millis(300))
+        .await;
 
     let mut samples = Vec::with_capacity(ROUND_TRIPS as usize);
     for i in 1..=WARM_UP + ROUND_TRIPS {
         let start = Instant::now();
-        client.publish("lamp/set_config", payload(i, WARM_UP + ROUND_TRIPS)).await;
+        client
+            .publish("lamp/set_config", payload(i, WARM_UP + ROUND_TRIPS))
+            .await;
         wait_for(client, i, WARM_UP + ROUND_TRIPS).await;
         if i > WARM_UP {
             samples.push(start.elapsed());
@@ -126,7 +144,16 @@ async fn measure(peer: &Peer, client: &mut Client, with_rss: bool) -> Report {
     });
     let start = Instant::now();
     for i in 1..=FLOOD {
-        client.client.publish("lamp/set_config", QoS::AtLeastOnce, false, payload(i, FLOOD)).await.unwrap();
+        client
+            .client
+            .publish(
+                "lamp/set_config",
+                QoS::AtLeastOnce,
+                false,
+                payload(i, FLOOD),
+            )
+            .await
+            .unwrap();
     }
     let sent = Instant::now();
     wait_for(client, FLOOD, FLOOD).await;
@@ -138,7 +165,9 @@ async fn measure(peer: &Peer, client: &mut Client, with_rss: bool) -> Report {
         }
         None => None,
     };
-    client.drain("lamp/changed", Duration::from_millis(500)).await;
+    client
+        .drain("lamp/changed", Duration::from_millis(500))
+        .await;
     Report {
         p50: pct(50),
         p90: pct(90),
@@ -157,12 +186,21 @@ async fn main() {
         let broker = Broker::start();
         let mut client = Client::connect(broker.port, "bench").await;
         client.subscribe("lamp/changed").await;
-        let peer = if which == "relay" { relay(broker.port) } else { lamp(broker.port, dir.path()) };
+        let peer = if which == "relay" {
+            relay(broker.port)
+        } else {
+            lamp(broker.port, dir.path())
+        };
         let report = measure(&peer, &mut client, which == "lamp").await;
         reports.push((peer.name, report));
     }
-    println!("set_config → lamp/changed over loopback Mosquitto, {ROUND_TRIPS} round trips after {WARM_UP} warm-up:");
-    println!("  {:<16} {:>9} {:>9} {:>9}   flood of {FLOOD}: sent in, newest seen after last sent", "", "p50", "p90", "p99");
+    println!(
+        "set_config → lamp/changed over loopback Mosquitto, {ROUND_TRIPS} round trips after {WARM_UP} warm-up:"
+    );
+    println!(
+        "  {:<16} {:>9} {:>9} {:>9}   flood of {FLOOD}: sent in, newest seen after last sent",
+        "", "p50", "p90", "p99"
+    );
     for (name, r) in &reports {
         println!(
             "  {name:<16} {:>7.0}µs {:>7.0}µs {:>7.0}µs   {:>7.0} ms, {:>7.1} ms",
@@ -177,6 +215,8 @@ async fn main() {
     let lamp_p50 = reports[1].1.p50.as_secs_f64();
     println!("  lampi p50 / relay p50 = {:.2}", lamp_p50 / relay_p50);
     if let Some((before, peak, after)) = reports[1].1.rss {
-        println!("  lampi RSS during flood: before {before} KiB, peak {peak} KiB, after {after} KiB");
+        println!(
+            "  lampi RSS during flood: before {before} KiB, peak {peak} KiB, after {after} KiB"
+        );
     }
 }

@@ -1,0 +1,29 @@
+#!/bin/bash
+# `make run`: the lamp on this machine. On a Raspberry Pi it drives the real LED; elsewhere it
+# simulates it and draws its colour in the terminal. If no MQTT broker listens on
+# localhost:1883, a private Mosquitto is started there for as long as the lamp runs.
+set -eu
+cd "$(dirname "$0")/.."
+scripts/deps.sh mosquitto mosquitto-clients pkg-config
+
+if grep -qs "Raspberry Pi" /proc/device-tree/model; then
+    features="--features rpi"; mode=""
+else
+    features=""; mode="--sim"
+fi
+# shellcheck disable=SC2086
+cargo build --release $features
+
+broker=""
+if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
+    mkdir -p state
+    printf 'listener 1883 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n%s' \
+        "$( [ "$(id -u)" -eq 0 ] && echo 'user root' )" > state/mosquitto.conf
+    mosquitto -c state/mosquitto.conf &
+    broker=$!
+    trap 'kill $broker 2>/dev/null' EXIT INT TERM
+    echo "started a private Mosquitto on 127.0.0.1:1883"
+fi
+echo 'try: mosquitto_pub -t lamp/set_config -m '"'"'{"color":{"h":0.33,"s":1.0},"brightness":0.5,"on":true,"client":"me"}'"'"
+# shellcheck disable=SC2086
+./target/release/lampi --config config/lampi.toml run $mode --state-dir state
