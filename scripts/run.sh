@@ -19,10 +19,10 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
     mkdir -p state
     printf 'listener 1883 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n%s' \
         "$( [ "$(id -u)" -eq 0 ] && echo 'user root' )" > state/mosquitto.conf
-    mosquitto -c state/mosquitto.conf &
+    mosquitto -c state/mosquitto.conf > state/mosquitto.log 2>&1 &
     broker=$!
     trap 'kill $broker 2>/dev/null' EXIT INT TERM
-    echo "started a private Mosquitto on 127.0.0.1:1883"
+    echo "started a private Mosquitto on 127.0.0.1:1883 (log: state/mosquitto.log)"
 fi
 echo 'try: mosquitto_pub -t lamp/set_config -m '"'"'{"color":{"h":0.33,"s":1.0},"brightness":0.5,"on":true,"client":"me"}'"'"
 # shellcheck disable=SC2086

@@ -53,8 +53,6 @@ pub async fn run(
     }
     tracker.close();
     on_ready(&handle);
-    // Our copy of the command sender must not keep the lamp's channel open.
-    drop(handle);
 
     if let Ok(last) = lamp_task.await {
         tracing::info!(?last, "lamp stopped");

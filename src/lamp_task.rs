@@ -74,8 +74,10 @@ impl LampTask {
         (task, handle)
     }
 
-    /// Runs until `shutdown` fires or every handle is gone; returns the final state.
+    /// Runs until `shutdown` fires, even when no handle is left (a lamp with MQTT disabled
+    /// still fades in and keeps its light); returns the final state.
     pub async fn run(mut self, shutdown: CancellationToken) -> LightState {
+        let mut commands_open = true;
         loop {
             let now = Instant::now().into_std();
             let output = self.lamp.tick(now);
@@ -85,9 +87,9 @@ impl LampTask {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                command = self.commands.recv() => match command {
+                command = self.commands.recv(), if commands_open => match command {
                     Some(command) => self.handle(command),
-                    None => break,
+                    None => commands_open = false,
                 },
                 () = sleep_until(wake) => {}
             }

@@ -10,6 +10,18 @@ fn lampi(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `lampi --config <file holding config> args…`; returns the output, its stderr, and the
+/// config's path.
+fn with_config(config: &str, args: &[&str]) -> (Output, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lampi.toml");
+    std::fs::write(&path, config).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    let out = lampi(&[&["--config", &path][..], args].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr, path)
+}
+
 #[test]
 fn version_names_release_and_commit() {
     let out = lampi(&["--version"]);
@@ -23,23 +35,15 @@ fn version_names_release_and_commit() {
 
 #[test]
 fn bad_config_fails_fast_naming_file_key_and_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lampi.toml");
-    std::fs::write(&path, "[mqtt]\nport = 0\n").unwrap();
-    let out = lampi(&["--config", path.to_str().unwrap(), "run", "--sim"]);
+    let (out, err, path) = with_config("[mqtt]\nport = 0\n", &["run", "--sim"]);
     assert_eq!(out.status.code(), Some(78));
-    let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.contains(path.to_str().unwrap())
-            && err.contains("`mqtt.port`")
-            && err.contains("1–65535"),
+        err.contains(&path) && err.contains("`mqtt.port`") && err.contains("1–65535"),
         "{err}"
     );
 
-    std::fs::write(&path, "[led]\nbackend = \"laser\"\n").unwrap();
-    let out = lampi(&["--config", path.to_str().unwrap(), "check-config"]);
+    let (out, err, _) = with_config("[led]\nbackend = \"laser\"\n", &["check-config"]);
     assert_eq!(out.status.code(), Some(78));
-    let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("backend") && err.contains("laser"), "{err}");
 }
 
@@ -56,24 +60,19 @@ fn missing_explicit_config_is_an_error() {
 
 #[test]
 fn unknown_keys_are_warned_about_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lampi.toml");
-    std::fs::write(&path, "[mqtt]\nhots = \"broker\"\n").unwrap();
-    let out = lampi(&["--config", path.to_str().unwrap(), "check-config"]);
+    let (out, err, _) = with_config("[mqtt]\nhots = \"broker\"\n", &["check-config"]);
     assert!(out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("unknown config key `mqtt.hots`"), "{err}");
 }
 
 #[cfg(not(feature = "rpi"))]
 #[test]
 fn rpi_backend_without_the_feature_says_how_to_get_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lampi.toml");
-    std::fs::write(&path, "[led]\nbackend = \"rpi\"\n[mqtt]\nenabled = false\n").unwrap();
-    let out = lampi(&["--config", path.to_str().unwrap(), "run"]);
+    let (out, err, _) = with_config(
+        "[led]\nbackend = \"rpi\"\n[mqtt]\nenabled = false\n",
+        &["run"],
+    );
     assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.contains("--features rpi") && err.contains("--sim"),
         "{err}"

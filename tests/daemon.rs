@@ -90,6 +90,28 @@ async fn connected_lamp(broker: &Broker, state_dir: &Path) -> (RunningLamp, Clie
 
 const GREEN_HALF: &str = r#"{"color":{"h":0.33,"s":1.0},"brightness":0.5,"on":true,"client":"me"}"#;
 
+/// A broker, a lamp connected to it, and a client that has seen the lamp set to GREEN_HALF.
+struct GreenLamp {
+    broker: Broker,
+    state: tempfile::TempDir,
+    lamp: RunningLamp,
+    client: Client,
+}
+
+async fn green_lamp() -> GreenLamp {
+    let broker = Broker::start();
+    let state = tempfile::tempdir().unwrap();
+    let (lamp, mut client) = connected_lamp(&broker, state.path()).await;
+    client.publish(SET, GREEN_HALF).await;
+    client.next_on(CHANGED).await;
+    GreenLamp {
+        broker,
+        state,
+        lamp,
+        client,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_config_drives_led_and_retained_changed() {
     let broker = Broker::start();
@@ -120,11 +142,9 @@ async fn set_config_drives_led_and_retained_changed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lamp_cmd_style_partial_updates_keep_other_fields() {
-    let broker = Broker::start();
-    let state = tempfile::tempdir().unwrap();
-    let (lamp, mut client) = connected_lamp(&broker, state.path()).await;
-    client.publish(SET, GREEN_HALF).await;
-    client.next_on(CHANGED).await;
+    // Moving two fields out keeps the broker and state dir alive until the test ends.
+    let fixture = green_lamp().await;
+    let (lamp, mut client) = (fixture.lamp, fixture.client);
     client
         .publish(SET, r#"{"on":false,"client":"lamp_cmd"}"#)
         .await;
@@ -139,11 +159,9 @@ async fn lamp_cmd_style_partial_updates_keep_other_fields() {
 /// Sends `payload`, expects a rejection whose error mentions `reason`, and checks that neither
 /// the lamp's state nor the retained `lamp/changed` moved.
 async fn assert_rejected(payload: &[u8], reason: &str, client_in_reply: Option<&str>) {
-    let broker = Broker::start();
-    let state = tempfile::tempdir().unwrap();
-    let (lamp, mut client) = connected_lamp(&broker, state.path()).await;
-    client.publish(SET, GREEN_HALF).await;
-    client.next_on(CHANGED).await;
+    // Moving two fields out keeps the broker and state dir alive until the test ends.
+    let fixture = green_lamp().await;
+    let (lamp, mut client) = (fixture.lamp, fixture.client);
     let before = lamp.handle.changes.borrow().clone();
 
     client.publish(SET, payload.to_vec()).await;
@@ -303,10 +321,12 @@ async fn works_without_a_broker_and_connects_when_one_appears() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_reconnects_and_republishes() {
-    let mut broker = Broker::start();
-    let state = tempfile::tempdir().unwrap();
-    let (lamp, client) = connected_lamp(&broker, state.path()).await;
-    client.publish(SET, GREEN_HALF).await;
+    let GreenLamp {
+        mut broker,
+        lamp,
+        client,
+        state: _state,
+    } = green_lamp().await;
     drop(client);
     tokio::time::timeout(
         TIMEOUT,
@@ -372,5 +392,23 @@ async fn topic_prefix_moves_every_topic() {
     client
         .next_matching("devices/abc/lamp/changed", |j| j["client"] == json!("me"))
         .await;
+    lamp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packet_over_the_mqtt_limit_costs_a_reconnect_not_the_state() {
+    // Moving two fields out keeps the broker and state dir alive until the test ends.
+    let fixture = green_lamp().await;
+    let (lamp, mut client) = (fixture.lamp, fixture.client);
+    let before = lamp.handle.changes.borrow().clone();
+
+    client.publish(SET, vec![b' '; 100 * 1024]).await;
+    // The lamp drops the connection (its will says "0"), reconnects and republishes.
+    client.next_matching(CONNECTION, |j| *j == json!(0)).await;
+    client.next_matching(CONNECTION, |j| *j == json!(1)).await;
+    assert_eq!(json(&client.next_on(CHANGED).await)["client"], json!("me"));
+    assert_eq!(*lamp.handle.changes.borrow(), before);
+    client.publish(SET, r#"{"on":false,"client":"me"}"#).await;
+    assert_eq!(json(&client.next_on(CHANGED).await)["on"], json!(false));
     lamp.stop().await;
 }

@@ -1,0 +1,99 @@
+//! The binary as systemd runs it: READY=1 once running, watchdog pings while the lamp answers,
+//! STOPPING=1 and a clean exit on SIGTERM — and never an exit on its own.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A lamp with MQTT off, started with `env`. The PID systemd expects pings from is the
+/// daemon's own; `exec` keeps the shell's PID for lampi so it can be named up front.
+fn offline_lamp(dir: &Path, env: &[(&str, &Path)]) -> Child {
+    let config = dir.join("lampi.toml");
+    std::fs::write(&config, "[mqtt]\nenabled = false\n[led]\nswatch = false\n").unwrap();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(r#"WATCHDOG_PID=$$ exec "$@""#)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_lampi"))
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--sim", "--state-dir"])
+        .arg(dir.join("state"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.spawn().unwrap()
+}
+
+fn terminate(mut lamp: Child) {
+    Command::new("kill")
+        .args(["-TERM", &lamp.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(lamp.wait().unwrap().success());
+}
+
+fn receive_until(socket: &UnixDatagram, wanted: &str, deadline: Instant) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    while Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if message.lines().any(|l| l == wanted) {
+                return;
+            }
+            seen.push(message);
+        }
+    }
+    panic!("no {wanted} from the daemon; got {seen:?}");
+}
+
+#[test]
+fn notifies_ready_feeds_the_watchdog_and_says_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let lamp = offline_lamp(
+        dir.path(),
+        &[
+            ("NOTIFY_SOCKET", &socket_path),
+            ("WATCHDOG_USEC", Path::new("200000")),
+        ],
+    );
+    receive_until(&socket, "READY=1", Instant::now() + Duration::from_secs(10));
+    // Interval 200 ms, pinged every 100 ms: several pings within a second.
+    for _ in 0..3 {
+        receive_until(
+            &socket,
+            "WATCHDOG=1",
+            Instant::now() + Duration::from_secs(1),
+        );
+    }
+    let pid = lamp.id();
+    terminate(lamp);
+    receive_until(
+        &socket,
+        "STOPPING=1",
+        Instant::now() + Duration::from_secs(1),
+    );
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn runs_until_told_to_stop_even_with_mqtt_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lamp = offline_lamp(dir.path(), &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        lamp.try_wait().unwrap().is_none(),
+        "the daemon exited by itself"
+    );
+    terminate(lamp);
+}
