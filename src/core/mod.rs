@@ -4,3 +4,4 @@ pub mod backoff;
 pub mod colour;
 pub mod lamp;
 pub mod light;
+pub mod shadow;

@@ -1,0 +1,794 @@
+//! A device shadow with AWS IoT Device Shadow semantics: desired/reported documents merged
+//! partially, per-leaf metadata timestamps, versions, deltas and AWS's error documents.
+//!
+//! Schema-agnostic and pure: callers pass the time (epoch seconds, as AWS reports it) and a
+//! validator for what the document may contain. The lamp hosts one of these when the broker
+//! has no shadow service (Mosquitto), answering exactly as AWS IoT would.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// AWS: "The maximum size of a JSON state document is 8 KB" (desired and reported, without
+/// metadata).
+pub const MAX_STATE_BYTES: usize = 8 * 1024;
+/// Requests larger than this are refused before they are parsed. Above the state limit so a
+/// request that mostly deletes (nulls) still fits.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// AWS: "JSON contains too many levels of nesting; maximum is 6".
+pub const MAX_DEPTH: usize = 6;
+/// AWS: "A client token that is longer than 64 bytes will cause this response."
+pub const MAX_CLIENT_TOKEN_BYTES: usize = 64;
+
+/// An error as AWS IoT reports it on a `/rejected` topic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShadowError {
+    pub code: u16,
+    pub message: String,
+    pub client_token: Option<String>,
+}
+
+impl ShadowError {
+    fn new(code: u16, message: impl Into<String>, client_token: Option<&str>) -> ShadowError {
+        ShadowError {
+            code,
+            message: message.into(),
+            client_token: client_token.map(str::to_owned),
+        }
+    }
+
+    /// The AWS error document: `{code, message, clientToken?, timestamp}`.
+    pub fn document(&self, timestamp: u64) -> Value {
+        let mut doc = json!({"code": self.code, "message": self.message, "timestamp": timestamp});
+        if let Some(token) = &self.client_token {
+            doc["clientToken"] = json!(token);
+        }
+        doc
+    }
+}
+
+/// What a request does to one section (`desired` or `reported`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SectionUpdate {
+    /// `"desired": null` — clear the whole section.
+    Clear,
+    /// Merge these fields in; a `null` field deletes that key.
+    Merge(Map<String, Value>),
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UpdateRequest {
+    pub desired: Option<SectionUpdate>,
+    pub reported: Option<SectionUpdate>,
+    pub client_token: Option<String>,
+    pub version: Option<u64>,
+}
+
+/// Checks size, encoding and shape of an `update` request, with AWS's codes and messages.
+pub fn parse_update(payload: &[u8]) -> Result<UpdateRequest, ShadowError> {
+    let root = parse_object(payload)?;
+    let client_token = client_token(&root)?;
+    let token = client_token.as_deref();
+    let version = match root.get("version") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| ShadowError::new(400, "Invalid version", token))?,
+        ),
+    };
+    let state = match root.get("state") {
+        None | Some(Value::Null) => {
+            return Err(ShadowError::new(400, "Missing required node: state", token));
+        }
+        Some(Value::Object(state)) => state,
+        Some(_) => return Err(ShadowError::new(400, "State node must be an object", token)),
+    };
+    if state.keys().any(|k| k != "desired" && k != "reported") {
+        return Err(ShadowError::new(
+            400,
+            "State contains an invalid node",
+            token,
+        ));
+    }
+    let section = |name: &str, message: &str| -> Result<Option<SectionUpdate>, ShadowError> {
+        match state.get(name) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(SectionUpdate::Clear)),
+            Some(Value::Object(fields)) => {
+                if depth(fields) > MAX_DEPTH {
+                    return Err(ShadowError::new(
+                        400,
+                        "JSON contains too many levels of nesting; maximum is 6",
+                        token,
+                    ));
+                }
+                Ok(Some(SectionUpdate::Merge(fields.clone())))
+            }
+            Some(_) => Err(ShadowError::new(400, message, token)),
+        }
+    };
+    Ok(UpdateRequest {
+        desired: section("desired", "Desired node must be an object")?,
+        reported: section("reported", "Reported node must be an object")?,
+        client_token,
+        version,
+    })
+}
+
+/// A `get` or `delete` request: empty, or an object with an optional `clientToken`.
+pub fn parse_token_request(payload: &[u8]) -> Result<Option<String>, ShadowError> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    client_token(&parse_object(payload)?)
+}
+
+fn parse_object(payload: &[u8]) -> Result<Map<String, Value>, ShadowError> {
+    if payload.len() > MAX_REQUEST_BYTES {
+        return Err(ShadowError::new(
+            413,
+            "The payload exceeds the maximum size allowed",
+            None,
+        ));
+    }
+    let text = std::str::from_utf8(payload).map_err(|_| {
+        ShadowError::new(
+            415,
+            "Unsupported documented encoding; supported encoding is UTF-8",
+            None,
+        )
+    })?;
+    match serde_json::from_str(text) {
+        Ok(Value::Object(root)) => Ok(root),
+        Ok(_) => Err(ShadowError::new(400, "Missing required node: state", None)),
+        Err(_) => Err(ShadowError::new(400, "Invalid JSON", None)),
+    }
+}
+
+fn client_token(root: &Map<String, Value>) -> Result<Option<String>, ShadowError> {
+    match root.get("clientToken") {
+        None => Ok(None),
+        Some(Value::String(token)) if token.len() <= MAX_CLIENT_TOKEN_BYTES => {
+            Ok(Some(token.clone()))
+        }
+        Some(_) => Err(ShadowError::new(400, "Invalid clientToken", None)),
+    }
+}
+
+/// Levels of nesting below a section: `{"a": 1}` is 1, `{"a": {"b": 1}}` is 2.
+fn depth(fields: &Map<String, Value>) -> usize {
+    fn value_depth(value: &Value) -> usize {
+        match value {
+            Value::Object(map) => depth(map),
+            Value::Array(items) => items.iter().map(value_depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    1 + fields.values().map(value_depth).max().unwrap_or(0)
+}
+
+/// Whether two JSON values mean the same; numbers compare by value, so a desired `1` matches a
+/// reported `1.0`.
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Every desired leaf that differs from (or is missing in) reported, with its full path.
+/// Arrays are values: a differing array appears whole.
+pub fn delta(desired: &Map<String, Value>, reported: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (key, wanted) in desired {
+        match (wanted, reported.get(key)) {
+            (Value::Object(d), Some(Value::Object(r))) => {
+                let inner = delta(d, r);
+                if !inner.is_empty() {
+                    out.insert(key.clone(), Value::Object(inner));
+                }
+            }
+            (wanted, Some(actual)) if same_value(wanted, actual) => {}
+            (wanted, _) => {
+                out.insert(key.clone(), wanted.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Metadata for a value: `{"timestamp": t}` at every leaf, mirroring objects and arrays.
+fn timestamps(value: &Value, timestamp: u64) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), timestamps(v, timestamp)))
+                .collect(),
+        ),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| timestamps(v, timestamp)).collect())
+        }
+        _ => json!({ "timestamp": timestamp }),
+    }
+}
+
+/// Leaf metadata is `{"timestamp": <number>}`; anything else is a branch.
+fn is_branch(metadata: &Value) -> bool {
+    match metadata {
+        Value::Object(map) => {
+            !(map.len() == 1 && map.get("timestamp").is_some_and(Value::is_number))
+        }
+        _ => false,
+    }
+}
+
+/// Merges `patch` into `target` the AWS way, keeping `metadata` in step.
+fn merge(
+    target: &mut Map<String, Value>,
+    metadata: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+    timestamp: u64,
+) {
+    for (key, value) in patch {
+        match value {
+            Value::Null => {
+                target.remove(key);
+                metadata.remove(key);
+            }
+            Value::Object(fields) => {
+                let child = target.entry(key.clone()).or_insert_with(|| json!({}));
+                if !child.is_object() {
+                    *child = json!({});
+                }
+                let child_metadata = metadata.entry(key.clone()).or_insert_with(|| json!({}));
+                if !is_branch(child_metadata) {
+                    *child_metadata = json!({});
+                }
+                let (Value::Object(child), Value::Object(child_metadata)) = (child, child_metadata)
+                else {
+                    unreachable!("both were just made objects");
+                };
+                merge(child, child_metadata, fields, timestamp);
+                // An object left empty disappears, as AWS drops empty nodes.
+                if child.is_empty() {
+                    target.remove(key);
+                    metadata.remove(key);
+                }
+            }
+            leaf => {
+                target.insert(key.clone(), leaf.clone());
+                metadata.insert(key.clone(), timestamps(leaf, timestamp));
+            }
+        }
+    }
+}
+
+/// The parts of `metadata` that describe the fields present in `shape`.
+fn project(metadata: &Map<String, Value>, shape: &Map<String, Value>) -> Map<String, Value> {
+    shape
+        .iter()
+        .filter_map(|(key, value)| {
+            let meta = metadata.get(key)?;
+            Some(match (value, meta) {
+                (Value::Object(inner), Value::Object(inner_meta)) if is_branch(meta) => {
+                    (key.clone(), Value::Object(project(inner_meta, inner)))
+                }
+                _ => (key.clone(), meta.clone()),
+            })
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub desired: Map<String, Value>,
+    pub reported: Map<String, Value>,
+}
+
+/// The whole shadow, as kept on disk.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shadow {
+    pub desired: Map<String, Value>,
+    pub reported: Map<String, Value>,
+    pub metadata: Metadata,
+    pub version: u64,
+    /// False until the first update and after a delete; the version carries on regardless,
+    /// as AWS's does for a shadow recreated soon after deletion.
+    pub exists: bool,
+}
+
+/// The messages an accepted update produces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Accepted {
+    /// For `update/accepted`.
+    pub accepted: Value,
+    /// For `update/documents`.
+    pub documents: Value,
+    /// For `update/delta`, when desired and reported still differ.
+    pub delta: Option<Value>,
+}
+
+fn with_token(mut doc: Value, token: Option<&str>) -> Value {
+    if let Some(token) = token {
+        doc["clientToken"] = json!(token);
+    }
+    doc
+}
+
+fn section_value(map: &Map<String, Value>) -> Option<Value> {
+    (!map.is_empty()).then(|| Value::Object(map.clone()))
+}
+
+impl Shadow {
+    pub fn delta(&self) -> Map<String, Value> {
+        delta(&self.desired, &self.reported)
+    }
+
+    /// Bytes the state takes against [`MAX_STATE_BYTES`].
+    pub fn state_bytes(&self) -> usize {
+        serde_json::to_vec(&json!({"desired": self.desired, "reported": self.reported}))
+            .map_or(usize::MAX, |v| v.len())
+    }
+
+    /// `{"state": {desired, reported}, "metadata": {...}, "version"}` as in `update/documents`.
+    fn snapshot(&self) -> Value {
+        let mut state = Map::new();
+        let mut metadata = Map::new();
+        for (name, section, meta) in [
+            ("desired", &self.desired, &self.metadata.desired),
+            ("reported", &self.reported, &self.metadata.reported),
+        ] {
+            if let Some(value) = section_value(section) {
+                state.insert(name.into(), value);
+                metadata.insert(name.into(), Value::Object(meta.clone()));
+            }
+        }
+        json!({"state": state, "metadata": metadata, "version": self.version})
+    }
+
+    /// Applies an update. `validate` sees the documents as they would be after it and refuses
+    /// with a message (answered as a 400) or accepts.
+    pub fn update(
+        &mut self,
+        request: UpdateRequest,
+        timestamp: u64,
+        validate: impl FnOnce(&Map<String, Value>, &Map<String, Value>) -> Result<(), String>,
+    ) -> Result<Accepted, ShadowError> {
+        let token = request.client_token.as_deref();
+        if request.version.is_some_and(|v| v != self.version) {
+            return Err(ShadowError::new(409, "Version conflict", token));
+        }
+        let mut next = self.clone();
+        let mut accepted_state = Map::new();
+        let mut accepted_metadata = Map::new();
+        for (name, update, section, metadata) in [
+            (
+                "desired",
+                &request.desired,
+                &mut next.desired,
+                &mut next.metadata.desired,
+            ),
+            (
+                "reported",
+                &request.reported,
+                &mut next.reported,
+                &mut next.metadata.reported,
+            ),
+        ] {
+            match update {
+                None => {}
+                Some(SectionUpdate::Clear) => {
+                    section.clear();
+                    metadata.clear();
+                    accepted_state.insert(name.into(), Value::Null);
+                    accepted_metadata.insert(name.into(), json!({ "timestamp": timestamp }));
+                }
+                Some(SectionUpdate::Merge(patch)) => {
+                    merge(section, metadata, patch, timestamp);
+                    accepted_state.insert(name.into(), Value::Object(patch.clone()));
+                    accepted_metadata.insert(
+                        name.into(),
+                        timestamps(&Value::Object(patch.clone()), timestamp),
+                    );
+                }
+            }
+        }
+        validate(&next.desired, &next.reported)
+            .map_err(|message| ShadowError::new(400, message, token))?;
+        if next.state_bytes() > MAX_STATE_BYTES {
+            return Err(ShadowError::new(
+                413,
+                "The payload exceeds the maximum size allowed",
+                token,
+            ));
+        }
+        next.version += 1;
+        next.exists = true;
+        let previous = self.exists.then(|| self.snapshot());
+        *self = next;
+
+        let accepted = with_token(
+            json!({"state": accepted_state, "metadata": accepted_metadata, "version": self.version, "timestamp": timestamp}),
+            token,
+        );
+        let documents = with_token(
+            json!({"previous": previous, "current": self.snapshot(), "timestamp": timestamp}),
+            token,
+        );
+        let delta = self.delta();
+        let delta = (!delta.is_empty()).then(|| {
+            let metadata = project(&self.metadata.desired, &delta);
+            with_token(
+                json!({"version": self.version, "timestamp": timestamp, "state": delta, "metadata": metadata}),
+                token,
+            )
+        });
+        Ok(Accepted {
+            accepted,
+            documents,
+            delta,
+        })
+    }
+
+    /// The `get/accepted` document, or 404 when there is no shadow.
+    pub fn get(
+        &self,
+        thing: &str,
+        client_token: Option<&str>,
+        timestamp: u64,
+    ) -> Result<Value, ShadowError> {
+        if !self.exists {
+            return Err(ShadowError::new(
+                404,
+                format!("No shadow exists with name: '{thing}'"),
+                client_token,
+            ));
+        }
+        let mut state = Map::new();
+        let mut metadata = Map::new();
+        if let Some(desired) = section_value(&self.desired) {
+            state.insert("desired".into(), desired);
+            metadata.insert(
+                "desired".into(),
+                Value::Object(self.metadata.desired.clone()),
+            );
+        }
+        if let Some(reported) = section_value(&self.reported) {
+            state.insert("reported".into(), reported);
+            metadata.insert(
+                "reported".into(),
+                Value::Object(self.metadata.reported.clone()),
+            );
+        }
+        if let Some(delta) = section_value(&self.delta()) {
+            state.insert("delta".into(), delta);
+        }
+        Ok(with_token(
+            json!({"state": state, "metadata": metadata, "version": self.version, "timestamp": timestamp}),
+            client_token,
+        ))
+    }
+
+    /// Deletes the shadow; answers `delete/accepted` or 404.
+    pub fn delete(
+        &mut self,
+        thing: &str,
+        client_token: Option<&str>,
+        timestamp: u64,
+    ) -> Result<Value, ShadowError> {
+        if !self.exists {
+            return Err(ShadowError::new(
+                404,
+                format!("No shadow exists with name: '{thing}'"),
+                client_token,
+            ));
+        }
+        let version = self.version;
+        *self = Shadow {
+            version,
+            ..Shadow::default()
+        };
+        Ok(with_token(
+            json!({"version": version, "timestamp": timestamp}),
+            client_token,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept_all(_: &Map<String, Value>, _: &Map<String, Value>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn update(
+        shadow: &mut Shadow,
+        payload: Value,
+        timestamp: u64,
+    ) -> Result<Accepted, ShadowError> {
+        let request = parse_update(payload.to_string().as_bytes())?;
+        shadow.update(request, timestamp, accept_all)
+    }
+
+    fn error(payload: &[u8]) -> (u16, String) {
+        let e = parse_update(payload).unwrap_err();
+        (e.code, e.message)
+    }
+
+    #[test]
+    fn partial_nested_merge_null_deletes_and_section_clear() {
+        let mut shadow = Shadow::default();
+        update(
+            &mut shadow,
+            json!({"state": {"desired": {"light": {"on": true, "hue": 0.5}, "mode": "manual"}}}),
+            10,
+        )
+        .unwrap();
+        update(
+            &mut shadow,
+            json!({"state": {"desired": {"light": {"hue": 0.7}, "mode": null}}}),
+            20,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(shadow.desired.clone()),
+            json!({"light": {"on": true, "hue": 0.7}})
+        );
+        assert_eq!(
+            Value::Object(shadow.metadata.desired.clone()),
+            json!({"light": {"on": {"timestamp": 10}, "hue": {"timestamp": 20}}})
+        );
+        // Deleting the last key of an object removes the object.
+        update(
+            &mut shadow,
+            json!({"state": {"desired": {"light": {"on": null, "hue": null}}}}),
+            30,
+        )
+        .unwrap();
+        assert!(shadow.desired.is_empty() && shadow.metadata.desired.is_empty());
+        update(
+            &mut shadow,
+            json!({"state": {"desired": {"a": 1}, "reported": {"b": 2}}}),
+            40,
+        )
+        .unwrap();
+        update(&mut shadow, json!({"state": {"desired": null}}), 50).unwrap();
+        assert!(shadow.desired.is_empty());
+        assert_eq!(Value::Object(shadow.reported.clone()), json!({"b": 2}));
+        assert_eq!(shadow.version, 5);
+    }
+
+    #[test]
+    fn arrays_are_values_and_leaves_can_become_objects() {
+        let mut shadow = Shadow::default();
+        update(
+            &mut shadow,
+            json!({"state": {"reported": {"days": ["mon", "tue"], "x": 1}}}),
+            1,
+        )
+        .unwrap();
+        update(
+            &mut shadow,
+            json!({"state": {"reported": {"days": ["sun"], "x": {"y": 2}}}}),
+            2,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(shadow.reported.clone()),
+            json!({"days": ["sun"], "x": {"y": 2}})
+        );
+        assert_eq!(
+            Value::Object(shadow.metadata.reported.clone()),
+            json!({"days": [{"timestamp": 2}], "x": {"y": {"timestamp": 2}}})
+        );
+    }
+
+    #[test]
+    fn accepted_echoes_the_request_with_metadata_version_and_token() {
+        let mut shadow = Shadow::default();
+        let accepted = update(
+            &mut shadow,
+            json!({"state": {"desired": {"on": true, "gone": null}}, "clientToken": "t1"}),
+            7,
+        )
+        .unwrap();
+        assert_eq!(
+            accepted.accepted,
+            json!({"state": {"desired": {"on": true, "gone": null}},
+                   "metadata": {"desired": {"on": {"timestamp": 7}, "gone": {"timestamp": 7}}},
+                   "version": 1, "timestamp": 7, "clientToken": "t1"})
+        );
+        assert_eq!(accepted.documents["previous"], Value::Null);
+        assert_eq!(accepted.documents["current"]["version"], json!(1));
+        assert_eq!(accepted.documents["clientToken"], json!("t1"));
+    }
+
+    #[test]
+    fn delta_has_full_paths_of_differing_desired_leaves_only() {
+        let mut shadow = Shadow::default();
+        update(&mut shadow, json!({"state": {"reported": {"light": {"on": false, "hue": 0.5}, "extra": 1, "n": 1.0}}}), 1).unwrap();
+        let accepted = update(
+            &mut shadow,
+            json!({"state": {"desired": {"light": {"on": true, "hue": 0.5}, "mode": "natural", "n": 1}}}),
+            2,
+        )
+        .unwrap();
+        let delta = accepted.delta.unwrap();
+        assert_eq!(
+            delta["state"],
+            json!({"light": {"on": true}, "mode": "natural"})
+        );
+        assert_eq!(
+            delta["metadata"],
+            json!({"light": {"on": {"timestamp": 2}}, "mode": {"timestamp": 2}})
+        );
+        assert_eq!(delta["version"], json!(2));
+        // Reporting the desired values leaves no delta.
+        let accepted = update(
+            &mut shadow,
+            json!({"state": {"reported": {"light": {"on": true}, "mode": "natural"}}}),
+            3,
+        )
+        .unwrap();
+        assert_eq!(accepted.delta, None);
+        assert_eq!(accepted.documents["previous"]["version"], json!(2));
+    }
+
+    #[test]
+    fn version_conflict_is_409_and_changes_nothing() {
+        let mut shadow = Shadow::default();
+        update(&mut shadow, json!({"state": {"desired": {"a": 1}}}), 1).unwrap();
+        let before = shadow.clone();
+        let e = update(
+            &mut shadow,
+            json!({"state": {"desired": {"a": 2}}, "version": 0, "clientToken": "c"}),
+            2,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str(), e.client_token.as_deref()),
+            (409, "Version conflict", Some("c"))
+        );
+        assert_eq!(shadow, before);
+        update(
+            &mut shadow,
+            json!({"state": {"desired": {"a": 2}}, "version": 1}),
+            2,
+        )
+        .unwrap();
+        assert_eq!(shadow.version, 2);
+    }
+
+    #[test]
+    fn aws_400_cases() {
+        assert_eq!(error(b"{nope"), (400, "Invalid JSON".into()));
+        assert_eq!(error(b"{}"), (400, "Missing required node: state".into()));
+        assert_eq!(error(b"[1]"), (400, "Missing required node: state".into()));
+        assert_eq!(
+            error(br#"{"state": 3}"#),
+            (400, "State node must be an object".into())
+        );
+        assert_eq!(
+            error(br#"{"state": {"desired": [1]}}"#),
+            (400, "Desired node must be an object".into())
+        );
+        assert_eq!(
+            error(br#"{"state": {"reported": "x"}}"#),
+            (400, "Reported node must be an object".into())
+        );
+        assert_eq!(
+            error(br#"{"state": {"delta": {}}}"#),
+            (400, "State contains an invalid node".into())
+        );
+        assert_eq!(
+            error(br#"{"state": {}, "version": -1}"#),
+            (400, "Invalid version".into())
+        );
+        assert_eq!(
+            error(br#"{"state": {}, "version": "3"}"#),
+            (400, "Invalid version".into())
+        );
+        let long = format!(r#"{{"state": {{}}, "clientToken": "{}"}}"#, "x".repeat(65));
+        assert_eq!(error(long.as_bytes()), (400, "Invalid clientToken".into()));
+        let ok = format!(r#"{{"state": {{}}, "clientToken": "{}"}}"#, "x".repeat(64));
+        assert!(parse_update(ok.as_bytes()).is_ok());
+        let six = br#"{"state": {"desired": {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}}}"#;
+        assert!(parse_update(six).is_ok());
+        let seven =
+            br#"{"state": {"desired": {"a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}}}}"#;
+        assert_eq!(
+            error(seven),
+            (
+                400,
+                "JSON contains too many levels of nesting; maximum is 6".into()
+            )
+        );
+        assert_eq!(error(&[0xff, b'{']).0, 415);
+    }
+
+    #[test]
+    fn too_large_is_413_before_or_after_merge() {
+        let huge = vec![b' '; MAX_REQUEST_BYTES + 1];
+        assert_eq!(error(&huge).0, 413);
+        let mut shadow = Shadow::default();
+        let big = "x".repeat(5000);
+        update(&mut shadow, json!({"state": {"desired": {"a": big}}}), 1).unwrap();
+        let e = update(&mut shadow, json!({"state": {"reported": {"b": big}}}), 2).unwrap_err();
+        assert_eq!(e.code, 413);
+        assert_eq!(shadow.version, 1);
+    }
+
+    #[test]
+    fn validator_refusal_is_400_and_changes_nothing() {
+        let mut shadow = Shadow::default();
+        let request =
+            parse_update(br#"{"state": {"desired": {"bad": 1}}, "clientToken": "v"}"#).unwrap();
+        let e = shadow
+            .update(request, 1, |_, _| Err("desired.bad: not allowed".into()))
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (400, "desired.bad: not allowed")
+        );
+        assert_eq!(
+            e.document(5),
+            json!({"code": 400, "message": "desired.bad: not allowed", "clientToken": "v", "timestamp": 5})
+        );
+        assert_eq!(shadow, Shadow::default());
+    }
+
+    #[test]
+    fn get_and_delete() {
+        let mut shadow = Shadow::default();
+        assert_eq!(shadow.get("lamp", Some("g"), 1).unwrap_err().code, 404);
+        update(
+            &mut shadow,
+            json!({"state": {"desired": {"a": 1}, "reported": {"a": 2}}}),
+            3,
+        )
+        .unwrap();
+        let doc = shadow.get("lamp", Some("g"), 4).unwrap();
+        assert_eq!(
+            doc,
+            json!({"state": {"desired": {"a": 1}, "reported": {"a": 2}, "delta": {"a": 1}},
+                   "metadata": {"desired": {"a": {"timestamp": 3}}, "reported": {"a": {"timestamp": 3}}},
+                   "version": 1, "timestamp": 4, "clientToken": "g"})
+        );
+        assert_eq!(
+            shadow.delete("lamp", None, 5).unwrap(),
+            json!({"version": 1, "timestamp": 5})
+        );
+        assert_eq!(
+            shadow.delete("lamp", None, 6).unwrap_err().message,
+            "No shadow exists with name: 'lamp'"
+        );
+        update(&mut shadow, json!({"state": {"reported": {"b": 1}}}), 7).unwrap();
+        assert_eq!(shadow.version, 2, "the version carries on after a delete");
+    }
+
+    #[test]
+    fn token_requests() {
+        assert_eq!(parse_token_request(b"").unwrap(), None);
+        assert_eq!(
+            parse_token_request(br#"{"clientToken":"x"}"#)
+                .unwrap()
+                .as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            parse_token_request(b"{oops").unwrap_err().message,
+            "Invalid JSON"
+        );
+    }
+}
