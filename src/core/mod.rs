@@ -2,6 +2,8 @@
 
 pub mod backoff;
 pub mod colour;
+pub mod device;
 pub mod lamp;
 pub mod light;
+pub mod schema;
 pub mod shadow;

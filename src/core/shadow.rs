@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-/// AWS: "The maximum size of a JSON state document is 8 KB" (desired and reported, without
-/// metadata).
+/// AWS limits a shadow's state document to 8 KB, metadata not counted. Counted here per
+/// section (desired, reported), so a lamp mirroring a full desired section in reported still fits.
 pub const MAX_STATE_BYTES: usize = 8 * 1024;
 /// Requests larger than this are refused before they are parsed. Above the state limit so a
 /// request that mostly deletes (nulls) still fits.
@@ -204,6 +204,30 @@ pub fn delta(desired: &Map<String, Value>, reported: &Map<String, Value>) -> Map
     out
 }
 
+/// A merge patch that turns `current` into `wanted` under [`Shadow::update`]'s rules: changed
+/// leaves set, vanished keys `null`, nested objects patched key by key.
+pub fn diff_patch(current: &Map<String, Value>, wanted: &Map<String, Value>) -> Map<String, Value> {
+    let mut patch = Map::new();
+    for (key, value) in wanted {
+        match (current.get(key), value) {
+            (Some(Value::Object(old)), Value::Object(new)) => {
+                let inner = diff_patch(old, new);
+                if !inner.is_empty() {
+                    patch.insert(key.clone(), Value::Object(inner));
+                }
+            }
+            (Some(old), new) if same_value(old, new) => {}
+            (_, new) => {
+                patch.insert(key.clone(), new.clone());
+            }
+        }
+    }
+    for key in current.keys().filter(|k| !wanted.contains_key(*k)) {
+        patch.insert(key.clone(), Value::Null);
+    }
+    patch
+}
+
 /// Metadata for a value: `{"timestamp": t}` at every leaf, mirroring objects and arrays.
 fn timestamps(value: &Value, timestamp: u64) -> Value {
     match value {
@@ -333,10 +357,12 @@ impl Shadow {
         delta(&self.desired, &self.reported)
     }
 
-    /// Bytes the state takes against [`MAX_STATE_BYTES`].
+    /// Bytes the larger section takes, against [`MAX_STATE_BYTES`].
     pub fn state_bytes(&self) -> usize {
-        serde_json::to_vec(&json!({"desired": self.desired, "reported": self.reported}))
-            .map_or(usize::MAX, |v| v.len())
+        let bytes = |section: &Map<String, Value>| {
+            serde_json::to_vec(section).map_or(usize::MAX, |v| v.len())
+        };
+        bytes(&self.desired).max(bytes(&self.reported))
     }
 
     /// `{"state": {desired, reported}, "metadata": {...}, "version"}` as in `update/documents`.
@@ -724,9 +750,10 @@ mod tests {
         let mut shadow = Shadow::default();
         let big = "x".repeat(5000);
         update(&mut shadow, json!({"state": {"desired": {"a": big}}}), 1).unwrap();
-        let e = update(&mut shadow, json!({"state": {"reported": {"b": big}}}), 2).unwrap_err();
+        update(&mut shadow, json!({"state": {"reported": {"b": big}}}), 2).unwrap();
+        let e = update(&mut shadow, json!({"state": {"reported": {"c": big}}}), 3).unwrap_err();
         assert_eq!(e.code, 413);
-        assert_eq!(shadow.version, 1);
+        assert_eq!(shadow.version, 2);
     }
 
     #[test]
@@ -775,6 +802,21 @@ mod tests {
         );
         update(&mut shadow, json!({"state": {"reported": {"b": 1}}}), 7).unwrap();
         assert_eq!(shadow.version, 2, "the version carries on after a delete");
+    }
+
+    #[test]
+    fn diff_patch_turns_one_section_into_another() {
+        let current = json!({"a": 1, "b": {"c": 2, "d": 3}, "gone": true, "same": [1, 2]});
+        let wanted = json!({"a": 1.0, "b": {"c": 5}, "new": {"x": 1}, "same": [1, 2]});
+        let patch = diff_patch(current.as_object().unwrap(), wanted.as_object().unwrap());
+        assert_eq!(
+            Value::Object(patch.clone()),
+            json!({"b": {"c": 5, "d": null}, "new": {"x": 1}, "gone": null})
+        );
+        let mut shadow = Shadow::default();
+        update(&mut shadow, json!({"state": {"reported": current}}), 1).unwrap();
+        update(&mut shadow, json!({"state": {"reported": patch}}), 2).unwrap();
+        assert!(same_value(&Value::Object(shadow.reported), &wanted));
     }
 
     #[test]

@@ -1,0 +1,545 @@
+//! The whole lamp as one pure state machine: the light ([`Lamp`]) and its device shadow
+//! ([`Shadow`]) kept in step.
+//!
+//! Every input — a LAMPI `set_config`, a shadow request, a clock tick — goes in with the
+//! monotonic `now` (fades) and the wall-clock `timestamp` (shadow metadata, epoch seconds);
+//! out come the shadow messages to publish. Desired changes act on the light at once, and the
+//! lamp reports its real state back, so the shadow converges without a round trip.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use super::colour::Rgb;
+use super::lamp::Lamp;
+use super::light::{LightChange, LightState};
+use super::schema;
+use super::shadow::{self, SectionUpdate, Shadow, ShadowError, UpdateRequest};
+
+/// While the light fades, `reported.output` is updated at most this often (and always with
+/// the final value), so watching the shadow does not cost a message per fade frame.
+pub const OUTPUT_REPORT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Settings that the cloud sets in `desired` and the lamp mirrors in `reported`.
+const MIRRORED: [&str; 4] = ["mode", "timezone", "alarms", "natural_light"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShadowOp {
+    Update,
+    Get,
+    Delete,
+}
+
+/// The response topics, relative to the shadow's topic prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShadowTopic {
+    UpdateAccepted,
+    UpdateRejected,
+    UpdateDelta,
+    UpdateDocuments,
+    GetAccepted,
+    GetRejected,
+    DeleteAccepted,
+    DeleteRejected,
+}
+
+impl ShadowTopic {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            ShadowTopic::UpdateAccepted => "update/accepted",
+            ShadowTopic::UpdateRejected => "update/rejected",
+            ShadowTopic::UpdateDelta => "update/delta",
+            ShadowTopic::UpdateDocuments => "update/documents",
+            ShadowTopic::GetAccepted => "get/accepted",
+            ShadowTopic::GetRejected => "get/rejected",
+            ShadowTopic::DeleteAccepted => "delete/accepted",
+            ShadowTopic::DeleteRejected => "delete/rejected",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShadowMessage {
+    pub topic: ShadowTopic,
+    pub payload: Value,
+}
+
+/// What a device is that does not change while it runs.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// The thing name in the shadow topics and 404 messages.
+    pub thing: String,
+    pub firmware: String,
+}
+
+#[derive(Debug)]
+pub struct Device {
+    lamp: Lamp,
+    shadow: Shadow,
+    identity: Identity,
+    transition_ms: u64,
+    /// The output value the shadow shows, and when it may next be updated during a fade.
+    reported_output: Rgb,
+    next_output_report: Instant,
+    connected_since: Option<u64>,
+}
+
+fn rounded(duty: Rgb) -> Rgb {
+    duty.map(|d| (d * 1e6).round() / 1e6)
+}
+
+impl Device {
+    pub fn new(
+        light: LightState,
+        shadow: Shadow,
+        identity: Identity,
+        transition: Duration,
+        now: Instant,
+    ) -> Device {
+        let transition_ms = shadow
+            .reported
+            .get("light")
+            .and_then(|l| l.get("transition_ms"))
+            .and_then(Value::as_u64)
+            .unwrap_or(transition.as_millis() as u64);
+        Device {
+            lamp: Lamp::new(light, Duration::from_millis(transition_ms), now),
+            shadow,
+            identity,
+            transition_ms,
+            reported_output: Rgb::OFF,
+            next_output_report: now,
+            connected_since: None,
+        }
+    }
+
+    pub fn light(&self) -> LightState {
+        self.lamp.state()
+    }
+
+    pub fn shadow(&self) -> &Shadow {
+        &self.shadow
+    }
+
+    pub fn output(&self, now: Instant) -> Rgb {
+        self.lamp.output(now)
+    }
+
+    /// A change made on the lamp itself (LAMPI topic, touchscreen): applied, reported, and
+    /// written to `desired` too, so the cloud does not push the old value back.
+    pub fn local_change(
+        &mut self,
+        change: LightChange,
+        now: Instant,
+        timestamp: u64,
+    ) -> Vec<ShadowMessage> {
+        self.lamp.apply(change, now);
+        let mut desired_light = Map::new();
+        let state = self.lamp.state();
+        if change.on.is_some() {
+            desired_light.insert("on".into(), json!(state.on));
+        }
+        for (key, value, given) in [
+            ("hue", state.hue, change.hue),
+            ("saturation", state.saturation, change.saturation),
+            ("brightness", state.brightness, change.brightness),
+        ] {
+            if given.is_some() {
+                desired_light.insert(key.into(), json!(value.get()));
+            }
+        }
+        let desired = (!desired_light.is_empty()).then(|| {
+            let mut section = Map::new();
+            section.insert("light".into(), Value::Object(desired_light));
+            SectionUpdate::Merge(section)
+        });
+        let reported = self.report_patch();
+        self.internal_update(desired, reported, timestamp)
+    }
+
+    /// A request on the shadow's `update`, `get` or `delete` topic.
+    pub fn shadow_request(
+        &mut self,
+        op: ShadowOp,
+        payload: &[u8],
+        now: Instant,
+        timestamp: u64,
+    ) -> Vec<ShadowMessage> {
+        let reply = |topic, payload| vec![ShadowMessage { topic, payload }];
+        let rejected = |topic, e: ShadowError| reply(topic, e.document(timestamp));
+        match op {
+            ShadowOp::Get => match shadow::parse_token_request(payload).and_then(|token| {
+                self.shadow
+                    .get(&self.identity.thing, token.as_deref(), timestamp)
+            }) {
+                Ok(doc) => reply(ShadowTopic::GetAccepted, doc),
+                Err(e) => rejected(ShadowTopic::GetRejected, e),
+            },
+            ShadowOp::Delete => match shadow::parse_token_request(payload).and_then(|token| {
+                self.shadow
+                    .delete(&self.identity.thing, token.as_deref(), timestamp)
+            }) {
+                Ok(doc) => reply(ShadowTopic::DeleteAccepted, doc),
+                Err(e) => rejected(ShadowTopic::DeleteRejected, e),
+            },
+            ShadowOp::Update => {
+                let request = match shadow::parse_update(payload) {
+                    Ok(request) => request,
+                    Err(e) => return rejected(ShadowTopic::UpdateRejected, e),
+                };
+                let mut messages = match self.shadow.update(request, timestamp, schema::validate) {
+                    Ok(accepted) => accepted_messages(accepted),
+                    Err(e) => return rejected(ShadowTopic::UpdateRejected, e),
+                };
+                self.act_on_delta(now);
+                // The lamp reports what it really is; this also corrects anything an app wrote
+                // into `reported` that is not true.
+                let reported = self.report_patch();
+                messages.extend(self.internal_update(None, reported, timestamp));
+                messages
+            }
+        }
+    }
+
+    /// The broker connection came up at `timestamp`.
+    pub fn connected(&mut self, timestamp: u64) -> Vec<ShadowMessage> {
+        self.connected_since = Some(timestamp);
+        let reported = self.report_patch();
+        self.internal_update(None, reported, timestamp)
+    }
+
+    /// Advances fades; reports the output when it has settled or the interval has passed.
+    pub fn tick(&mut self, now: Instant, timestamp: u64) -> Vec<ShadowMessage> {
+        let output = rounded(self.lamp.tick(now));
+        let settled = self.lamp.next_wake(now).is_none();
+        if output == self.reported_output || (!settled && now < self.next_output_report) {
+            return Vec::new();
+        }
+        self.reported_output = output;
+        self.next_output_report = now + OUTPUT_REPORT_INTERVAL;
+        let reported = self.report_patch();
+        self.internal_update(None, reported, timestamp)
+    }
+
+    /// When [`Device::tick`] must run next; `None` when nothing is changing.
+    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
+        let fade = self.lamp.next_wake(now)?;
+        let output_due = rounded(self.lamp.output(now)) != self.reported_output;
+        Some(if output_due {
+            fade.min(self.next_output_report.max(now))
+        } else {
+            fade
+        })
+    }
+
+    fn act_on_delta(&mut self, now: Instant) {
+        let delta = self.shadow.delta();
+        if let Some(Value::Object(light)) = delta.get("light") {
+            let (change, transition_ms) = schema::light_change(light);
+            if let Some(ms) = transition_ms {
+                self.transition_ms = ms;
+            }
+            self.lamp
+                .apply_with_transition(change, Duration::from_millis(self.transition_ms), now);
+        }
+    }
+
+    /// The patch that makes `reported` tell the truth about the lamp.
+    fn report_patch(&self) -> Option<SectionUpdate> {
+        let mut truth = Map::new();
+        for key in MIRRORED {
+            let value = self
+                .shadow
+                .desired
+                .get(key)
+                .or_else(|| self.shadow.reported.get(key));
+            if let Some(value) = value {
+                truth.insert(key.into(), value.clone());
+            }
+        }
+        truth.insert(
+            "light".into(),
+            schema::light_value(&self.lamp.state(), self.transition_ms),
+        );
+        let Rgb { r, g, b } = self.reported_output;
+        truth.insert("output".into(), json!({"r": r, "g": g, "b": b}));
+        truth.insert(
+            "firmware".into(),
+            json!({"version": self.identity.firmware}),
+        );
+        if let Some(since) = self.connected_since {
+            truth.insert("connected_since".into(), json!(since));
+        }
+        let patch = shadow::diff_patch(&self.shadow.reported, &truth);
+        (!patch.is_empty()).then_some(SectionUpdate::Merge(patch))
+    }
+
+    fn internal_update(
+        &mut self,
+        desired: Option<SectionUpdate>,
+        reported: Option<SectionUpdate>,
+        timestamp: u64,
+    ) -> Vec<ShadowMessage> {
+        if desired.is_none() && reported.is_none() {
+            return Vec::new();
+        }
+        let request = UpdateRequest {
+            desired,
+            reported,
+            client_token: None,
+            version: None,
+        };
+        match self.shadow.update(request, timestamp, schema::validate) {
+            Ok(accepted) => accepted_messages(accepted),
+            // Only a bug can make the lamp's own report invalid; say so where it is visible.
+            Err(e) => vec![ShadowMessage {
+                topic: ShadowTopic::UpdateRejected,
+                payload: e.document(timestamp),
+            }],
+        }
+    }
+}
+
+fn accepted_messages(accepted: shadow::Accepted) -> Vec<ShadowMessage> {
+    let mut messages = vec![
+        ShadowMessage {
+            topic: ShadowTopic::UpdateAccepted,
+            payload: accepted.accepted,
+        },
+        ShadowMessage {
+            topic: ShadowTopic::UpdateDocuments,
+            payload: accepted.documents,
+        },
+    ];
+    if let Some(delta) = accepted.delta {
+        messages.push(ShadowMessage {
+            topic: ShadowTopic::UpdateDelta,
+            payload: delta,
+        });
+    }
+    messages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::colour::duty_for;
+    use crate::core::light::Unit;
+
+    const FADE: Duration = Duration::from_millis(400);
+
+    fn device(now: Instant) -> Device {
+        let identity = Identity {
+            thing: "lamp1".into(),
+            firmware: "1.2.3".into(),
+        };
+        let mut device = Device::new(
+            LightState::default(),
+            Shadow::default(),
+            identity,
+            FADE,
+            now,
+        );
+        device.tick(now + FADE, 100);
+        device
+    }
+
+    fn topics(messages: &[ShadowMessage]) -> Vec<ShadowTopic> {
+        messages.iter().map(|m| m.topic).collect()
+    }
+
+    fn request(
+        device: &mut Device,
+        op: ShadowOp,
+        payload: Value,
+        now: Instant,
+    ) -> Vec<ShadowMessage> {
+        device.shadow_request(op, payload.to_string().as_bytes(), now, 200)
+    }
+
+    #[test]
+    fn reports_itself_once_settled() {
+        let t0 = Instant::now();
+        let device = device(t0);
+        let reported = &device.shadow().reported;
+        assert_eq!(
+            reported["light"],
+            json!({"on": true, "hue": 0.0, "saturation": 0.0, "brightness": 1.0, "transition_ms": 400})
+        );
+        assert_eq!(reported["output"], json!({"r": 1.0, "g": 1.0, "b": 1.0}));
+        assert_eq!(reported["firmware"], json!({"version": "1.2.3"}));
+    }
+
+    #[test]
+    fn desired_light_acts_and_is_reported_leaving_no_delta() {
+        let t0 = Instant::now();
+        let mut device = device(t0);
+        let t1 = t0 + FADE;
+        let messages = request(
+            &mut device,
+            ShadowOp::Update,
+            json!({"state": {"desired": {"light": {"brightness": 0.5, "hue": 0.33, "saturation": 1.0}}}, "clientToken": "app"}),
+            t1,
+        );
+        // The app's update: accepted, documents, delta; then the lamp's report: accepted, documents.
+        assert_eq!(
+            topics(&messages),
+            [
+                ShadowTopic::UpdateAccepted,
+                ShadowTopic::UpdateDocuments,
+                ShadowTopic::UpdateDelta,
+                ShadowTopic::UpdateAccepted,
+                ShadowTopic::UpdateDocuments
+            ]
+        );
+        assert_eq!(
+            messages[2].payload["state"],
+            json!({"light": {"brightness": 0.5, "hue": 0.33, "saturation": 1.0}})
+        );
+        assert_eq!(messages[0].payload["clientToken"], json!("app"));
+        assert!(device.shadow().delta().is_empty());
+        assert_eq!(device.light().brightness.get(), 0.5);
+
+        // During the fade the output is reported at most every 250 ms, and finally exactly.
+        let mut reports = 0;
+        let mut now = t1;
+        while let Some(wake) = device.next_wake(now) {
+            now = wake;
+            reports += device.tick(now, 201).len() / 2;
+        }
+        assert!(
+            (1..=3).contains(&reports),
+            "{reports} output reports during a 400 ms fade"
+        );
+        let expected = rounded(duty_for(true, 0.33, 1.0, 0.5));
+        assert_eq!(
+            device.shadow().reported["output"],
+            json!({"r": expected.r, "g": expected.g, "b": expected.b})
+        );
+        assert_eq!(device.next_wake(now), None);
+    }
+
+    #[test]
+    fn local_change_wins_in_desired_and_reported() {
+        let t0 = Instant::now();
+        let mut device = device(t0);
+        request(
+            &mut device,
+            ShadowOp::Update,
+            json!({"state": {"desired": {"light": {"on": true, "brightness": 0.9}}}}),
+            t0,
+        );
+        let change = LightChange {
+            brightness: Some(Unit::try_from(0.2).unwrap()),
+            ..Default::default()
+        };
+        device.local_change(change, t0, 300);
+        assert_eq!(
+            device.shadow().desired["light"],
+            json!({"on": true, "brightness": 0.2})
+        );
+        assert_eq!(device.shadow().reported["light"]["brightness"], json!(0.2));
+        assert!(device.shadow().delta().is_empty());
+    }
+
+    #[test]
+    fn invalid_desired_is_rejected_naming_the_field_and_changes_nothing() {
+        let t0 = Instant::now();
+        let mut device = device(t0);
+        let before = device.shadow().clone();
+        let messages = request(
+            &mut device,
+            ShadowOp::Update,
+            json!({"state": {"desired": {"light": {"brightness": 2}}}, "clientToken": "x"}),
+            t0,
+        );
+        assert_eq!(topics(&messages), [ShadowTopic::UpdateRejected]);
+        assert_eq!(messages[0].payload["code"], json!(400));
+        assert!(
+            messages[0].payload["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("desired.light.brightness")
+        );
+        assert_eq!(device.shadow(), &before);
+        assert_eq!(device.light(), LightState::default());
+    }
+
+    #[test]
+    fn settings_are_mirrored_and_alarm_deletion_follows() {
+        let t0 = Instant::now();
+        let mut device = device(t0);
+        request(
+            &mut device,
+            ShadowOp::Update,
+            json!({"state": {"desired": {"mode": "manual", "alarms": {"a": {"time": "07:00"}, "b": {"time": "08:00"}}}}}),
+            t0,
+        );
+        assert_eq!(
+            device.shadow().reported["alarms"],
+            device.shadow().desired["alarms"]
+        );
+        request(
+            &mut device,
+            ShadowOp::Update,
+            json!({"state": {"desired": {"alarms": {"a": null}}}}),
+            t0,
+        );
+        assert_eq!(
+            device.shadow().reported["alarms"],
+            json!({"b": {"time": "08:00"}})
+        );
+        assert!(device.shadow().delta().is_empty());
+    }
+
+    #[test]
+    fn false_reports_from_apps_are_corrected() {
+        let t0 = Instant::now();
+        let mut device = device(t0);
+        request(
+            &mut device,
+            ShadowOp::Update,
+            json!({"state": {"reported": {"light": {"on": false}}}}),
+            t0,
+        );
+        assert_eq!(device.shadow().reported["light"]["on"], json!(true));
+    }
+
+    #[test]
+    fn transition_from_desired_becomes_the_default() {
+        let t0 = Instant::now();
+        let mut device = device(t0);
+        request(
+            &mut device,
+            ShadowOp::Update,
+            json!({"state": {"desired": {"light": {"transition_ms": 0, "on": false}}}}),
+            t0,
+        );
+        assert_eq!(
+            device.output(t0),
+            Rgb::OFF,
+            "a zero transition applies at once"
+        );
+        assert_eq!(device.shadow().reported["light"]["transition_ms"], json!(0));
+    }
+
+    #[test]
+    fn get_and_delete_answer_on_their_topics() {
+        let t0 = Instant::now();
+        let mut device = device(t0);
+        let got = request(&mut device, ShadowOp::Get, json!({"clientToken": "g"}), t0);
+        assert_eq!(topics(&got), [ShadowTopic::GetAccepted]);
+        assert_eq!(
+            got[0].payload["state"]["reported"]["firmware"],
+            json!({"version": "1.2.3"})
+        );
+        let deleted = device.shadow_request(ShadowOp::Delete, b"", t0, 5);
+        assert_eq!(topics(&deleted), [ShadowTopic::DeleteAccepted]);
+        let missing = device.shadow_request(ShadowOp::Get, b"", t0, 5);
+        assert_eq!(topics(&missing), [ShadowTopic::GetRejected]);
+        assert_eq!(
+            missing[0].payload["message"],
+            json!("No shadow exists with name: 'lamp1'")
+        );
+    }
+}
