@@ -46,12 +46,7 @@ fn main() {
 
     let baseline = time_per_call(|| {
         for &(h, s, b) in &inputs {
-            black_box(lampi_original(
-                true,
-                black_box(h),
-                black_box(s),
-                black_box(b),
-            ));
+            black_box(lampi_original(true, black_box(h), black_box(s), black_box(b)));
         }
     });
     let ours = time_per_call(|| {
@@ -71,9 +66,7 @@ fn main() {
         },
         t0,
     );
-    let frames: Vec<Instant> = (0..INPUTS)
-        .map(|i| t0 + Duration::from_micros(i as u64 * 97))
-        .collect();
+    let frames: Vec<Instant> = (0..INPUTS).map(|i| t0 + Duration::from_micros(i as u64 * 97)).collect();
     let fade_frame = time_per_call(|| {
         for &now in &frames {
             black_box(lamp.output(black_box(now)));
@@ -91,12 +84,9 @@ fn main() {
     // Smoothness: slider at 0.1 % steps over its bottom 10 %.
     let white = |b: f64| duty_for(true, 0.0, 0.0, b);
     let steps: Vec<f64> = (0..=100).map(|i| f64::from(i) / 1000.0).collect();
-    let lampi_levels: std::collections::BTreeSet<u8> = steps
-        .iter()
-        .map(|&b| lampi_original(true, 0.0, 0.0, b)[0])
-        .collect();
-    let ours_levels: std::collections::BTreeSet<u64> =
-        steps.iter().map(|&b| white(b).r.to_bits()).collect();
+    let lampi_levels: std::collections::BTreeSet<u8> =
+        steps.iter().map(|&b| lampi_original(true, 0.0, 0.0, b)[0]).collect();
+    let ours_levels: std::collections::BTreeSet<u64> = steps.iter().map(|&b| white(b).r.to_bits()).collect();
     let largest_jump = steps
         .windows(2)
         .map(|w| white(w[1]).r - white(w[0]).r)

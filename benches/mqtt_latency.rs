@@ -61,10 +61,7 @@ fn lamp(port: u16, dir: &std::path::Path) -> Peer {
         .process_group(0)
         .spawn()
         .unwrap();
-    Peer {
-        name: "lampi",
-        child,
-    }
+    Peer { name: "lampi", child }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -104,17 +101,14 @@ async fn measure(peer: &Peer, client: &mut Client, with_rss: bool) -> Report {
     let ready = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             client.publish("lamp/set_config", payload(0, 1)).await;
-            let got =
-                tokio::time::timeout(Duration::from_millis(200), wait_for(client, 0, 1)).await;
+            let got = tokio::time::timeout(Duration::from_millis(200), wait_for(client, 0, 1)).await;
             if got.is_ok() {
                 return;
             }
         }
     });
     ready.await.expect("peer answers");
-    client
-        .drain("lamp/changed", Duration::from_millis(300))
-        .await;
+    client.drain("lamp/changed", Duration::from_millis(300)).await;
 
     let mut samples = Vec::with_capacity(ROUND_TRIPS as usize);
     for i in 1..=WARM_UP + ROUND_TRIPS {
@@ -146,12 +140,7 @@ async fn measure(peer: &Peer, client: &mut Client, with_rss: bool) -> Report {
     for i in 1..=FLOOD {
         client
             .client
-            .publish(
-                "lamp/set_config",
-                QoS::AtLeastOnce,
-                false,
-                payload(i, FLOOD),
-            )
+            .publish("lamp/set_config", QoS::AtLeastOnce, false, payload(i, FLOOD))
             .await
             .unwrap();
     }
@@ -165,9 +154,7 @@ async fn measure(peer: &Peer, client: &mut Client, with_rss: bool) -> Report {
         }
         None => None,
     };
-    client
-        .drain("lamp/changed", Duration::from_millis(500))
-        .await;
+    client.drain("lamp/changed", Duration::from_millis(500)).await;
     Report {
         p50: pct(50),
         p90: pct(90),
@@ -194,9 +181,7 @@ async fn main() {
         let report = measure(&peer, &mut client, which == "lamp").await;
         reports.push((peer.name, report));
     }
-    println!(
-        "set_config → lamp/changed over loopback Mosquitto, {ROUND_TRIPS} round trips after {WARM_UP} warm-up:"
-    );
+    println!("set_config → lamp/changed over loopback Mosquitto, {ROUND_TRIPS} round trips after {WARM_UP} warm-up:");
     println!(
         "  {:<16} {:>9} {:>9} {:>9}   flood of {FLOOD}: sent in, newest seen after last sent",
         "", "p50", "p90", "p99"
@@ -215,8 +200,6 @@ async fn main() {
     let lamp_p50 = reports[1].1.p50.as_secs_f64();
     println!("  lampi p50 / relay p50 = {:.2}", lamp_p50 / relay_p50);
     if let Some((before, peak, after)) = reports[1].1.rss {
-        println!(
-            "  lampi RSS during flood: before {before} KiB, peak {peak} KiB, after {after} KiB"
-        );
+        println!("  lampi RSS during flood: before {before} KiB, peak {peak} KiB, after {after} KiB");
     }
 }

@@ -17,6 +17,7 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub led: LedConfig,
     pub light: LightConfig,
+    pub shadow: ShadowConfig,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -145,13 +146,28 @@ impl LightConfig {
     }
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShadowService {
+    /// The lamp hosts its own shadow on a plain broker (Mosquitto), answering as AWS IoT would.
+    #[default]
+    Device,
+    /// No shadow topics at all; only the LAMPI protocol.
+    Off,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ShadowConfig {
+    pub service: ShadowService,
+    /// Defaults to `$aws/things/<device id>/shadow/`, as AWS IoT names a thing's classic shadow.
+    pub topic_prefix: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read {
-        file: PathBuf,
-        source: std::io::Error,
-    },
+    Read { file: PathBuf, source: std::io::Error },
     #[error("{file}: {message}")]
     Parse { file: PathBuf, message: String },
     #[error("{file}: `{key}`: {reason}")]
@@ -197,10 +213,7 @@ impl Config {
             message: e.to_string().trim_end().to_owned(),
         })?;
         config.validate(file)?;
-        Ok(Loaded {
-            config,
-            unknown_keys,
-        })
+        Ok(Loaded { config, unknown_keys })
     }
 
     fn validate(&self, file: &Path) -> Result<(), ConfigError> {
@@ -210,11 +223,7 @@ impl Config {
             reason,
         };
         if let Some(id) = &self.device.id {
-            if id.is_empty()
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 return Err(invalid(
                     "device.id",
                     format!(
@@ -241,11 +250,16 @@ impl Config {
         if self.mqtt.topic_prefix.contains(['+', '#', '\0']) {
             return Err(invalid(
                 "mqtt.topic_prefix",
-                format!(
-                    "{:?} must not contain MQTT wildcards",
-                    self.mqtt.topic_prefix
-                ),
+                format!("{:?} must not contain MQTT wildcards", self.mqtt.topic_prefix),
             ));
+        }
+        if let Some(prefix) = &self.shadow.topic_prefix {
+            if prefix.contains(['+', '#', '\0']) || !prefix.ends_with('/') {
+                return Err(invalid(
+                    "shadow.topic_prefix",
+                    format!("{prefix:?} must end with '/' and contain no MQTT wildcards"),
+                ));
+            }
         }
         if !(5..=3600).contains(&self.mqtt.keep_alive_secs) {
             return Err(invalid(
@@ -253,9 +267,7 @@ impl Config {
                 format!("{} must be 5–3600", self.mqtt.keep_alive_secs),
             ));
         }
-        if self.mqtt.reconnect_initial_ms == 0
-            || self.mqtt.reconnect_initial_ms > self.mqtt.reconnect_max_ms
-        {
+        if self.mqtt.reconnect_initial_ms == 0 || self.mqtt.reconnect_initial_ms > self.mqtt.reconnect_max_ms {
             return Err(invalid(
                 "mqtt.reconnect_initial_ms",
                 format!(
@@ -266,10 +278,7 @@ impl Config {
         }
         let pins = self.led.pins;
         if [pins.red, pins.green, pins.blue].iter().any(|&p| p > 27) {
-            return Err(invalid(
-                "led.pins",
-                "BCM GPIO numbers on the header are 0–27".into(),
-            ));
+            return Err(invalid("led.pins", "BCM GPIO numbers on the header are 0–27".into()));
         }
         if pins.red == pins.green || pins.green == pins.blue || pins.red == pins.blue {
             return Err(invalid(
@@ -294,9 +303,17 @@ impl Config {
 
     /// The device id: configured, or derived from this machine's network hardware.
     pub fn device_id(&self) -> String {
-        self.device.id.clone().unwrap_or_else(|| {
-            mac_device_id(Path::new("/sys/class/net")).unwrap_or_else(|| "lampi".into())
-        })
+        self.device
+            .id
+            .clone()
+            .unwrap_or_else(|| mac_device_id(Path::new("/sys/class/net")).unwrap_or_else(|| "lampi".into()))
+    }
+
+    pub fn shadow_topic_prefix(&self) -> String {
+        self.shadow
+            .topic_prefix
+            .clone()
+            .unwrap_or_else(|| format!("$aws/things/{}/shadow/", self.device_id()))
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -317,17 +334,13 @@ pub fn mac_device_id(sys_class_net: &Path) -> Option<String> {
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let is_lan = ["eth", "en", "wlan", "wl"]
-                .iter()
-                .any(|p| name.starts_with(p));
+            let is_lan = ["eth", "en", "wlan", "wl"].iter().any(|p| name.starts_with(p));
             if !is_lan {
                 return None;
             }
             let mac = std::fs::read_to_string(entry.path().join("address")).ok()?;
             let mac = mac.trim().replace(':', "").to_ascii_lowercase();
-            let valid = mac.len() == 12
-                && mac.chars().all(|c| c.is_ascii_hexdigit())
-                && mac != "000000000000";
+            let valid = mac.len() == 12 && mac.chars().all(|c| c.is_ascii_hexdigit()) && mac != "000000000000";
             let physical = entry.path().join("device").exists();
             valid.then_some((!physical, name, mac))
         })
@@ -363,17 +376,12 @@ mod tests {
     #[test]
     fn unknown_keys_are_named_not_fatal() {
         let loaded = parse("[mqtt]\nhots = \"x\"\n[ledd]\na = 1\n").unwrap();
-        assert_eq!(
-            loaded.unknown_keys,
-            vec!["mqtt.hots".to_string(), "ledd".to_string()]
-        );
+        assert_eq!(loaded.unknown_keys, vec!["mqtt.hots".to_string(), "ledd".to_string()]);
     }
 
     #[test]
     fn wrong_type_names_file_and_key() {
-        let err = parse("[mqtt]\nport = \"eighteen\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[mqtt]\nport = \"eighteen\"\n").unwrap_err().to_string();
         assert!(err.starts_with("/etc/lampi/lampi.toml"), "{err}");
         assert!(err.contains("port"), "{err}");
     }
@@ -381,18 +389,17 @@ mod tests {
     #[test]
     fn out_of_range_names_key_and_reason() {
         let err = parse("[led]\nfrequency_hz = 0\n").unwrap_err().to_string();
-        assert!(
-            err.contains("`led.frequency_hz`") && err.contains("1–100000"),
-            "{err}"
-        );
+        assert!(err.contains("`led.frequency_hz`") && err.contains("1–100000"), "{err}");
         let err = parse("[led.pins]\nred = 1\ngreen = 1\nblue = 2\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("`led.pins`"), "{err}");
-        let err = parse("[mqtt]\ntopic_prefix = \"a/#/\"\n")
+        let err = parse("[mqtt]\ntopic_prefix = \"a/#/\"\n").unwrap_err().to_string();
+        assert!(err.contains("`mqtt.topic_prefix`"), "{err}");
+        let err = parse("[shadow]\ntopic_prefix = \"things/x\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("`mqtt.topic_prefix`"), "{err}");
+        assert!(err.contains("`shadow.topic_prefix`"), "{err}");
         let err = parse("[device]\nid = \"a/b\"\n").unwrap_err().to_string();
         assert!(err.contains("`device.id`"), "{err}");
     }

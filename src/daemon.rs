@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, OnShutdown};
 use crate::core::colour::Rgb;
+use crate::core::device::Identity;
 use crate::lamp_task::{Command, LampHandle, LampTask};
 use crate::led::Led;
 use crate::store::{self, Store};
@@ -26,36 +27,33 @@ pub struct LampSetup {
 /// Runs a lamp until `shutdown` is cancelled, then stops cleanly: state flushed, broker told,
 /// LED left as configured. `on_ready` gets the lamp's handle once it runs (tests watch the LED
 /// through it; the binary tells systemd it is ready).
-pub async fn run(
-    setup: LampSetup,
-    shutdown: CancellationToken,
-    on_ready: impl FnOnce(&LampHandle),
-) {
-    let LampSetup {
-        config,
-        state_dir,
-        led,
-    } = setup;
+pub async fn run(setup: LampSetup, shutdown: CancellationToken, on_ready: impl FnOnce(&LampHandle)) {
+    let LampSetup { config, state_dir, led } = setup;
     let store = Store::new(&state_dir);
     let initial = store.load();
-    tracing::info!(state_dir = %state_dir.display(), ?initial, "lamp starting");
-    let (task, handle) = LampTask::new(initial, config.light.transition());
+    tracing::info!(state_dir = %state_dir.display(), light = ?initial.light, shadow_version = initial.shadow.version, "lamp starting");
+    let identity = Identity {
+        thing: config.device_id(),
+        firmware: env!("CARGO_PKG_VERSION").into(),
+    };
+    let (task, handle, shadow_out) = LampTask::new(initial, identity, config.light.transition());
 
     let tracker = TaskTracker::new();
     let lamp_task = tracker.spawn(task.run(shutdown.clone()));
     let led_task = tracker.spawn(drive_led(led, handle.output.clone()));
-    tracker.spawn(store::persist(store, handle.changes.clone()));
+    tracker.spawn(store::persist(store, handle.saved.clone()));
     if config.mqtt.enabled {
         let handle = handle.clone();
         let shutdown = shutdown.clone();
+        let topics = crate::mqtt::Topics::from_config(&config);
         let mqtt = config.mqtt.clone();
-        tracker.spawn(async move { crate::mqtt::run(&mqtt, handle, shutdown).await });
+        tracker.spawn(async move { crate::mqtt::run(&mqtt, topics, handle, shadow_out, shutdown).await });
     }
     tracker.close();
     on_ready(&handle);
 
     if let Ok(last) = lamp_task.await {
-        tracing::info!(?last, "lamp stopped");
+        tracing::info!(light = ?last.light, "lamp stopped");
     }
     tracker.wait().await;
     if let Ok(mut led) = led_task.await {
@@ -106,9 +104,7 @@ pub async fn watchdog(handle: LampHandle, interval: Duration) {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
             }
             Ok(Err(_)) => return,
-            Err(_) => tracing::error!(
-                "lamp task did not answer within {interval:?}; not feeding the watchdog"
-            ),
+            Err(_) => tracing::error!("lamp task did not answer within {interval:?}; not feeding the watchdog"),
         }
     }
 }

@@ -1,39 +1,55 @@
-//! The one owner of the lamp's state: a task that takes commands on a channel, drives the core
-//! with tokio's clock, and publishes what changed on watch channels.
+//! The one owner of the lamp's state: a task that takes commands on a channel, drives the pure
+//! [`Device`] with the real clocks, and publishes what changed on watch channels.
 //!
 //! Everything else (MQTT, and later the UI, BLE and the schedulers) holds a [`LampHandle`].
 //! The task never awaits anything but its inputs and its next wake-up, so no slow peer can
-//! stall the light.
+//! stall the light: shadow replies go out through a bounded queue that it never waits on.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::colour::Rgb;
-use crate::core::lamp::Lamp;
+use crate::core::device::{Device, Identity, ShadowMessage, ShadowOp};
 use crate::core::light::{LightChange, LightState};
+use crate::core::shadow::Shadow;
 
 /// Room for a burst of commands; beyond it senders wait, which pushes back to the broker
 /// instead of growing memory.
 const COMMAND_QUEUE: usize = 256;
+/// Shadow replies waiting for the MQTT publisher. Each request makes at most five, so this
+/// absorbs a full command queue's worth; past it replies are dropped and logged.
+const SHADOW_QUEUE: usize = 2048;
 
 #[derive(Debug)]
 pub enum Command {
     /// A partial change from a named client (LAMPI's `client` field).
     Set { change: LightChange, client: String },
+    /// A request on the shadow's `update`, `get` or `delete` topic.
+    Shadow { op: ShadowOp, payload: Vec<u8> },
+    /// The broker connection came up.
+    Connected,
     /// Answered as soon as the task gets to it: proof of life for the systemd watchdog.
     Ping(oneshot::Sender<()>),
 }
 
-/// What the lamp is set to, published after every accepted change (even one that changes
-/// nothing, so every sender gets its echo, as in LAMPI).
+/// The light as LAMPI reports it, published after every accepted `set_config` (even one that
+/// changes nothing, so every sender gets its echo) and whenever the shadow changes the light.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
     pub state: LightState,
-    /// Who made the last change.
+    /// Who made the last change; `shadow` for changes through the device shadow.
     pub client: String,
+}
+
+/// Everything that must survive a restart.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Saved {
+    pub light: LightState,
+    pub shadow: Arc<Shadow>,
 }
 
 #[derive(Clone, Debug)]
@@ -42,48 +58,74 @@ pub struct LampHandle {
     pub changes: watch::Receiver<Snapshot>,
     /// The duty cycles being shown, every fade frame.
     pub output: watch::Receiver<Rgb>,
+    pub saved: watch::Receiver<Saved>,
 }
 
 pub struct LampTask {
-    lamp: Lamp,
+    device: Device,
     commands: mpsc::Receiver<Command>,
     changes: watch::Sender<Snapshot>,
     output: watch::Sender<Rgb>,
+    saved: watch::Sender<Saved>,
+    shadow_out: mpsc::Sender<ShadowMessage>,
+}
+
+/// Seconds since the epoch, for shadow timestamps; 0 if the clock is before 1970.
+pub fn timestamp() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl LampTask {
-    pub fn new(initial: LightState, transition: Duration) -> (LampTask, LampHandle) {
-        let lamp = Lamp::new(initial, transition, Instant::now().into_std());
+    /// A lamp task and its handle, plus the queue of shadow messages it will produce.
+    pub fn new(
+        saved: Saved,
+        identity: Identity,
+        transition: Duration,
+    ) -> (LampTask, LampHandle, mpsc::Receiver<ShadowMessage>) {
+        let device = Device::new(
+            saved.light,
+            Shadow::clone(&saved.shadow),
+            identity,
+            transition,
+            Instant::now().into_std(),
+        );
         let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (changes_tx, changes_rx) = watch::channel(Snapshot {
-            state: initial,
+            state: saved.light,
             client: String::new(),
         });
         let (output_tx, output_rx) = watch::channel(Rgb::OFF);
+        let (saved_tx, saved_rx) = watch::channel(saved);
+        let (shadow_tx, shadow_rx) = mpsc::channel(SHADOW_QUEUE);
         let task = LampTask {
-            lamp,
+            device,
             commands: command_rx,
             changes: changes_tx,
             output: output_tx,
+            saved: saved_tx,
+            shadow_out: shadow_tx,
         };
         let handle = LampHandle {
             commands: command_tx,
             changes: changes_rx,
             output: output_rx,
+            saved: saved_rx,
         };
-        (task, handle)
+        (task, handle, shadow_rx)
     }
 
     /// Runs until `shutdown` fires, even when no handle is left (a lamp with MQTT disabled
-    /// still fades in and keeps its light); returns the final state.
-    pub async fn run(mut self, shutdown: CancellationToken) -> LightState {
+    /// still fades in and keeps its light); returns what must be saved.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Saved {
         let mut commands_open = true;
         loop {
             let now = Instant::now().into_std();
-            let output = self.lamp.tick(now);
+            let messages = self.device.tick(now, timestamp());
+            self.emit(messages);
+            let output = self.device.output(now);
             self.output
                 .send_if_modified(|shown| std::mem::replace(shown, output) != output);
-            let wake = self.lamp.next_wake(now).map(Instant::from_std);
+            let wake = self.device.next_wake(now).map(Instant::from_std);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -94,20 +136,52 @@ impl LampTask {
                 () = sleep_until(wake) => {}
             }
         }
-        self.lamp.state()
+        self.saved.borrow().clone()
     }
 
     fn handle(&mut self, command: Command) {
-        match command {
-            Command::Set { change, client } => {
-                self.lamp.apply(change, Instant::now().into_std());
-                let state = self.lamp.state();
-                self.changes.send_replace(Snapshot { state, client });
-            }
+        let now = Instant::now().into_std();
+        let light_before = self.device.light();
+        let (messages, client) = match command {
+            Command::Set { change, client } => (self.device.local_change(change, now, timestamp()), Some(client)),
+            Command::Shadow { op, payload } => (self.device.shadow_request(op, &payload, now, timestamp()), None),
+            Command::Connected => (self.device.connected(timestamp()), None),
             Command::Ping(reply) => {
                 let _ = reply.send(());
+                return;
+            }
+        };
+        let light = self.device.light();
+        match client {
+            Some(client) => {
+                self.changes.send_replace(Snapshot { state: light, client });
+            }
+            None if light != light_before => {
+                self.changes.send_replace(Snapshot {
+                    state: light,
+                    client: "shadow".into(),
+                });
+            }
+            None => {}
+        }
+        self.emit(messages);
+    }
+
+    /// Queues shadow messages for the publisher and marks the state for saving.
+    fn emit(&mut self, messages: Vec<ShadowMessage>) {
+        if messages.is_empty() {
+            return;
+        }
+        for message in messages {
+            if self.shadow_out.try_send(message).is_err() {
+                tracing::warn!("shadow reply queue full or closed; a reply was dropped");
             }
         }
+        let saved = Saved {
+            light: self.device.light(),
+            shadow: Arc::new(self.device.shadow().clone()),
+        };
+        self.saved.send_replace(saved);
     }
 }
 
@@ -123,6 +197,20 @@ mod tests {
     use super::*;
     use crate::core::light::Unit;
 
+    fn identity() -> Identity {
+        Identity {
+            thing: "t".into(),
+            firmware: "f".into(),
+        }
+    }
+
+    fn fresh() -> Saved {
+        Saved {
+            light: LightState::default(),
+            shadow: Arc::default(),
+        }
+    }
+
     fn set(brightness: f64) -> Command {
         Command::Set {
             change: LightChange {
@@ -135,27 +223,17 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fades_in_then_sleeps_until_told_otherwise() {
-        let (task, mut handle) = LampTask::new(LightState::default(), Duration::from_millis(400));
+        let (task, mut handle, _shadow) = LampTask::new(fresh(), identity(), Duration::from_millis(400));
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(task.run(shutdown.clone()));
         let mut frames = 0;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while tokio::time::timeout_at(deadline, handle.output.changed())
-            .await
-            .is_ok()
-        {
+        while tokio::time::timeout_at(deadline, handle.output.changed()).await.is_ok() {
             frames += 1;
         }
         // 400 ms at one frame per 10 ms, and then nothing for the remaining seconds.
         assert!((39..=41).contains(&frames), "{frames} frames");
-        assert_eq!(
-            *handle.output.borrow(),
-            Rgb {
-                r: 1.0,
-                g: 1.0,
-                b: 1.0
-            }
-        );
+        assert_eq!(*handle.output.borrow(), Rgb { r: 1.0, g: 1.0, b: 1.0 });
 
         handle.commands.send(set(0.5)).await.unwrap();
         handle.changes.changed().await.unwrap();
@@ -164,12 +242,32 @@ mod tests {
         assert!((handle.output.borrow().g - 0.184_186).abs() < 1e-6);
 
         shutdown.cancel();
-        assert_eq!(running.await.unwrap().brightness.get(), 0.5);
+        assert_eq!(running.await.unwrap().light.brightness.get(), 0.5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shadow_changes_to_the_light_reach_lampi_clients_as_shadow() {
+        let (task, mut handle, mut shadow_out) = LampTask::new(fresh(), identity(), Duration::ZERO);
+        tokio::spawn(task.run(CancellationToken::new()));
+        let payload = br#"{"state":{"desired":{"light":{"on":false}}}}"#.to_vec();
+        handle
+            .commands
+            .send(Command::Shadow {
+                op: ShadowOp::Update,
+                payload,
+            })
+            .await
+            .unwrap();
+        handle.changes.changed().await.unwrap();
+        assert_eq!(handle.changes.borrow().client, "shadow");
+        assert!(!handle.changes.borrow().state.on);
+        let first = shadow_out.recv().await.unwrap();
+        assert_eq!(first.topic, crate::core::device::ShadowTopic::UpdateAccepted);
     }
 
     #[tokio::test(start_paused = true)]
     async fn answers_pings() {
-        let (task, handle) = LampTask::new(LightState::default(), Duration::ZERO);
+        let (task, handle, _shadow) = LampTask::new(fresh(), identity(), Duration::ZERO);
         tokio::spawn(task.run(CancellationToken::new()));
         let (tx, rx) = oneshot::channel();
         handle.commands.send(Command::Ping(tx)).await.unwrap();
@@ -180,20 +278,16 @@ mod tests {
     async fn persists_once_per_interval_and_the_last_state_at_the_end() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::new(dir.path());
-        let (task, handle) = LampTask::new(LightState::default(), Duration::ZERO);
+        let (task, handle, _shadow) = LampTask::new(fresh(), identity(), Duration::ZERO);
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(task.run(shutdown.clone()));
-        let persisting = tokio::spawn(crate::store::persist(store.clone(), handle.changes.clone()));
+        let persisting = tokio::spawn(crate::store::persist(store.clone(), handle.saved.clone()));
         // A 60 Hz slider drag for two seconds.
         for i in 0..120 {
-            handle
-                .commands
-                .send(set(f64::from(i) / 200.0))
-                .await
-                .unwrap();
+            handle.commands.send(set(f64::from(i) / 200.0)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(16)).await;
         }
-        let mid_drag = store.load();
+        let mid_drag = store.load().light;
         // At 1.92 s the drag had reached 0.6; what is on disk is at most a second old.
         assert!(
             mid_drag.brightness.get() > 0.25,
@@ -203,6 +297,11 @@ mod tests {
         running.await.unwrap();
         drop(handle);
         persisting.await.unwrap();
-        assert_eq!(store.load().brightness.get(), 119.0 / 200.0);
+        let saved = store.load();
+        assert_eq!(saved.light.brightness.get(), 119.0 / 200.0);
+        assert_eq!(
+            saved.shadow.reported["light"]["brightness"],
+            serde_json::json!(119.0 / 200.0)
+        );
     }
 }

@@ -30,9 +30,4 @@ pub mod protocol;
 pub mod store;
 
 /// The firmware version and the commit it was built from.
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (",
-    env!("LAMPI_GIT_COMMIT"),
-    ")"
-);
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LAMPI_GIT_COMMIT"), ")");

@@ -70,8 +70,7 @@ fn main() -> ExitCode {
 fn run(config: Config, sim: bool, state_dir: Option<PathBuf>) -> ExitCode {
     let state_dir = state_dir.unwrap_or_else(|| {
         // A developer trying `lampi run --sim` has no /var/lib/lampi; use their own state dir.
-        let unconfigured =
-            config.device.state_dir.is_none() && std::env::var_os("STATE_DIRECTORY").is_none();
+        let unconfigured = config.device.state_dir.is_none() && std::env::var_os("STATE_DIRECTORY").is_none();
         match (sim && unconfigured, user_state_dir()) {
             (true, Some(dir)) => dir,
             _ => config.state_dir(),
@@ -84,10 +83,7 @@ fn run(config: Config, sim: bool, state_dir: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("lampi: cannot start the async runtime: {e}");
@@ -98,11 +94,7 @@ fn run(config: Config, sim: bool, state_dir: Option<PathBuf>) -> ExitCode {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        let setup = LampSetup {
-            config,
-            state_dir,
-            led,
-        };
+        let setup = LampSetup { config, state_dir, led };
         daemon::run(setup, shutdown, |handle| {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
             let mut usec = 0;
@@ -121,18 +113,13 @@ fn run(config: Config, sim: bool, state_dir: Option<PathBuf>) -> ExitCode {
 fn user_state_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state"))
-        })?;
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))?;
     Some(base.join("lampi"))
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot listen for SIGTERM/SIGINT; stop the lamp with SIGKILL");
         return;
     };

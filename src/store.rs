@@ -10,15 +10,19 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::core::light::LightState;
-use crate::lamp_task::Snapshot;
+use crate::core::shadow::Shadow;
+use crate::lamp_task::Saved;
 
 const STATE_FILE: &str = "state.json";
 /// Version of the file's layout, so a later firmware can migrate instead of guessing.
-const FORMAT: u32 = 1;
+/// Format 1 (light only) is still read.
+const FORMAT: u32 = 2;
 /// Longest a change waits before it is on disk.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -27,6 +31,15 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 struct StateFile {
     format: u32,
     light: LightState,
+    #[serde(default)]
+    shadow: Shadow,
+}
+
+fn defaults() -> Saved {
+    Saved {
+        light: LightState::default(),
+        shadow: Arc::default(),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -45,36 +58,37 @@ impl Store {
 
     /// The saved state, or defaults when there is none. A file that cannot be read or parsed is
     /// moved aside (kept for a post-mortem) and the lamp starts with defaults.
-    pub fn load(&self) -> LightState {
+    pub fn load(&self) -> Saved {
         let path = self.path();
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 tracing::info!(path = %path.display(), "no saved state; starting with defaults");
-                return LightState::default();
+                return defaults();
             }
             Err(e) => {
                 self.quarantine(&path, &format!("cannot read it: {e}"));
-                return LightState::default();
+                return defaults();
             }
         };
         match serde_json::from_slice::<StateFile>(&bytes) {
-            Ok(file) if file.format == FORMAT => file.light,
+            Ok(file) if file.format == 1 || file.format == FORMAT => Saved {
+                light: file.light,
+                shadow: Arc::new(file.shadow),
+            },
             Ok(file) => {
                 self.quarantine(&path, &format!("unknown format {}", file.format));
-                LightState::default()
+                defaults()
             }
             Err(e) => {
                 self.quarantine(&path, &format!("it is not a valid state file: {e}"));
-                LightState::default()
+                defaults()
             }
         }
     }
 
     fn quarantine(&self, path: &Path, reason: &str) {
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let aside = self.dir.join(format!("{STATE_FILE}.corrupt-{stamp}"));
         match fs::rename(path, &aside) {
             Ok(()) => tracing::error!(
@@ -89,11 +103,12 @@ impl Store {
     }
 
     /// Atomically replaces the saved state.
-    pub fn save(&self, light: &LightState) -> io::Result<()> {
+    pub fn save(&self, saved: &Saved) -> io::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let bytes = serde_json::to_vec_pretty(&StateFile {
             format: FORMAT,
-            light: *light,
+            light: saved.light,
+            shadow: Shadow::clone(&saved.shadow),
         })?;
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
         let mut file = File::create(&tmp)?;
@@ -107,14 +122,15 @@ impl Store {
 
 /// Writes the lamp's state whenever it changes, at most once per [`FLUSH_INTERVAL`], until the
 /// lamp task ends (its watch sender is dropped); then writes whatever is still unsaved.
-pub async fn persist(store: Store, mut changes: watch::Receiver<Snapshot>) {
-    let mut saved = changes.borrow_and_update().state;
+pub async fn persist(store: Store, mut changes: watch::Receiver<Saved>) {
+    let mut saved = changes.borrow_and_update().clone();
     loop {
         let lamp_running = changes.changed().await.is_ok();
-        let latest = changes.borrow_and_update().state;
+        let latest = changes.borrow_and_update().clone();
         if latest != saved {
             let writer = store.clone();
-            let result = tokio::task::spawn_blocking(move || writer.save(&latest)).await;
+            let to_write = latest.clone();
+            let result = tokio::task::spawn_blocking(move || writer.save(&to_write)).await;
             match result {
                 Ok(Ok(())) => saved = latest,
                 Ok(Err(e)) => {
@@ -135,12 +151,19 @@ mod tests {
     use super::*;
     use crate::core::light::Unit;
 
-    fn dim() -> LightState {
-        LightState {
-            on: false,
-            hue: Unit::try_from(0.25).unwrap(),
-            saturation: Unit::try_from(0.5).unwrap(),
-            brightness: Unit::try_from(0.125).unwrap(),
+    fn dim() -> Saved {
+        let mut shadow = Shadow::default();
+        shadow.reported.insert("mode".into(), serde_json::json!("manual"));
+        shadow.version = 3;
+        shadow.exists = true;
+        Saved {
+            light: LightState {
+                on: false,
+                hue: Unit::try_from(0.25).unwrap(),
+                saturation: Unit::try_from(0.5).unwrap(),
+                brightness: Unit::try_from(0.125).unwrap(),
+            },
+            shadow: Arc::new(shadow),
         }
     }
 
@@ -148,7 +171,7 @@ mod tests {
     fn round_trips_and_creates_the_directory() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path().join("nested"));
-        assert_eq!(store.load(), LightState::default());
+        assert_eq!(store.load(), defaults());
         store.save(&dim()).unwrap();
         assert_eq!(store.load(), dim());
         assert!(!dir.path().join("nested/state.json.tmp").exists());
@@ -166,22 +189,32 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::new(dir.path());
             fs::write(store.path(), garbage).unwrap();
-            assert_eq!(store.load(), LightState::default());
+            assert_eq!(store.load(), defaults());
             assert!(!store.path().exists());
             let moved: Vec<_> = fs::read_dir(dir.path())
                 .unwrap()
                 .map(|e| e.unwrap().file_name())
                 .collect();
             assert_eq!(moved.len(), 1);
-            assert!(
-                moved[0]
-                    .to_string_lossy()
-                    .starts_with("state.json.corrupt-")
-            );
+            assert!(moved[0].to_string_lossy().starts_with("state.json.corrupt-"));
             // The next save works and is what the next start sees.
             store.save(&dim()).unwrap();
             assert_eq!(store.load(), dim());
         }
+    }
+
+    #[test]
+    fn reads_format_1_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        fs::write(
+            store.path(),
+            br#"{"format":1,"light":{"on":false,"hue":0.5,"saturation":1.0,"brightness":0.25}}"#,
+        )
+        .unwrap();
+        let saved = store.load();
+        assert_eq!(saved.light.brightness.get(), 0.25);
+        assert_eq!(*saved.shadow, Shadow::default());
     }
 
     #[test]
@@ -190,7 +223,7 @@ mod tests {
         let file = dir.path().join("not-a-dir");
         fs::write(&file, b"x").unwrap();
         let store = Store::new(&file);
-        assert_eq!(store.load(), LightState::default());
+        assert_eq!(store.load(), defaults());
         assert!(store.save(&dim()).is_err());
     }
 }

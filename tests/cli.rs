@@ -68,13 +68,7 @@ fn unknown_keys_are_warned_about_by_name() {
 #[cfg(not(feature = "rpi"))]
 #[test]
 fn rpi_backend_without_the_feature_says_how_to_get_it() {
-    let (out, err, _) = with_config(
-        "[led]\nbackend = \"rpi\"\n[mqtt]\nenabled = false\n",
-        &["run"],
-    );
+    let (out, err, _) = with_config("[led]\nbackend = \"rpi\"\n[mqtt]\nenabled = false\n", &["run"]);
     assert!(!out.status.success());
-    assert!(
-        err.contains("--features rpi") && err.contains("--sim"),
-        "{err}"
-    );
+    assert!(err.contains("--features rpi") && err.contains("--sim"), "{err}");
 }

@@ -48,11 +48,7 @@ impl RunningLamp {
             let _ = ready_tx.send(handle.clone());
         }));
         let handle = ready.await.unwrap();
-        RunningLamp {
-            handle,
-            shutdown,
-            done,
-        }
+        RunningLamp { handle, shutdown, done }
     }
 
     async fn stop(self) {
@@ -64,9 +60,7 @@ impl RunningLamp {
     }
 
     async fn output_settles_at(&mut self, expected: Rgb) {
-        let close = |a: Rgb| {
-            (a.r - expected.r).abs() + (a.g - expected.g).abs() + (a.b - expected.b).abs() < 1e-9
-        };
+        let close = |a: Rgb| (a.r - expected.r).abs() + (a.g - expected.g).abs() + (a.b - expected.b).abs() < 1e-9;
         let settled = tokio::time::timeout(TIMEOUT, self.handle.output.wait_for(|o| close(*o)))
             .await
             .is_ok();
@@ -145,9 +139,7 @@ async fn lamp_cmd_style_partial_updates_keep_other_fields() {
     // Moving two fields out keeps the broker and state dir alive until the test ends.
     let fixture = green_lamp().await;
     let (lamp, mut client) = (fixture.lamp, fixture.client);
-    client
-        .publish(SET, r#"{"on":false,"client":"lamp_cmd"}"#)
-        .await;
+    client.publish(SET, r#"{"on":false,"client":"lamp_cmd"}"#).await;
     let changed = json(&client.next_on(CHANGED).await);
     assert_eq!(
         changed,
@@ -167,18 +159,12 @@ async fn assert_rejected(payload: &[u8], reason: &str, client_in_reply: Option<&
     client.publish(SET, payload.to_vec()).await;
     let rejection = json(&client.next_on(REJECTED).await);
     let error = rejection["error"].as_str().unwrap();
-    assert!(
-        error.contains(reason),
-        "error {error:?} should mention {reason:?}"
-    );
+    assert!(error.contains(reason), "error {error:?} should mention {reason:?}");
     assert_eq!(rejection["client"].as_str(), client_in_reply);
 
     assert_eq!(*lamp.handle.changes.borrow(), before);
     assert!(
-        client
-            .drain(CHANGED, Duration::from_millis(200))
-            .await
-            .is_empty(),
+        client.drain(CHANGED, Duration::from_millis(200)).await.is_empty(),
         "no lamp/changed for a rejected message"
     );
     // The daemon is still listening.
@@ -210,23 +196,13 @@ async fn rejects_out_of_range() {
         Some("me"),
     )
     .await;
-    assert_rejected(
-        br#"{"color":{"h":0.2,"s":-1},"client":"me"}"#,
-        "color.s",
-        Some("me"),
-    )
-    .await;
+    assert_rejected(br#"{"color":{"h":0.2,"s":-1},"client":"me"}"#, "color.s", Some("me")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejects_wrong_types() {
     assert_rejected(br#"{"on":1,"client":"me"}"#, "invalid type", Some("me")).await;
-    assert_rejected(
-        br#"{"color":"red","client":"me"}"#,
-        "invalid type",
-        Some("me"),
-    )
-    .await;
+    assert_rejected(br#"{"color":"red","client":"me"}"#, "invalid type", Some("me")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,10 +217,7 @@ async fn rejects_unknown_fields() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejects_oversize_payloads() {
-    let padded = format!(
-        r#"{{"brightness":0.2,"client":"me","pad":"{}"}}"#,
-        "x".repeat(4000)
-    );
+    let padded = format!(r#"{{"brightness":0.2,"client":"me","pad":"{}"}}"#, "x".repeat(4000));
     assert_rejected(padded.as_bytes(), "limit is 1024", None).await;
 }
 
@@ -312,9 +285,7 @@ async fn works_without_a_broker_and_connects_when_one_appears() {
     broker.restart();
     let mut client = Client::connect(broker.port, "tester").await;
     client.subscribe(CHANGED).await;
-    let changed = client
-        .next_matching(CHANGED, |j| j["on"] == json!(false))
-        .await;
+    let changed = client.next_matching(CHANGED, |j| j["on"] == json!(false)).await;
     assert_eq!(json(&changed)["client"], json!("local"));
     lamp.stop().await;
 }
@@ -328,13 +299,10 @@ async fn broker_restart_reconnects_and_republishes() {
         state: _state,
     } = green_lamp().await;
     drop(client);
-    tokio::time::timeout(
-        TIMEOUT,
-        lamp.handle.changes.clone().wait_for(|s| s.client == "me"),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    tokio::time::timeout(TIMEOUT, lamp.handle.changes.clone().wait_for(|s| s.client == "me"))
+        .await
+        .unwrap()
+        .unwrap();
 
     // The broker restarts without persistence: every retained message is gone.
     broker.restart();
@@ -349,13 +317,8 @@ async fn broker_restart_reconnects_and_republishes() {
     let connection = client.next_on(CONNECTION).await;
     assert_eq!(&connection.payload[..], b"1");
     // And it listens again.
-    client
-        .publish(SET, r#"{"brightness":0.25,"client":"after"}"#)
-        .await;
-    assert_eq!(
-        json(&client.next_on(CHANGED).await)["client"],
-        json!("after")
-    );
+    client.publish(SET, r#"{"brightness":0.25,"client":"after"}"#).await;
+    assert_eq!(json(&client.next_on(CHANGED).await)["client"], json!("after"));
     lamp.stop().await;
 }
 
@@ -364,15 +327,13 @@ async fn clean_shutdown_marks_the_lamp_offline_and_flushes() {
     let broker = Broker::start();
     let state = tempfile::tempdir().unwrap();
     let (lamp, mut client) = connected_lamp(&broker, state.path()).await;
-    client
-        .publish(SET, r#"{"brightness":0.3,"client":"me"}"#)
-        .await;
+    client.publish(SET, r#"{"brightness":0.3,"client":"me"}"#).await;
     client.next_on(CHANGED).await;
     lamp.stop().await;
     let offline = client.next_on(CONNECTION).await;
     assert_eq!(&offline.payload[..], b"0");
     let saved = lampi::store::Store::new(state.path()).load();
-    assert_eq!(saved.brightness.get(), 0.3);
+    assert_eq!(saved.light.brightness.get(), 0.3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,14 +342,9 @@ async fn topic_prefix_moves_every_topic() {
     let state = tempfile::tempdir().unwrap();
     let mut client = Client::connect(broker.port, "tester").await;
     client.subscribe("devices/abc/lamp/#").await;
-    let lamp =
-        RunningLamp::start_with(broker.port, state.path(), "topic_prefix = \"devices/abc/\"").await;
-    client
-        .next_on("devices/abc/lamp/connection/lamp_service/state")
-        .await;
-    client
-        .publish("devices/abc/lamp/set_config", GREEN_HALF)
-        .await;
+    let lamp = RunningLamp::start_with(broker.port, state.path(), "topic_prefix = \"devices/abc/\"").await;
+    client.next_on("devices/abc/lamp/connection/lamp_service/state").await;
+    client.publish("devices/abc/lamp/set_config", GREEN_HALF).await;
     client
         .next_matching("devices/abc/lamp/changed", |j| j["client"] == json!("me"))
         .await;

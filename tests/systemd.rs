@@ -57,32 +57,19 @@ fn notifies_ready_feeds_the_watchdog_and_says_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("notify");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let lamp = offline_lamp(
         dir.path(),
-        &[
-            ("NOTIFY_SOCKET", &socket_path),
-            ("WATCHDOG_USEC", Path::new("200000")),
-        ],
+        &[("NOTIFY_SOCKET", &socket_path), ("WATCHDOG_USEC", Path::new("200000"))],
     );
     receive_until(&socket, "READY=1", Instant::now() + Duration::from_secs(10));
     // Interval 200 ms, pinged every 100 ms: several pings within a second.
     for _ in 0..3 {
-        receive_until(
-            &socket,
-            "WATCHDOG=1",
-            Instant::now() + Duration::from_secs(1),
-        );
+        receive_until(&socket, "WATCHDOG=1", Instant::now() + Duration::from_secs(1));
     }
     let pid = lamp.id();
     terminate(lamp);
-    receive_until(
-        &socket,
-        "STOPPING=1",
-        Instant::now() + Duration::from_secs(1),
-    );
+    receive_until(&socket, "STOPPING=1", Instant::now() + Duration::from_secs(1));
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
 }
 
@@ -91,9 +78,6 @@ fn runs_until_told_to_stop_even_with_mqtt_disabled() {
     let dir = tempfile::tempdir().unwrap();
     let mut lamp = offline_lamp(dir.path(), &[]);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        lamp.try_wait().unwrap().is_none(),
-        "the daemon exited by itself"
-    );
+    assert!(lamp.try_wait().unwrap().is_none(), "the daemon exited by itself");
     terminate(lamp);
 }

@@ -53,10 +53,7 @@ mod tests {
         let mut ceiling = Duration::from_millis(100);
         for _ in 0..40 {
             let delay = backoff.next_delay(&mut rng);
-            assert!(
-                delay >= ceiling / 2 && delay <= ceiling,
-                "{delay:?} vs {ceiling:?}"
-            );
+            assert!(delay >= ceiling / 2 && delay <= ceiling, "{delay:?} vs {ceiling:?}");
             ceiling = (ceiling * 2).min(Duration::from_secs(5));
         }
     }
@@ -76,9 +73,7 @@ mod tests {
     fn jitter_spreads_a_fleet() {
         let mut rng = StdRng::seed_from_u64(3);
         let delays: std::collections::HashSet<Duration> = (0..50)
-            .map(|_| {
-                Backoff::new(Duration::from_secs(1), Duration::from_secs(1)).next_delay(&mut rng)
-            })
+            .map(|_| Backoff::new(Duration::from_secs(1), Duration::from_secs(1)).next_delay(&mut rng))
             .collect();
         assert!(delays.len() > 40);
     }

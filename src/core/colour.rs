@@ -15,11 +15,7 @@ pub struct Rgb {
 }
 
 impl Rgb {
-    pub const OFF: Rgb = Rgb {
-        r: 0.0,
-        g: 0.0,
-        b: 0.0,
-    };
+    pub const OFF: Rgb = Rgb { r: 0.0, g: 0.0, b: 0.0 };
 
     pub fn map(self, f: impl Fn(f64) -> f64) -> Rgb {
         Rgb {
@@ -118,34 +114,13 @@ mod tests {
 
     #[test]
     fn primary_hues() {
-        assert_eq!(
-            hue_saturation_to_rgb(0.0, 1.0),
-            Rgb {
-                r: 1.0,
-                g: 0.0,
-                b: 0.0
-            }
-        );
-        assert_eq!(
-            hue_saturation_to_rgb(1.0, 1.0),
-            Rgb {
-                r: 1.0,
-                g: 0.0,
-                b: 0.0
-            }
-        );
+        assert_eq!(hue_saturation_to_rgb(0.0, 1.0), Rgb { r: 1.0, g: 0.0, b: 0.0 });
+        assert_eq!(hue_saturation_to_rgb(1.0, 1.0), Rgb { r: 1.0, g: 0.0, b: 0.0 });
         let green = hue_saturation_to_rgb(1.0 / 3.0, 1.0);
         assert!(close(green.r, 0.0) && close(green.g, 1.0) && close(green.b, 0.0));
         let blue = hue_saturation_to_rgb(2.0 / 3.0, 1.0);
         assert!(close(blue.r, 0.0) && close(blue.g, 0.0) && close(blue.b, 1.0));
-        assert_eq!(
-            hue_saturation_to_rgb(0.42, 0.0),
-            Rgb {
-                r: 1.0,
-                g: 1.0,
-                b: 1.0
-            }
-        );
+        assert_eq!(hue_saturation_to_rgb(0.42, 0.0), Rgb { r: 1.0, g: 1.0, b: 1.0 });
     }
 
     #[test]
@@ -164,10 +139,7 @@ mod tests {
     fn lightness_round_trips() {
         for i in 0..=1000 {
             let l = f64::from(i) / 1000.0;
-            assert!(close(
-                lightness_from_luminance(luminance_from_lightness(l)),
-                l
-            ));
+            assert!(close(lightness_from_luminance(luminance_from_lightness(l)), l));
         }
     }
 

@@ -89,13 +89,7 @@ fn rounded(duty: Rgb) -> Rgb {
 }
 
 impl Device {
-    pub fn new(
-        light: LightState,
-        shadow: Shadow,
-        identity: Identity,
-        transition: Duration,
-        now: Instant,
-    ) -> Device {
+    pub fn new(light: LightState, shadow: Shadow, identity: Identity, transition: Duration, now: Instant) -> Device {
         let transition_ms = shadow
             .reported
             .get("light")
@@ -127,12 +121,7 @@ impl Device {
 
     /// A change made on the lamp itself (LAMPI topic, touchscreen): applied, reported, and
     /// written to `desired` too, so the cloud does not push the old value back.
-    pub fn local_change(
-        &mut self,
-        change: LightChange,
-        now: Instant,
-        timestamp: u64,
-    ) -> Vec<ShadowMessage> {
+    pub fn local_change(&mut self, change: LightChange, now: Instant, timestamp: u64) -> Vec<ShadowMessage> {
         self.lamp.apply(change, now);
         let mut desired_light = Map::new();
         let state = self.lamp.state();
@@ -158,27 +147,19 @@ impl Device {
     }
 
     /// A request on the shadow's `update`, `get` or `delete` topic.
-    pub fn shadow_request(
-        &mut self,
-        op: ShadowOp,
-        payload: &[u8],
-        now: Instant,
-        timestamp: u64,
-    ) -> Vec<ShadowMessage> {
+    pub fn shadow_request(&mut self, op: ShadowOp, payload: &[u8], now: Instant, timestamp: u64) -> Vec<ShadowMessage> {
         let reply = |topic, payload| vec![ShadowMessage { topic, payload }];
         let rejected = |topic, e: ShadowError| reply(topic, e.document(timestamp));
         match op {
-            ShadowOp::Get => match shadow::parse_token_request(payload).and_then(|token| {
-                self.shadow
-                    .get(&self.identity.thing, token.as_deref(), timestamp)
-            }) {
+            ShadowOp::Get => match shadow::parse_token_request(payload)
+                .and_then(|token| self.shadow.get(&self.identity.thing, token.as_deref(), timestamp))
+            {
                 Ok(doc) => reply(ShadowTopic::GetAccepted, doc),
                 Err(e) => rejected(ShadowTopic::GetRejected, e),
             },
-            ShadowOp::Delete => match shadow::parse_token_request(payload).and_then(|token| {
-                self.shadow
-                    .delete(&self.identity.thing, token.as_deref(), timestamp)
-            }) {
+            ShadowOp::Delete => match shadow::parse_token_request(payload)
+                .and_then(|token| self.shadow.delete(&self.identity.thing, token.as_deref(), timestamp))
+            {
                 Ok(doc) => reply(ShadowTopic::DeleteAccepted, doc),
                 Err(e) => rejected(ShadowTopic::DeleteRejected, e),
             },
@@ -248,11 +229,7 @@ impl Device {
     fn report_patch(&self) -> Option<SectionUpdate> {
         let mut truth = Map::new();
         for key in MIRRORED {
-            let value = self
-                .shadow
-                .desired
-                .get(key)
-                .or_else(|| self.shadow.reported.get(key));
+            let value = self.shadow.desired.get(key).or_else(|| self.shadow.reported.get(key));
             if let Some(value) = value {
                 truth.insert(key.into(), value.clone());
             }
@@ -263,10 +240,7 @@ impl Device {
         );
         let Rgb { r, g, b } = self.reported_output;
         truth.insert("output".into(), json!({"r": r, "g": g, "b": b}));
-        truth.insert(
-            "firmware".into(),
-            json!({"version": self.identity.firmware}),
-        );
+        truth.insert("firmware".into(), json!({"version": self.identity.firmware}));
         if let Some(since) = self.connected_since {
             truth.insert("connected_since".into(), json!(since));
         }
@@ -333,13 +307,7 @@ mod tests {
             thing: "lamp1".into(),
             firmware: "1.2.3".into(),
         };
-        let mut device = Device::new(
-            LightState::default(),
-            Shadow::default(),
-            identity,
-            FADE,
-            now,
-        );
+        let mut device = Device::new(LightState::default(), Shadow::default(), identity, FADE, now);
         device.tick(now + FADE, 100);
         device
     }
@@ -348,12 +316,7 @@ mod tests {
         messages.iter().map(|m| m.topic).collect()
     }
 
-    fn request(
-        device: &mut Device,
-        op: ShadowOp,
-        payload: Value,
-        now: Instant,
-    ) -> Vec<ShadowMessage> {
+    fn request(device: &mut Device, op: ShadowOp, payload: Value, now: Instant) -> Vec<ShadowMessage> {
         device.shadow_request(op, payload.to_string().as_bytes(), now, 200)
     }
 
@@ -434,10 +397,7 @@ mod tests {
             ..Default::default()
         };
         device.local_change(change, t0, 300);
-        assert_eq!(
-            device.shadow().desired["light"],
-            json!({"on": true, "brightness": 0.2})
-        );
+        assert_eq!(device.shadow().desired["light"], json!({"on": true, "brightness": 0.2}));
         assert_eq!(device.shadow().reported["light"]["brightness"], json!(0.2));
         assert!(device.shadow().delta().is_empty());
     }
@@ -475,20 +435,14 @@ mod tests {
             json!({"state": {"desired": {"mode": "manual", "alarms": {"a": {"time": "07:00"}, "b": {"time": "08:00"}}}}}),
             t0,
         );
-        assert_eq!(
-            device.shadow().reported["alarms"],
-            device.shadow().desired["alarms"]
-        );
+        assert_eq!(device.shadow().reported["alarms"], device.shadow().desired["alarms"]);
         request(
             &mut device,
             ShadowOp::Update,
             json!({"state": {"desired": {"alarms": {"a": null}}}}),
             t0,
         );
-        assert_eq!(
-            device.shadow().reported["alarms"],
-            json!({"b": {"time": "08:00"}})
-        );
+        assert_eq!(device.shadow().reported["alarms"], json!({"b": {"time": "08:00"}}));
         assert!(device.shadow().delta().is_empty());
     }
 
@@ -515,11 +469,7 @@ mod tests {
             json!({"state": {"desired": {"light": {"transition_ms": 0, "on": false}}}}),
             t0,
         );
-        assert_eq!(
-            device.output(t0),
-            Rgb::OFF,
-            "a zero transition applies at once"
-        );
+        assert_eq!(device.output(t0), Rgb::OFF, "a zero transition applies at once");
         assert_eq!(device.shadow().reported["light"]["transition_ms"], json!(0));
     }
 

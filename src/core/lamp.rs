@@ -73,12 +73,7 @@ impl Lamp {
         self.apply_with_transition(change, self.transition, now);
     }
 
-    pub fn apply_with_transition(
-        &mut self,
-        change: LightChange,
-        transition: Duration,
-        now: Instant,
-    ) {
+    pub fn apply_with_transition(&mut self, change: LightChange, transition: Duration, now: Instant) {
         self.output = self.output(now);
         self.target = self.target.with(change);
         self.start_fade(now, transition);
@@ -151,14 +146,7 @@ mod tests {
         assert_eq!(lamp.tick(t0), Rgb::OFF);
         let half = lamp.tick(t0 + FADE / 2);
         assert!(half.r > 0.1 && half.r < 0.3, "{half:?}");
-        assert_eq!(
-            lamp.tick(t0 + FADE),
-            Rgb {
-                r: 1.0,
-                g: 1.0,
-                b: 1.0
-            }
-        );
+        assert_eq!(lamp.tick(t0 + FADE), Rgb { r: 1.0, g: 1.0, b: 1.0 });
         assert_eq!(lamp.next_wake(t0 + FADE), None);
     }
 
@@ -237,14 +225,7 @@ mod tests {
             mid,
         );
         assert_eq!(lamp.output(mid), shown, "no jump when a fade is retargeted");
-        assert_eq!(
-            lamp.tick(mid + FADE),
-            Rgb {
-                r: 1.0,
-                g: 1.0,
-                b: 1.0
-            }
-        );
+        assert_eq!(lamp.tick(mid + FADE), Rgb { r: 1.0, g: 1.0, b: 1.0 });
     }
 
     #[test]

@@ -14,17 +14,12 @@ pub const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 type Checked = Result<(), String>;
 
 fn object<'a>(path: &str, value: &'a Value) -> Result<&'a Map<String, Value>, String> {
-    value
-        .as_object()
-        .ok_or_else(|| format!("{path}: must be an object"))
+    value.as_object().ok_or_else(|| format!("{path}: must be an object"))
 }
 
 fn only_keys(path: &str, map: &Map<String, Value>, allowed: &[&str]) -> Checked {
     match map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(key) => Err(format!(
-            "{path}.{key}: unknown field (allowed: {})",
-            allowed.join(", ")
-        )),
+        Some(key) => Err(format!("{path}.{key}: unknown field (allowed: {})", allowed.join(", "))),
         None => Ok(()),
     }
 }
@@ -47,9 +42,7 @@ fn number_in(path: &str, value: &Value, low: f64, high: f64) -> Checked {
 fn integer_in(path: &str, value: &Value, low: u64, high: u64) -> Checked {
     match value.as_u64() {
         Some(v) if (low..=high).contains(&v) => Ok(()),
-        _ => Err(format!(
-            "{path}: must be a whole number from {low} to {high}"
-        )),
+        _ => Err(format!("{path}: must be a whole number from {low} to {high}")),
     }
 }
 
@@ -93,11 +86,7 @@ fn clock_time(path: &str, value: &Value) -> Checked {
 
 fn light(path: &str, value: &Value) -> Checked {
     let map = object(path, value)?;
-    only_keys(
-        path,
-        map,
-        &["on", "hue", "saturation", "brightness", "transition_ms"],
-    )?;
+    only_keys(path, map, &["on", "hue", "saturation", "brightness", "transition_ms"])?;
     for (key, value) in map {
         let path = format!("{path}.{key}");
         match key.as_str() {
@@ -153,9 +142,7 @@ fn alarm(path: &str, value: &Value) -> Checked {
             _ => match value.as_str() {
                 Some(label) if label.chars().count() <= MAX_LABEL_CHARS => {}
                 _ => {
-                    return Err(format!(
-                        "{path}: must be text of at most {MAX_LABEL_CHARS} characters"
-                    ));
+                    return Err(format!("{path}: must be text of at most {MAX_LABEL_CHARS} characters"));
                 }
             },
         }
@@ -169,15 +156,10 @@ fn alarms(path: &str, value: &Value) -> Checked {
         return Err(format!("{path}: at most {MAX_ALARMS} alarms"));
     }
     for (id, value) in map {
-        let valid_id = !id.is_empty()
-            && id.len() <= 32
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let valid_id =
+            !id.is_empty() && id.len() <= 32 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !valid_id {
-            return Err(format!(
-                "{path}.{id}: alarm ids are 1–32 letters, digits, '-' or '_'"
-            ));
+            return Err(format!("{path}.{id}: alarm ids are 1–32 letters, digits, '-' or '_'"));
         }
         alarm(&format!("{path}.{id}"), value)?;
     }
@@ -208,9 +190,7 @@ fn natural_light(path: &str, value: &Value) -> Checked {
             _ => match value.as_u64() {
                 Some(0) | Some(10..=86_400) => {}
                 _ => {
-                    return Err(format!(
-                        "{path}: must be 0 (off) or a whole number from 10 to 86400"
-                    ));
+                    return Err(format!("{path}: must be 0 (off) or a whole number from 10 to 86400"));
                 }
             },
         }
@@ -247,8 +227,7 @@ pub fn validate(desired: &Map<String, Value>, reported: &Map<String, Value>) -> 
             "output" => {
                 let map = object(&path, value)?;
                 only_keys(&path, map, &["r", "g", "b"])?;
-                map.iter()
-                    .try_for_each(|(k, v)| unit(&format!("{path}.{k}"), v))?;
+                map.iter().try_for_each(|(k, v)| unit(&format!("{path}.{k}"), v))?;
             }
             "firmware" => {
                 let map = object(&path, value)?;
@@ -331,19 +310,13 @@ mod tests {
                 json!({"light": {"on": "yes"}}),
                 "desired.light.on: must be true or false",
             ),
-            (
-                json!({"light": {"colour": 1}}),
-                "desired.light.colour: unknown field",
-            ),
+            (json!({"light": {"colour": 1}}), "desired.light.colour: unknown field"),
             (
                 json!({"light": {"transition_ms": 70000}}),
                 "desired.light.transition_ms: must be a whole number from 0 to 60000",
             ),
             (json!({"lights": {}}), "desired.lights: unknown field"),
-            (
-                json!({"mode": "disco"}),
-                "desired.mode: must be one of manual, natural",
-            ),
+            (json!({"mode": "disco"}), "desired.mode: must be one of manual, natural"),
             (
                 json!({"timezone": "Mars/Olympus"}),
                 "desired.timezone: \"Mars/Olympus\" is not an IANA time zone",
@@ -397,11 +370,7 @@ mod tests {
         let many: Map<String, Value> = (0..=MAX_ALARMS)
             .map(|i| (format!("a{i}"), json!({"time": "07:00"})))
             .collect();
-        assert!(
-            check(json!({"alarms": many}))
-                .unwrap_err()
-                .contains("at most 20")
-        );
+        assert!(check(json!({"alarms": many})).unwrap_err().contains("at most 20"));
     }
 
     #[test]

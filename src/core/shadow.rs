@@ -83,11 +83,7 @@ pub fn parse_update(payload: &[u8]) -> Result<UpdateRequest, ShadowError> {
         Some(_) => return Err(ShadowError::new(400, "State node must be an object", token)),
     };
     if state.keys().any(|k| k != "desired" && k != "reported") {
-        return Err(ShadowError::new(
-            400,
-            "State contains an invalid node",
-            token,
-        ));
+        return Err(ShadowError::new(400, "State contains an invalid node", token));
     }
     let section = |name: &str, message: &str| -> Result<Option<SectionUpdate>, ShadowError> {
         match state.get(name) {
@@ -147,9 +143,7 @@ fn parse_object(payload: &[u8]) -> Result<Map<String, Value>, ShadowError> {
 fn client_token(root: &Map<String, Value>) -> Result<Option<String>, ShadowError> {
     match root.get("clientToken") {
         None => Ok(None),
-        Some(Value::String(token)) if token.len() <= MAX_CLIENT_TOKEN_BYTES => {
-            Ok(Some(token.clone()))
-        }
+        Some(Value::String(token)) if token.len() <= MAX_CLIENT_TOKEN_BYTES => Ok(Some(token.clone())),
         Some(_) => Err(ShadowError::new(400, "Invalid clientToken", None)),
     }
 }
@@ -171,13 +165,9 @@ fn depth(fields: &Map<String, Value>) -> usize {
 pub fn same_value(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
         }
         _ => a == b,
     }
@@ -231,14 +221,8 @@ pub fn diff_patch(current: &Map<String, Value>, wanted: &Map<String, Value>) -> 
 /// Metadata for a value: `{"timestamp": t}` at every leaf, mirroring objects and arrays.
 fn timestamps(value: &Value, timestamp: u64) -> Value {
     match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), timestamps(v, timestamp)))
-                .collect(),
-        ),
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|v| timestamps(v, timestamp)).collect())
-        }
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), timestamps(v, timestamp))).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(|v| timestamps(v, timestamp)).collect()),
         _ => json!({ "timestamp": timestamp }),
     }
 }
@@ -246,9 +230,7 @@ fn timestamps(value: &Value, timestamp: u64) -> Value {
 /// Leaf metadata is `{"timestamp": <number>}`; anything else is a branch.
 fn is_branch(metadata: &Value) -> bool {
     match metadata {
-        Value::Object(map) => {
-            !(map.len() == 1 && map.get("timestamp").is_some_and(Value::is_number))
-        }
+        Value::Object(map) => !(map.len() == 1 && map.get("timestamp").is_some_and(Value::is_number)),
         _ => false,
     }
 }
@@ -275,8 +257,7 @@ fn merge(
                 if !is_branch(child_metadata) {
                     *child_metadata = json!({});
                 }
-                let (Value::Object(child), Value::Object(child_metadata)) = (child, child_metadata)
-                else {
+                let (Value::Object(child), Value::Object(child_metadata)) = (child, child_metadata) else {
                     unreachable!("both were just made objects");
                 };
                 merge(child, child_metadata, fields, timestamp);
@@ -359,9 +340,7 @@ impl Shadow {
 
     /// Bytes the larger section takes, against [`MAX_STATE_BYTES`].
     pub fn state_bytes(&self) -> usize {
-        let bytes = |section: &Map<String, Value>| {
-            serde_json::to_vec(section).map_or(usize::MAX, |v| v.len())
-        };
+        let bytes = |section: &Map<String, Value>| serde_json::to_vec(section).map_or(usize::MAX, |v| v.len());
         bytes(&self.desired).max(bytes(&self.reported))
     }
 
@@ -421,15 +400,11 @@ impl Shadow {
                 Some(SectionUpdate::Merge(patch)) => {
                     merge(section, metadata, patch, timestamp);
                     accepted_state.insert(name.into(), Value::Object(patch.clone()));
-                    accepted_metadata.insert(
-                        name.into(),
-                        timestamps(&Value::Object(patch.clone()), timestamp),
-                    );
+                    accepted_metadata.insert(name.into(), timestamps(&Value::Object(patch.clone()), timestamp));
                 }
             }
         }
-        validate(&next.desired, &next.reported)
-            .map_err(|message| ShadowError::new(400, message, token))?;
+        validate(&next.desired, &next.reported).map_err(|message| ShadowError::new(400, message, token))?;
         if next.state_bytes() > MAX_STATE_BYTES {
             return Err(ShadowError::new(
                 413,
@@ -466,12 +441,7 @@ impl Shadow {
     }
 
     /// The `get/accepted` document, or 404 when there is no shadow.
-    pub fn get(
-        &self,
-        thing: &str,
-        client_token: Option<&str>,
-        timestamp: u64,
-    ) -> Result<Value, ShadowError> {
+    pub fn get(&self, thing: &str, client_token: Option<&str>, timestamp: u64) -> Result<Value, ShadowError> {
         if !self.exists {
             return Err(ShadowError::new(
                 404,
@@ -483,17 +453,11 @@ impl Shadow {
         let mut metadata = Map::new();
         if let Some(desired) = section_value(&self.desired) {
             state.insert("desired".into(), desired);
-            metadata.insert(
-                "desired".into(),
-                Value::Object(self.metadata.desired.clone()),
-            );
+            metadata.insert("desired".into(), Value::Object(self.metadata.desired.clone()));
         }
         if let Some(reported) = section_value(&self.reported) {
             state.insert("reported".into(), reported);
-            metadata.insert(
-                "reported".into(),
-                Value::Object(self.metadata.reported.clone()),
-            );
+            metadata.insert("reported".into(), Value::Object(self.metadata.reported.clone()));
         }
         if let Some(delta) = section_value(&self.delta()) {
             state.insert("delta".into(), delta);
@@ -505,12 +469,7 @@ impl Shadow {
     }
 
     /// Deletes the shadow; answers `delete/accepted` or 404.
-    pub fn delete(
-        &mut self,
-        thing: &str,
-        client_token: Option<&str>,
-        timestamp: u64,
-    ) -> Result<Value, ShadowError> {
+    pub fn delete(&mut self, thing: &str, client_token: Option<&str>, timestamp: u64) -> Result<Value, ShadowError> {
         if !self.exists {
             return Err(ShadowError::new(
                 404,
@@ -538,11 +497,7 @@ mod tests {
         Ok(())
     }
 
-    fn update(
-        shadow: &mut Shadow,
-        payload: Value,
-        timestamp: u64,
-    ) -> Result<Accepted, ShadowError> {
+    fn update(shadow: &mut Shadow, payload: Value, timestamp: u64) -> Result<Accepted, ShadowError> {
         let request = parse_update(payload.to_string().as_bytes())?;
         shadow.update(request, timestamp, accept_all)
     }
@@ -643,7 +598,12 @@ mod tests {
     #[test]
     fn delta_has_full_paths_of_differing_desired_leaves_only() {
         let mut shadow = Shadow::default();
-        update(&mut shadow, json!({"state": {"reported": {"light": {"on": false, "hue": 0.5}, "extra": 1, "n": 1.0}}}), 1).unwrap();
+        update(
+            &mut shadow,
+            json!({"state": {"reported": {"light": {"on": false, "hue": 0.5}, "extra": 1, "n": 1.0}}}),
+            1,
+        )
+        .unwrap();
         let accepted = update(
             &mut shadow,
             json!({"state": {"desired": {"light": {"on": true, "hue": 0.5}, "mode": "natural", "n": 1}}}),
@@ -651,10 +611,7 @@ mod tests {
         )
         .unwrap();
         let delta = accepted.delta.unwrap();
-        assert_eq!(
-            delta["state"],
-            json!({"light": {"on": true}, "mode": "natural"})
-        );
+        assert_eq!(delta["state"], json!({"light": {"on": true}, "mode": "natural"}));
         assert_eq!(
             delta["metadata"],
             json!({"light": {"on": {"timestamp": 2}}, "mode": {"timestamp": 2}})
@@ -687,12 +644,7 @@ mod tests {
             (409, "Version conflict", Some("c"))
         );
         assert_eq!(shadow, before);
-        update(
-            &mut shadow,
-            json!({"state": {"desired": {"a": 2}}, "version": 1}),
-            2,
-        )
-        .unwrap();
+        update(&mut shadow, json!({"state": {"desired": {"a": 2}}, "version": 1}), 2).unwrap();
         assert_eq!(shadow.version, 2);
     }
 
@@ -701,10 +653,7 @@ mod tests {
         assert_eq!(error(b"{nope"), (400, "Invalid JSON".into()));
         assert_eq!(error(b"{}"), (400, "Missing required node: state".into()));
         assert_eq!(error(b"[1]"), (400, "Missing required node: state".into()));
-        assert_eq!(
-            error(br#"{"state": 3}"#),
-            (400, "State node must be an object".into())
-        );
+        assert_eq!(error(br#"{"state": 3}"#), (400, "State node must be an object".into()));
         assert_eq!(
             error(br#"{"state": {"desired": [1]}}"#),
             (400, "Desired node must be an object".into())
@@ -731,14 +680,10 @@ mod tests {
         assert!(parse_update(ok.as_bytes()).is_ok());
         let six = br#"{"state": {"desired": {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}}}"#;
         assert!(parse_update(six).is_ok());
-        let seven =
-            br#"{"state": {"desired": {"a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}}}}"#;
+        let seven = br#"{"state": {"desired": {"a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}}}}"#;
         assert_eq!(
             error(seven),
-            (
-                400,
-                "JSON contains too many levels of nesting; maximum is 6".into()
-            )
+            (400, "JSON contains too many levels of nesting; maximum is 6".into())
         );
         assert_eq!(error(&[0xff, b'{']).0, 415);
     }
@@ -759,15 +704,11 @@ mod tests {
     #[test]
     fn validator_refusal_is_400_and_changes_nothing() {
         let mut shadow = Shadow::default();
-        let request =
-            parse_update(br#"{"state": {"desired": {"bad": 1}}, "clientToken": "v"}"#).unwrap();
+        let request = parse_update(br#"{"state": {"desired": {"bad": 1}}, "clientToken": "v"}"#).unwrap();
         let e = shadow
             .update(request, 1, |_, _| Err("desired.bad: not allowed".into()))
             .unwrap_err();
-        assert_eq!(
-            (e.code, e.message.as_str()),
-            (400, "desired.bad: not allowed")
-        );
+        assert_eq!((e.code, e.message.as_str()), (400, "desired.bad: not allowed"));
         assert_eq!(
             e.document(5),
             json!({"code": 400, "message": "desired.bad: not allowed", "clientToken": "v", "timestamp": 5})
@@ -823,14 +764,9 @@ mod tests {
     fn token_requests() {
         assert_eq!(parse_token_request(b"").unwrap(), None);
         assert_eq!(
-            parse_token_request(br#"{"clientToken":"x"}"#)
-                .unwrap()
-                .as_deref(),
+            parse_token_request(br#"{"clientToken":"x"}"#).unwrap().as_deref(),
             Some("x")
         );
-        assert_eq!(
-            parse_token_request(b"{oops").unwrap_err().message,
-            "Invalid JSON"
-        );
+        assert_eq!(parse_token_request(b"{oops").unwrap_err().message, "Invalid JSON");
     }
 }

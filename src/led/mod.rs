@@ -28,11 +28,7 @@ pub trait Led: Send {
 
 /// Opens the backend the config names. `force_sim` is `lampi run --sim`.
 pub fn open(config: &LedConfig, force_sim: bool) -> Result<Box<dyn Led>, LedError> {
-    let backend = if force_sim {
-        LedBackendName::Sim
-    } else {
-        config.backend
-    };
+    let backend = if force_sim { LedBackendName::Sim } else { config.backend };
     match backend {
         LedBackendName::Sim => Ok(Box::new(SimLed::new(config.swatch))),
         #[cfg(feature = "rpi")]

@@ -64,8 +64,7 @@ impl RpiLed {
         let mut taken: Vec<Channel> = Vec::new();
         let pins = [config.pins.red, config.pins.green, config.pins.blue];
         let mut open_one = |pin: u8| -> Result<Output, LedError> {
-            let channel =
-                hardware_channel(model, pin).filter(|c| config.hardware_pwm && !taken.contains(c));
+            let channel = hardware_channel(model, pin).filter(|c| config.hardware_pwm && !taken.contains(c));
             if let Some(channel) = channel {
                 match Pwm::with_frequency(channel, config.frequency_hz, 0.0, polarity, true) {
                     Ok(mut pwm) => {
@@ -74,11 +73,7 @@ impl RpiLed {
                         tracing::info!(pin, ?channel, "LED pin on hardware PWM");
                         return Ok(Output::Hardware(pwm));
                     }
-                    Err(e) => tracing::warn!(
-                        pin,
-                        ?channel,
-                        "hardware PWM unavailable ({e}); using software PWM"
-                    ),
+                    Err(e) => tracing::warn!(pin, ?channel, "hardware PWM unavailable ({e}); using software PWM"),
                 }
             }
             let mut out = gpio.get(pin).map_err(error)?.into_output_low();
@@ -104,8 +99,7 @@ impl Led for RpiLed {
                 Output::Hardware(pwm) => pwm.set_duty_cycle(value).map_err(error)?,
                 Output::Software(pin) => {
                     let level = if self.active_low { 1.0 - value } else { value };
-                    pin.set_pwm_frequency(self.frequency_hz, level)
-                        .map_err(error)?
+                    pin.set_pwm_frequency(self.frequency_hz, level).map_err(error)?
                 }
             }
         }
@@ -116,14 +110,8 @@ impl Led for RpiLed {
         if keep_lit {
             // Software PWM is a thread of this process and dies with it; hardware PWM keeps
             // running by itself.
-            if self
-                .outputs
-                .iter()
-                .any(|o| matches!(o, Output::Software(_)))
-            {
-                tracing::info!(
-                    "software-PWM pins cannot stay lit after exit; they hold their last level"
-                );
+            if self.outputs.iter().any(|o| matches!(o, Output::Software(_))) {
+                tracing::info!("software-PWM pins cannot stay lit after exit; they hold their last level");
             }
             return Ok(());
         }

@@ -78,11 +78,7 @@ mod tests {
     #[test]
     fn remembers_and_turns_off_on_shutdown_when_asked() {
         let mut led = SimLed::new(false);
-        let green = Rgb {
-            r: 0.0,
-            g: 0.5,
-            b: 0.0,
-        };
+        let green = Rgb { r: 0.0, g: 0.5, b: 0.0 };
         led.set(green).unwrap();
         led.shut_down(true).unwrap();
         assert_eq!(led.duty(), green);

@@ -52,10 +52,8 @@ pub fn parse_set_config(payload: &[u8]) -> Result<SetConfig, Rejection> {
             ),
         ));
     }
-    let text = std::str::from_utf8(payload)
-        .map_err(|e| reject(None, format!("payload is not UTF-8: {e}")))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| reject(None, format!("payload is not JSON: {e}")))?;
+    let text = std::str::from_utf8(payload).map_err(|e| reject(None, format!("payload is not UTF-8: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| reject(None, format!("payload is not JSON: {e}")))?;
     let client = value
         .get("client")
         .and_then(Value::as_str)
@@ -63,8 +61,7 @@ pub fn parse_set_config(payload: &[u8]) -> Result<SetConfig, Rejection> {
     if !value.is_object() {
         return Err(reject(None, "payload must be a JSON object".into()));
     }
-    let raw: RawSetConfig =
-        serde_json::from_value(value).map_err(|e| reject(client.clone(), e.to_string()))?;
+    let raw: RawSetConfig = serde_json::from_value(value).map_err(|e| reject(client.clone(), e.to_string()))?;
     if raw.client.chars().count() > MAX_CLIENT_CHARS {
         return Err(reject(
             client,
@@ -73,10 +70,7 @@ pub fn parse_set_config(payload: &[u8]) -> Result<SetConfig, Rejection> {
     }
     let unit = |name: &str, value: Option<f64>| -> Result<Option<Unit>, Rejection> {
         value
-            .map(|v| {
-                Unit::try_from(v)
-                    .map_err(|e| reject(Some(raw.client.clone()), format!("{name}: {e}")))
-            })
+            .map(|v| Unit::try_from(v).map_err(|e| reject(Some(raw.client.clone()), format!("{name}: {e}"))))
             .transpose()
     };
     let (h, s) = raw.color.map_or((None, None), |c| (c.h, c.s));
@@ -134,10 +128,8 @@ mod tests {
 
     #[test]
     fn accepts_the_lamp_cmd_message() {
-        let parsed = parse_set_config(
-            br#"{"color":{"h":0.33,"s":1.0},"brightness":0.5,"on":true,"client":"me"}"#,
-        )
-        .unwrap();
+        let parsed =
+            parse_set_config(br#"{"color":{"h":0.33,"s":1.0},"brightness":0.5,"on":true,"client":"me"}"#).unwrap();
         assert_eq!(parsed.client, "me");
         assert_eq!(parsed.change.hue.unwrap().get(), 0.33);
         assert_eq!(parsed.change.saturation.unwrap().get(), 1.0);
@@ -165,10 +157,7 @@ mod tests {
         assert!(e.error.contains("missing field `client`"), "{e:?}");
         let e = error_of(br#"{"brightness":1.5,"client":"me"}"#);
         assert_eq!(e.client.as_deref(), Some("me"));
-        assert!(
-            e.error.contains("brightness") && e.error.contains("1.5"),
-            "{e:?}"
-        );
+        assert!(e.error.contains("brightness") && e.error.contains("1.5"), "{e:?}");
         let e = error_of(br#"{"color":{"h":-0.1},"client":"me"}"#);
         assert!(e.error.contains("color.h"), "{e:?}");
         let e = error_of(br#"{"on":"yes","client":"me"}"#);

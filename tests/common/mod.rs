@@ -32,11 +32,7 @@ fn running_as_root() -> bool {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Broker {
@@ -74,11 +70,7 @@ impl Broker {
         self.child = Some(child);
         let deadline = Instant::now() + TIMEOUT;
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not start on {}",
-                self.port
-            );
+            assert!(Instant::now() < deadline, "mosquitto did not start on {}", self.port);
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -140,10 +132,7 @@ impl Client {
     }
 
     pub async fn subscribe(&self, topic: &str) {
-        self.client
-            .subscribe(topic, QoS::AtLeastOnce)
-            .await
-            .unwrap();
+        self.client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
     }
 
     pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
@@ -158,17 +147,12 @@ impl Client {
         self.next_matching(topic, |_| true).await
     }
 
-    pub async fn next_matching(
-        &mut self,
-        topic: &str,
-        wanted: impl Fn(&serde_json::Value) -> bool,
-    ) -> Publish {
+    pub async fn next_matching(&mut self, topic: &str, wanted: impl Fn(&serde_json::Value) -> bool) -> Publish {
         let found = tokio::time::timeout(TIMEOUT, async {
             loop {
                 let message = self.messages.recv().await.expect("client alive");
                 if message.topic == topic {
-                    let json =
-                        serde_json::from_slice(&message.payload).unwrap_or(serde_json::Value::Null);
+                    let json = serde_json::from_slice(&message.payload).unwrap_or(serde_json::Value::Null);
                     if wanted(&json) {
                         return message;
                     }
