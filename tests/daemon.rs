@@ -6,71 +6,14 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Broker, Client, TIMEOUT, json};
-use lampi::config::Config;
+use common::{Broker, Client, RunningLamp, TIMEOUT, json};
 use lampi::core::colour::Rgb;
-use lampi::daemon::{self, LampSetup};
-use lampi::lamp_task::LampHandle;
-use lampi::led::SimLed;
 use serde_json::json;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const CHANGED: &str = "lamp/changed";
 const SET: &str = "lamp/set_config";
 const REJECTED: &str = "lamp/set_config/rejected";
 const CONNECTION: &str = "lamp/connection/lamp_service/state";
-
-struct RunningLamp {
-    handle: LampHandle,
-    shutdown: CancellationToken,
-    done: JoinHandle<()>,
-}
-
-impl RunningLamp {
-    async fn start(port: u16, state_dir: &Path) -> RunningLamp {
-        Self::start_with(port, state_dir, "").await
-    }
-
-    async fn start_with(port: u16, state_dir: &Path, extra_mqtt: &str) -> RunningLamp {
-        let text = format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nreconnect_initial_ms = 50\nreconnect_max_ms = 300\n{extra_mqtt}\n[light]\ntransition_ms = 100\n"
-        );
-        let config = Config::parse(&text, Path::new("test.toml")).unwrap().config;
-        let setup = LampSetup {
-            config,
-            state_dir: state_dir.to_owned(),
-            led: Box::new(SimLed::new(false)),
-        };
-        let shutdown = CancellationToken::new();
-        let (ready_tx, ready) = tokio::sync::oneshot::channel();
-        let done = tokio::spawn(daemon::run(setup, shutdown.clone(), move |handle| {
-            let _ = ready_tx.send(handle.clone());
-        }));
-        let handle = ready.await.unwrap();
-        RunningLamp { handle, shutdown, done }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(TIMEOUT, self.done)
-            .await
-            .expect("clean shutdown")
-            .unwrap();
-    }
-
-    async fn output_settles_at(&mut self, expected: Rgb) {
-        let close = |a: Rgb| (a.r - expected.r).abs() + (a.g - expected.g).abs() + (a.b - expected.b).abs() < 1e-9;
-        let settled = tokio::time::timeout(TIMEOUT, self.handle.output.wait_for(|o| close(*o)))
-            .await
-            .is_ok();
-        assert!(
-            settled,
-            "LED never showed {expected:?}; it shows {:?}",
-            *self.handle.output.borrow()
-        );
-    }
-}
 
 /// A lamp connected to `broker`, and a client that has seen it come up.
 async fn connected_lamp(broker: &Broker, state_dir: &Path) -> (RunningLamp, Client) {

@@ -404,7 +404,7 @@ impl Shadow {
                 }
             }
         }
-        validate(&next.desired, &next.reported).map_err(|message| ShadowError::new(400, message, token))?;
+        // Size first: it is a limit of the service, whatever the content means.
         if next.state_bytes() > MAX_STATE_BYTES {
             return Err(ShadowError::new(
                 413,
@@ -412,6 +412,7 @@ impl Shadow {
                 token,
             ));
         }
+        validate(&next.desired, &next.reported).map_err(|message| ShadowError::new(400, message, token))?;
         next.version += 1;
         next.exists = true;
         let previous = self.exists.then(|| self.snapshot());

@@ -7,8 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lampi::config::Config;
+use lampi::core::colour::Rgb;
+use lampi::daemon::{self, LampSetup};
+use lampi::lamp_task::LampHandle;
+use lampi::led::SimLed;
 use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, Publish, QoS};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -148,19 +155,25 @@ impl Client {
     }
 
     pub async fn next_matching(&mut self, topic: &str, wanted: impl Fn(&serde_json::Value) -> bool) -> Publish {
+        self.next_where(|message| {
+            message.topic == topic
+                && wanted(&serde_json::from_slice(&message.payload).unwrap_or(serde_json::Value::Null))
+        })
+        .await
+    }
+
+    /// The next message that `wanted` accepts (others are skipped), or a panic after [`TIMEOUT`].
+    pub async fn next_where(&mut self, wanted: impl Fn(&Publish) -> bool) -> Publish {
         let found = tokio::time::timeout(TIMEOUT, async {
             loop {
                 let message = self.messages.recv().await.expect("client alive");
-                if message.topic == topic {
-                    let json = serde_json::from_slice(&message.payload).unwrap_or(serde_json::Value::Null);
-                    if wanted(&json) {
-                        return message;
-                    }
+                if wanted(&message) {
+                    return message;
                 }
             }
         })
         .await;
-        found.unwrap_or_else(|_| panic!("nothing wanted on {topic} within {TIMEOUT:?}"))
+        found.unwrap_or_else(|_| panic!("nothing wanted arrived within {TIMEOUT:?}"))
     }
 
     /// Waits `quiet` and returns whatever arrived on `topic` meanwhile.
@@ -192,4 +205,56 @@ pub fn write_config(dir: &Path, port: u16, state_dir: &Path, client_id: &str) ->
     )
     .unwrap();
     path
+}
+
+/// The daemon running in this process with a simulated LED, as device `lamp1`.
+pub struct RunningLamp {
+    pub handle: LampHandle,
+    shutdown: CancellationToken,
+    done: JoinHandle<()>,
+}
+
+impl RunningLamp {
+    pub async fn start(port: u16, state_dir: &Path) -> RunningLamp {
+        Self::start_with(port, state_dir, "").await
+    }
+
+    pub async fn start_with(port: u16, state_dir: &Path, extra_mqtt: &str) -> RunningLamp {
+        let text = format!(
+            "[device]\nid = \"lamp1\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nreconnect_initial_ms = 50\nreconnect_max_ms = 300\n{extra_mqtt}\n[light]\ntransition_ms = 100\n"
+        );
+        let config = Config::parse(&text, Path::new("test.toml")).unwrap().config;
+        let setup = LampSetup {
+            config,
+            state_dir: state_dir.to_owned(),
+            led: Box::new(SimLed::new(false)),
+        };
+        let shutdown = CancellationToken::new();
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let done = tokio::spawn(daemon::run(setup, shutdown.clone(), move |handle| {
+            let _ = ready_tx.send(handle.clone());
+        }));
+        let handle = ready.await.unwrap();
+        RunningLamp { handle, shutdown, done }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(TIMEOUT, self.done)
+            .await
+            .expect("clean shutdown")
+            .unwrap();
+    }
+
+    pub async fn output_settles_at(&mut self, expected: Rgb) {
+        let close = |a: Rgb| (a.r - expected.r).abs() + (a.g - expected.g).abs() + (a.b - expected.b).abs() < 1e-9;
+        let settled = tokio::time::timeout(TIMEOUT, self.handle.output.wait_for(|o| close(*o)))
+            .await
+            .is_ok();
+        assert!(
+            settled,
+            "LED never showed {expected:?}; it shows {:?}",
+            *self.handle.output.borrow()
+        );
+    }
 }
