@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod core;
+pub mod ctl;
 pub mod daemon;
 pub mod lamp_task;
 pub mod led;

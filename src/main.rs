@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use lampi::config::{self, Config};
+use lampi::ctl;
 use lampi::daemon::{self, LampSetup};
 
 #[derive(Parser)]
@@ -35,6 +36,54 @@ enum Commands {
     },
     /// Check the config file and print the settings that would be used.
     CheckConfig,
+    /// Talk to a lamp's shadow over MQTT (broker and thing from the config unless given).
+    Ctl {
+        /// Broker host (default: mqtt.host).
+        #[arg(long, global = true)]
+        host: Option<String>,
+        /// Broker port (default: mqtt.port).
+        #[arg(long, global = true)]
+        port: Option<u16>,
+        /// The lamp's device id (default: this machine's, as `lampi run` would use).
+        #[arg(long, global = true)]
+        thing: Option<String>,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CtlAction {
+    /// Print the lamp's shadow document.
+    Get,
+    /// Ask the lamp for a light setting (written to `desired`).
+    Set {
+        #[arg(long, conflicts_with = "off")]
+        on: bool,
+        #[arg(long)]
+        off: bool,
+        /// 0.0–1.0
+        #[arg(long, value_parser = unit)]
+        hue: Option<f64>,
+        /// 0.0–1.0
+        #[arg(long, value_parser = unit)]
+        saturation: Option<f64>,
+        /// 0.0–1.0, perceived brightness
+        #[arg(long, value_parser = unit)]
+        brightness: Option<f64>,
+        /// Fade duration for this and later changes.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        transition_ms: Option<u64>,
+    },
+    /// Print deltas and reported changes as they happen, one JSON line each.
+    Watch,
+}
+
+fn unit(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a number from 0.0 to 1.0")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -64,6 +113,23 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Commands::Run { sim, state_dir } => run(config, sim, state_dir),
+        Commands::Ctl {
+            host,
+            port,
+            thing,
+            action,
+        } => {
+            let mut config = config;
+            if let Some(thing) = thing {
+                config.device.id = Some(thing);
+            }
+            let target = ctl::Target {
+                host: host.unwrap_or_else(|| config.mqtt.host.clone()),
+                port: port.unwrap_or(config.mqtt.port),
+                shadow_prefix: config.shadow_topic_prefix(),
+            };
+            ctl_main(&target, action)
+        }
     }
 }
 
@@ -108,6 +174,54 @@ fn run(config: Config, sim: bool, state_dir: Option<PathBuf>) -> ExitCode {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     });
     ExitCode::SUCCESS
+}
+
+fn ctl_main(target: &ctl::Target, action: CtlAction) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("lampi: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match action {
+            CtlAction::Get => ctl::request(target, "get", serde_json::json!({})).await,
+            CtlAction::Set {
+                on,
+                off,
+                hue,
+                saturation,
+                brightness,
+                transition_ms,
+            } => {
+                let settings = ctl::LightSettings {
+                    on: (on || off).then_some(on),
+                    hue,
+                    saturation,
+                    brightness,
+                    transition_ms,
+                };
+                let Some(request) = settings.desired() else {
+                    anyhow::bail!(
+                        "nothing to set: give --on, --off, --hue, --saturation, --brightness or --transition-ms"
+                    );
+                };
+                ctl::request(target, "update", request).await
+            }
+            CtlAction::Watch => ctl::watch(target).await.map(|()| serde_json::Value::Null),
+        }
+    });
+    match result {
+        Ok(doc) => {
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lampi ctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn user_state_dir() -> Option<PathBuf> {
