@@ -6,12 +6,16 @@
 //! - [`core::light`]: the lamp's state (on, hue, saturation, brightness) and partial changes.
 //! - [`core::colour`]: the colour pipeline, state → perceptual brightness → PWM duty cycles.
 //! - [`core::lamp`]: the state machine: target, fades, and when it next needs waking.
+//! - [`core::shadow`]: a device shadow with AWS IoT semantics (merge, metadata, delta, errors).
+//! - [`core::schema`]: what the lamp's shadow may contain, validated field by field.
+//! - [`core::device`]: the whole lamp as one state machine: light and shadow kept in step.
 //! - [`core::backoff`]: reconnect delays with jitter.
 //! - [`protocol::lampi`]: LAMPI's `set_config` / `changed` JSON, parsed and validated.
 //!
 //! Shell (tokio tasks around the core):
 //! - [`lamp_task`]: the one owner of a lamp's state; commands in, watch channels out.
-//! - [`mqtt`]: LAMPI's MQTT topics over rumqttc; reconnects with backoff.
+//! - [`mqtt`]: LAMPI's and the shadow's MQTT topics over rumqttc; reconnects with backoff.
+//! - [`ctl`]: `lampi ctl`, a command-line client for a lamp's shadow.
 //! - [`store`]: atomic, coalesced persistence of the state in the state directory.
 //! - [`led`]: the LED trait and its backends (`sim`, and `rpi` behind the `rpi` feature).
 //! - [`daemon`]: wires one lamp's tasks together; no globals, so many lamps fit one process.
