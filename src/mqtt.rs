@@ -93,7 +93,8 @@ pub async fn run(
     let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
     options
         .set_keep_alive(Duration::from_secs(config.keep_alive_secs))
-        .set_clean_session(true)
+        // A persistent session: QoS 1 requests sent while the lamp is offline wait in the broker.
+        .set_clean_session(false)
         .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
         .set_last_will(LastWill::new(&topics.connection_state, "0", QoS::AtLeastOnce, true));
     let (client, mut eventloop) = AsyncClient::new(options, 64);
@@ -161,6 +162,7 @@ async fn poll(
         let command = match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 tracing::info!(broker = ?eventloop.mqtt_options.broker_address(), "MQTT connected");
+                eventloop.mqtt_options.set_clean_session(false);
                 backoff.reset();
                 link.send_modify(|l| {
                     l.up = true;
@@ -188,6 +190,14 @@ async fn poll(
             Ok(_) => continue,
             Err(e) => {
                 link.send_if_modified(|l| std::mem::replace(&mut l.up, false));
+                if is_oversize(&e) {
+                    // The broker would redeliver the packet to the persistent session forever;
+                    // one clean session discards it (and whatever else was queued).
+                    tracing::error!(
+                        "a message over {MAX_PACKET_BYTES} bytes was sent to the lamp; discarding its session"
+                    );
+                    eventloop.mqtt_options.set_clean_session(true);
+                }
                 let delay = backoff.next_delay(&mut rand::rng());
                 tracing::warn!("MQTT connection: {e}; retrying in {delay:?}");
                 tokio::select! {
@@ -201,6 +211,15 @@ async fn poll(
             return;
         }
     }
+}
+
+fn is_oversize(error: &rumqttc::ConnectionError) -> bool {
+    matches!(
+        error,
+        rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(_)
+        ))
+    )
 }
 
 /// What the publisher sends out.

@@ -285,7 +285,10 @@ async fn topic_prefix_moves_every_topic() {
     let state = tempfile::tempdir().unwrap();
     let mut client = Client::connect(broker.port, "tester").await;
     client.subscribe("devices/abc/lamp/#").await;
-    let lamp = RunningLamp::start_with(broker.port, state.path(), "topic_prefix = \"devices/abc/\"").await;
+    let lamp = RunningLamp::start_with(broker.port, state.path(), |c| {
+        c.mqtt.topic_prefix = "devices/abc/".into()
+    })
+    .await;
     client.next_on("devices/abc/lamp/connection/lamp_service/state").await;
     client.publish("devices/abc/lamp/set_config", GREEN_HALF).await;
     client

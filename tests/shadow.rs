@@ -396,3 +396,52 @@ async fn changes_made_offline_are_reported_after_reconnecting() {
     assert_eq!(doc["state"]["desired"]["light"]["on"], json!(false));
     f.lamp.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desired_updates_the_broker_acknowledged_survive_its_restart() {
+    let broker = Broker::start_with_persistence(true);
+    let state = tempfile::tempdir().unwrap();
+    // A slow reconnect, so updates sent after the restart reach the broker while the lamp is
+    // still away: only its persistent session can deliver them.
+    let lamp = RunningLamp::start_with(broker.port, state.path(), |c| {
+        c.mqtt.reconnect_initial_ms = 1500;
+        c.mqtt.reconnect_max_ms = 1500;
+    })
+    .await;
+    let client = Client::connect(broker.port, "app").await;
+    client.subscribe(&format!("{PREFIX}#")).await;
+    let mut f = Fixture {
+        broker,
+        _state: state,
+        lamp,
+        client,
+        tokens: 0,
+    };
+    f.wait_for_lamp().await;
+
+    let update = |i: u32| json!({"state": {"desired": {"light": {"brightness": f64::from(i) / 100.0}}}}).to_string();
+    for i in 1..=50 {
+        f.client.publish(&format!("{PREFIX}update"), update(i)).await;
+    }
+    f.broker.restart();
+    let app = Client::connect(f.broker.port, "app-after-restart").await;
+    for i in 51..=100 {
+        app.publish(&format!("{PREFIX}update"), update(i)).await;
+    }
+    // Wait for the lamp to come back and work through its queue.
+    f.client = Client::connect(f.broker.port, "checker").await;
+    f.client.subscribe(&format!("{PREFIX}#")).await;
+    let deadline = tokio::time::Instant::now() + common::TIMEOUT;
+    loop {
+        let (topic, doc) = f.request_within("get", json!({}), Duration::from_millis(500)).await;
+        if topic == "get/accepted" && doc["state"]["reported"]["light"]["brightness"] == json!(1.0) {
+            assert_eq!(doc["state"]["desired"]["light"]["brightness"], json!(1.0));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the last desired brightness never arrived: {doc}"
+        );
+    }
+    f.lamp.stop().await;
+}

@@ -24,6 +24,9 @@ pub struct Broker {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Keeps retained messages and sessions across restarts, which are then graceful
+    /// (SIGTERM, so Mosquitto saves its database) instead of SIGKILL.
+    persistent: bool,
 }
 
 fn running_as_root() -> bool {
@@ -44,11 +47,16 @@ fn free_port() -> u16 {
 
 impl Broker {
     pub fn start() -> Broker {
+        Broker::start_with_persistence(false)
+    }
+
+    pub fn start_with_persistence(persistent: bool) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let mut broker = Broker {
             port: free_port(),
             child: None,
             dir,
+            persistent,
         };
         broker.restart();
         broker
@@ -59,10 +67,18 @@ impl Broker {
         self.stop();
         let config = self.dir.path().join("mosquitto.conf");
         let user = if running_as_root() { "user root\n" } else { "" };
+        let persistence = if self.persistent {
+            format!(
+                "persistence true\npersistence_location {}/\n",
+                self.dir.path().display()
+            )
+        } else {
+            "persistence false\n".to_owned()
+        };
         std::fs::write(
             &config,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nmax_queued_messages 0\npersistence false\n{user}",
+                "listener {} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nmax_queued_messages 0\n{persistence}{user}",
                 self.port
             ),
         )
@@ -84,7 +100,11 @@ impl Broker {
 
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            if self.persistent {
+                let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            } else {
+                let _ = child.kill();
+            }
             let _ = child.wait();
         }
     }
@@ -216,14 +236,16 @@ pub struct RunningLamp {
 
 impl RunningLamp {
     pub async fn start(port: u16, state_dir: &Path) -> RunningLamp {
-        Self::start_with(port, state_dir, "").await
+        Self::start_with(port, state_dir, |_| {}).await
     }
 
-    pub async fn start_with(port: u16, state_dir: &Path, extra_mqtt: &str) -> RunningLamp {
+    /// Starts with the test defaults as changed by `tune`.
+    pub async fn start_with(port: u16, state_dir: &Path, tune: impl FnOnce(&mut Config)) -> RunningLamp {
         let text = format!(
-            "[device]\nid = \"lamp1\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nreconnect_initial_ms = 50\nreconnect_max_ms = 300\n{extra_mqtt}\n[light]\ntransition_ms = 100\n"
+            "[device]\nid = \"lamp1\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nreconnect_initial_ms = 50\nreconnect_max_ms = 300\n[light]\ntransition_ms = 100\n"
         );
-        let config = Config::parse(&text, Path::new("test.toml")).unwrap().config;
+        let mut config = Config::parse(&text, Path::new("test.toml")).unwrap().config;
+        tune(&mut config);
         let setup = LampSetup {
             config,
             state_dir: state_dir.to_owned(),
