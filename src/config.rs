@@ -18,6 +18,24 @@ pub struct Config {
     pub led: LedConfig,
     pub light: LightConfig,
     pub shadow: ShadowConfig,
+    pub homeassistant: HomeAssistantConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct HomeAssistantConfig {
+    /// Announce the lamp to Home Assistant through MQTT discovery.
+    pub enabled: bool,
+    pub discovery_prefix: String,
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        HomeAssistantConfig {
+            enabled: true,
+            discovery_prefix: "homeassistant".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -260,6 +278,13 @@ impl Config {
                     format!("{prefix:?} must end with '/' and contain no MQTT wildcards"),
                 ));
             }
+        }
+        let discovery = &self.homeassistant.discovery_prefix;
+        if discovery.is_empty() || discovery.contains(['+', '#', '\0']) || discovery.ends_with('/') {
+            return Err(invalid(
+                "homeassistant.discovery_prefix",
+                format!("{discovery:?} must be a topic level like \"homeassistant\": no wildcards, no trailing '/'"),
+            ));
         }
         if !(5..=3600).contains(&self.mqtt.keep_alive_secs) {
             return Err(invalid(

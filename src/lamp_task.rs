@@ -26,8 +26,13 @@ const SHADOW_QUEUE: usize = 2048;
 
 #[derive(Debug)]
 pub enum Command {
-    /// A partial change from a named client (LAMPI's `client` field).
-    Set { change: LightChange, client: String },
+    /// A partial change from a named client (LAMPI's `client` field), with its own fade or the
+    /// lamp's default.
+    Set {
+        change: LightChange,
+        transition: Option<Duration>,
+        client: String,
+    },
     /// A request on the shadow's `update`, `get` or `delete` topic.
     Shadow { op: ShadowOp, payload: Vec<u8> },
     /// The broker connection came up.
@@ -143,7 +148,14 @@ impl LampTask {
         let now = Instant::now().into_std();
         let light_before = self.device.light();
         let (messages, client) = match command {
-            Command::Set { change, client } => (self.device.local_change(change, now, timestamp()), Some(client)),
+            Command::Set {
+                change,
+                transition,
+                client,
+            } => (
+                self.device.local_change(change, transition, now, timestamp()),
+                Some(client),
+            ),
             Command::Shadow { op, payload } => (self.device.shadow_request(op, &payload, now, timestamp()), None),
             Command::Connected => (self.device.connected(timestamp()), None),
             Command::Ping(reply) => {
@@ -217,6 +229,7 @@ mod tests {
                 brightness: Some(Unit::try_from(brightness).unwrap()),
                 ..Default::default()
             },
+            transition: None,
             client: "test".into(),
         }
     }

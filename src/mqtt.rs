@@ -1,14 +1,15 @@
-//! The lamp's MQTT shell: LAMPI's topics and the device shadow's, over rumqttc.
+//! The lamp's MQTT shell: LAMPI's topics, the device shadow's and Home Assistant's, over rumqttc.
 //!
 //! Two tasks, as rumqttc wants: the *poller* alone drives `EventLoop::poll`, reconnects with
-//! backoff, and turns `lamp/set_config` and shadow requests into lamp commands; the *publisher*
-//! alone calls the client, publishing `lamp/changed` from the lamp's watch channel (which
-//! coalesces, so a flood of commands never queues a flood of replies), rejections and the
-//! shadow's replies. Neither can wait on the other, so they cannot deadlock.
+//! backoff, and turns incoming messages into lamp commands; the *publisher* alone calls the
+//! client, publishing state from the lamp's watch channel (which coalesces, so a flood of
+//! commands never queues a flood of replies), rejections and the shadow's replies. Neither can
+//! wait on the other, so they cannot deadlock.
 
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
+use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -16,11 +17,12 @@ use crate::config::{Config, MqttConfig, ShadowService};
 use crate::core::backoff::Backoff;
 use crate::core::device::{ShadowMessage, ShadowOp};
 use crate::lamp_task::{Command, LampHandle, Snapshot};
-use crate::protocol::lampi::{self, Rejection};
+use crate::protocol::homeassistant::{self, Entity};
+use crate::protocol::lampi;
 
-/// Rejections wait here for the publisher; past this many the oldest reasons are dropped and
-/// logged, so a flood of garbage cannot grow memory.
-const REJECTION_QUEUE: usize = 64;
+/// Notices wait here for the publisher; past this many they are dropped and logged, so a flood
+/// of garbage cannot grow memory.
+const NOTICE_QUEUE: usize = 64;
 /// Larger packets are a protocol error that drops the connection; smaller oversize payloads
 /// are refused with a reason by the protocol layer.
 const MAX_PACKET_BYTES: usize = 64 * 1024;
@@ -36,6 +38,14 @@ pub struct Topics {
     pub connection_state: String,
     /// `$aws/things/<thing>/shadow/` when the lamp hosts its shadow.
     pub shadow: Option<String>,
+    pub homeassistant: Option<HomeAssistant>,
+}
+
+#[derive(Clone, Debug)]
+pub struct HomeAssistant {
+    pub entity: Entity,
+    /// Home Assistant says "online" here when it (re)starts; discovery is then sent again.
+    pub status: String,
 }
 
 const SHADOW_REQUESTS: [(&str, ShadowOp); 3] = [
@@ -47,12 +57,26 @@ const SHADOW_REQUESTS: [(&str, ShadowOp); 3] = [
 impl Topics {
     pub fn from_config(config: &Config) -> Topics {
         let prefix = &config.mqtt.topic_prefix;
+        let connection_state = format!("{prefix}lamp/connection/{}/state", config.mqtt.client_id);
+        let homeassistant = config.homeassistant.enabled.then(|| {
+            let discovery = &config.homeassistant.discovery_prefix;
+            HomeAssistant {
+                entity: Entity::new(
+                    discovery,
+                    &config.device_id(),
+                    env!("CARGO_PKG_VERSION"),
+                    &connection_state,
+                ),
+                status: format!("{discovery}/status"),
+            }
+        });
         Topics {
             set_config: format!("{prefix}lamp/set_config"),
             set_config_rejected: format!("{prefix}lamp/set_config/rejected"),
             changed: format!("{prefix}lamp/changed"),
-            connection_state: format!("{prefix}lamp/connection/{}/state", config.mqtt.client_id),
+            connection_state,
             shadow: (config.shadow.service == ShadowService::Device).then(|| config.shadow_topic_prefix()),
+            homeassistant,
         }
     }
 
@@ -69,8 +93,30 @@ impl Topics {
             .shadow
             .iter()
             .flat_map(|prefix| SHADOW_REQUESTS.map(|(name, _)| format!("{prefix}{name}")));
-        std::iter::once(self.set_config.clone()).chain(shadow).collect()
+        let homeassistant = self
+            .homeassistant
+            .iter()
+            .flat_map(|ha| [ha.entity.command_topic.clone(), ha.status.clone()]);
+        std::iter::once(self.set_config.clone())
+            .chain(shadow)
+            .chain(homeassistant)
+            .collect()
     }
+}
+
+/// Something the poller asks the publisher to send.
+#[derive(Debug)]
+enum Notice {
+    /// Why a message was refused, to the sender's `…/rejected` topic.
+    Rejected { topic: String, payload: Vec<u8> },
+    /// Home Assistant restarted: send discovery and state again.
+    Rediscover,
+}
+
+/// What an incoming message means.
+enum Incoming {
+    Command(Command),
+    Notice(Notice),
 }
 
 /// The poller's view of the connection, for the publisher: `generation` counts ConnAcks, so
@@ -104,21 +150,21 @@ pub async fn run(
     eventloop.set_network_options(network);
 
     let (link_tx, link_rx) = watch::channel(Link::default());
-    let (rejections_tx, rejections_rx) = mpsc::channel(REJECTION_QUEUE);
+    let (notices_tx, notices_rx) = mpsc::channel(NOTICE_QUEUE);
     let backoff = Backoff::new(config.reconnect_initial(), config.reconnect_max());
     let poller_stop = CancellationToken::new();
     let poller = tokio::spawn(poll(
         eventloop,
         topics.clone(),
         lamp.commands.clone(),
-        rejections_tx,
+        notices_tx,
         link_tx,
         backoff,
         poller_stop.clone(),
     ));
     let outputs = Outputs {
         changes: lamp.changes,
-        rejections: rejections_rx,
+        notices: notices_rx,
         shadow: shadow_out,
     };
     let said_goodbye = publish(&client, &topics, outputs, link_rx, shutdown).await;
@@ -130,26 +176,58 @@ pub async fn run(
     let _ = poller.await;
 }
 
-/// Turns an incoming publish into a lamp command, or a rejection for its sender.
-fn command_for(topics: &Topics, topic: &str, payload: &[u8]) -> Option<Result<Command, Rejection>> {
+/// Decodes an incoming publish; `None` for topics the lamp does not act on.
+fn decode(topics: &Topics, topic: &str, payload: &[u8]) -> Option<Incoming> {
     if topic == topics.set_config {
-        return Some(lampi::parse_set_config(payload).map(|set| Command::Set {
-            change: set.change,
-            client: set.client,
+        return Some(match lampi::parse_set_config(payload) {
+            Ok(set) => Incoming::Command(Command::Set {
+                change: set.change,
+                transition: None,
+                client: set.client,
+            }),
+            Err(rejection) => {
+                tracing::warn!(client = ?rejection.client, "set_config rejected: {}", rejection.error);
+                Incoming::Notice(Notice::Rejected {
+                    topic: topics.set_config_rejected.clone(),
+                    payload: lampi::rejection_payload(&rejection),
+                })
+            }
+        });
+    }
+    if let Some(op) = topics.shadow_request(topic) {
+        return Some(Incoming::Command(Command::Shadow {
+            op,
+            payload: payload.to_vec(),
         }));
     }
-    let op = topics.shadow_request(topic)?;
-    Some(Ok(Command::Shadow {
-        op,
-        payload: payload.to_vec(),
-    }))
+    let ha = topics.homeassistant.as_ref()?;
+    if topic == ha.status {
+        return (payload == b"online").then_some(Incoming::Notice(Notice::Rediscover));
+    }
+    if topic != ha.entity.command_topic {
+        return None;
+    }
+    Some(match homeassistant::parse_command(payload) {
+        Ok((change, transition)) => Incoming::Command(Command::Set {
+            change,
+            transition,
+            client: "homeassistant".into(),
+        }),
+        Err(error) => {
+            tracing::warn!("Home Assistant command rejected: {error}");
+            Incoming::Notice(Notice::Rejected {
+                topic: format!("{topic}/rejected"),
+                payload: json!({ "error": error }).to_string().into_bytes(),
+            })
+        }
+    })
 }
 
 async fn poll(
     mut eventloop: EventLoop,
     topics: Topics,
     commands: mpsc::Sender<Command>,
-    rejections: mpsc::Sender<Rejection>,
+    notices: mpsc::Sender<Notice>,
     link: watch::Sender<Link>,
     mut backoff: Backoff,
     stop: CancellationToken,
@@ -170,19 +248,16 @@ async fn poll(
                 });
                 Command::Connected
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                match command_for(&topics, &publish.topic, &publish.payload) {
-                    Some(Ok(command)) => command,
-                    Some(Err(rejection)) => {
-                        tracing::warn!(client = ?rejection.client, "set_config rejected: {}", rejection.error);
-                        if rejections.try_send(rejection).is_err() {
-                            tracing::warn!("too many rejections queued; this one is only logged");
-                        }
-                        continue;
+            Ok(Event::Incoming(Packet::Publish(publish))) => match decode(&topics, &publish.topic, &publish.payload) {
+                Some(Incoming::Command(command)) => command,
+                Some(Incoming::Notice(notice)) => {
+                    if notices.try_send(notice).is_err() {
+                        tracing::warn!("too many notices queued; this one is only logged");
                     }
-                    None => continue,
+                    continue;
                 }
-            }
+                None => continue,
+            },
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 stop.cancel();
                 return;
@@ -225,8 +300,29 @@ fn is_oversize(error: &rumqttc::ConnectionError) -> bool {
 /// What the publisher sends out.
 struct Outputs {
     changes: watch::Receiver<Snapshot>,
-    rejections: mpsc::Receiver<Rejection>,
+    notices: mpsc::Receiver<Notice>,
     shadow: mpsc::Receiver<ShadowMessage>,
+}
+
+/// Publishes the lamp's state on LAMPI's topic and, when enabled, Home Assistant's.
+async fn publish_state(client: &AsyncClient, topics: &Topics, snapshot: &Snapshot) {
+    let payload = lampi::changed_payload(&snapshot.state, &snapshot.client);
+    let _ = client.publish(&topics.changed, QoS::AtLeastOnce, true, payload).await;
+    if let Some(ha) = &topics.homeassistant {
+        let state = homeassistant::state(&snapshot.state).to_string();
+        let _ = client
+            .publish(&ha.entity.state_topic, QoS::AtLeastOnce, true, state)
+            .await;
+    }
+}
+
+async fn publish_discovery(client: &AsyncClient, topics: &Topics) {
+    if let Some(ha) = &topics.homeassistant {
+        let discovery = ha.entity.discovery().to_string();
+        let _ = client
+            .publish(&ha.entity.discovery_topic, QoS::AtLeastOnce, true, discovery)
+            .await;
+    }
 }
 
 async fn publish(
@@ -238,13 +334,9 @@ async fn publish(
 ) -> bool {
     let Outputs {
         mut changes,
-        mut rejections,
+        mut notices,
         mut shadow,
     } = outputs;
-    let publish_changed = |snapshot: Snapshot| {
-        let payload = lampi::changed_payload(&snapshot.state, &snapshot.client);
-        client.publish(&topics.changed, QoS::AtLeastOnce, true, payload)
-    };
     loop {
         tokio::select! {
             biased;
@@ -260,12 +352,13 @@ async fn publish(
                     let _ = client.subscribe(topic, QoS::AtLeastOnce).await;
                 }
                 let _ = client.publish(&topics.connection_state, QoS::AtLeastOnce, true, "1").await;
-                let _ = publish_changed(snapshot).await;
+                publish_discovery(client, topics).await;
+                publish_state(client, topics, &snapshot).await;
             }
             Ok(()) = changes.changed() => {
                 let snapshot = changes.borrow_and_update().clone();
                 if link.borrow().up {
-                    let _ = publish_changed(snapshot).await;
+                    publish_state(client, topics, &snapshot).await;
                 }
             }
             Some(message) = shadow.recv() => {
@@ -278,10 +371,19 @@ async fn publish(
                     let _ = client.publish(topic, QoS::AtLeastOnce, false, payload).await;
                 }
             }
-            Some(rejection) = rejections.recv() => {
-                if link.borrow().up {
-                    let payload = lampi::rejection_payload(&rejection);
-                    let _ = client.publish(&topics.set_config_rejected, QoS::AtLeastOnce, false, payload).await;
+            Some(notice) = notices.recv() => {
+                if !link.borrow().up {
+                    continue;
+                }
+                match notice {
+                    Notice::Rejected { topic, payload } => {
+                        let _ = client.publish(topic, QoS::AtLeastOnce, false, payload).await;
+                    }
+                    Notice::Rediscover => {
+                        let snapshot = changes.borrow().clone();
+                        publish_discovery(client, topics).await;
+                        publish_state(client, topics, &snapshot).await;
+                    }
                 }
             }
             else => break,

@@ -218,6 +218,7 @@ async fn works_without_a_broker_and_connects_when_one_appears() {
                 on: Some(false),
                 ..Default::default()
             },
+            transition: None,
             client: "local".into(),
         })
         .await

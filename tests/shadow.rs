@@ -376,6 +376,7 @@ async fn changes_made_offline_are_reported_after_reconnecting() {
         .commands
         .send(Command::Set {
             change,
+            transition: None,
             client: "button".into(),
         })
         .await

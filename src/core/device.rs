@@ -121,8 +121,15 @@ impl Device {
 
     /// A change made on the lamp itself (LAMPI topic, touchscreen): applied, reported, and
     /// written to `desired` too, so the cloud does not push the old value back.
-    pub fn local_change(&mut self, change: LightChange, now: Instant, timestamp: u64) -> Vec<ShadowMessage> {
-        self.lamp.apply(change, now);
+    pub fn local_change(
+        &mut self,
+        change: LightChange,
+        transition: Option<Duration>,
+        now: Instant,
+        timestamp: u64,
+    ) -> Vec<ShadowMessage> {
+        let transition = transition.unwrap_or(Duration::from_millis(self.transition_ms));
+        self.lamp.apply_with_transition(change, transition, now);
         let mut desired_light = Map::new();
         let state = self.lamp.state();
         if change.on.is_some() {
@@ -396,7 +403,7 @@ mod tests {
             brightness: Some(Unit::try_from(0.2).unwrap()),
             ..Default::default()
         };
-        device.local_change(change, t0, 300);
+        device.local_change(change, None, t0, 300);
         assert_eq!(device.shadow().desired["light"], json!({"on": true, "brightness": 0.2}));
         assert_eq!(device.shadow().reported["light"]["brightness"], json!(0.2));
         assert!(device.shadow().delta().is_empty());
