@@ -59,6 +59,32 @@ pub struct MqttConfig {
     pub keep_alive_secs: u64,
     pub reconnect_initial_ms: u64,
     pub reconnect_max_ms: u64,
+    /// TLS to the broker (rustls); needs `ca_file`.
+    pub tls: bool,
+    /// PEM CA certificate(s) the broker's certificate must chain to (AWS IoT: Amazon Root CA 1).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and private key, for brokers that require them (AWS IoT does).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// A value that never appears in logs or `check-config` output.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"(secret)\"")
+    }
 }
 
 impl Default for MqttConfig {
@@ -73,6 +99,12 @@ impl Default for MqttConfig {
             keep_alive_secs: 30,
             reconnect_initial_ms: 500,
             reconnect_max_ms: 30_000,
+            tls: false,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            username: None,
+            password: None,
         }
     }
 }
@@ -279,6 +311,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_credentials(file)?;
         let discovery = &self.homeassistant.discovery_prefix;
         if discovery.is_empty() || discovery.contains(['+', '#', '\0']) || discovery.ends_with('/') {
             return Err(invalid(
@@ -322,6 +355,40 @@ impl Config {
                 "light.transition_ms",
                 format!("{} must be at most 60000", self.light.transition_ms),
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_credentials(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, reason: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            key,
+            reason,
+        };
+        let mqtt = &self.mqtt;
+        if mqtt.tls && mqtt.ca_file.is_none() {
+            return Err(invalid("mqtt.ca_file", "required when mqtt.tls is true".into()));
+        }
+        if !mqtt.tls && (mqtt.ca_file.is_some() || mqtt.cert_file.is_some()) {
+            return Err(invalid(
+                "mqtt.tls",
+                "certificates are configured but tls is false".into(),
+            ));
+        }
+        if mqtt.cert_file.is_some() != mqtt.key_file.is_some() {
+            return Err(invalid("mqtt.cert_file", "cert_file and key_file go together".into()));
+        }
+        if mqtt.password.is_some() && mqtt.username.is_none() {
+            return Err(invalid("mqtt.username", "required when a password is given".into()));
+        }
+        for (key, path) in [
+            ("mqtt.ca_file", &mqtt.ca_file),
+            ("mqtt.cert_file", &mqtt.cert_file),
+            ("mqtt.key_file", &mqtt.key_file),
+        ] {
+            if let Some(path) = path {
+                std::fs::File::open(path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+            }
         }
         Ok(())
     }
@@ -427,6 +494,21 @@ mod tests {
         assert!(err.contains("`shadow.topic_prefix`"), "{err}");
         let err = parse("[device]\nid = \"a/b\"\n").unwrap_err().to_string();
         assert!(err.contains("`device.id`"), "{err}");
+    }
+
+    #[test]
+    fn tls_settings_must_be_complete_and_readable_and_secrets_stay_hidden() {
+        let err = parse("[mqtt]\ntls = true\n").unwrap_err().to_string();
+        assert!(err.contains("`mqtt.ca_file`: required"), "{err}");
+        let err = parse("[mqtt]\ntls = true\nca_file = \"/nonexistent/ca.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`mqtt.ca_file`: cannot read /nonexistent/ca.pem"), "{err}");
+        let err = parse("[mqtt]\npassword = \"hunter2\"\n").unwrap_err().to_string();
+        assert!(err.contains("`mqtt.username`"), "{err}");
+        let loaded = parse("[mqtt]\nusername = \"lamp\"\npassword = \"hunter2\"\n").unwrap();
+        let shown = format!("{:?}", loaded.config);
+        assert!(!shown.contains("hunter2") && shown.contains("(secret)"), "{shown}");
     }
 
     #[test]

@@ -8,7 +8,10 @@
 
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, NetworkOptions, Outgoing, Packet, QoS, TlsConfiguration,
+    Transport,
+};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -143,6 +146,23 @@ pub async fn run(
         .set_clean_session(false)
         .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
         .set_last_will(LastWill::new(&topics.connection_state, "0", QoS::AtLeastOnce, true));
+    if let Some(username) = &config.username {
+        options.set_credentials(username, config.password.as_ref().map_or("", |p| p.expose()));
+    }
+    if config.tls {
+        match tls_configuration(config) {
+            Ok(tls) => {
+                options.set_transport(Transport::tls_with_config(tls));
+            }
+            Err(e) => {
+                // The config was checked at start-up; a file that vanished since then leaves the
+                // lamp working locally rather than talking to the broker in the clear.
+                tracing::error!("MQTT disabled: cannot load TLS certificates: {e}");
+                shutdown.cancelled().await;
+                return;
+            }
+        }
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 64);
     let mut network = NetworkOptions::new();
     // Without it Nagle's algorithm and delayed ACKs add 40–90 ms to every reply on loopback.
@@ -286,6 +306,17 @@ async fn poll(
             return;
         }
     }
+}
+
+fn tls_configuration(config: &MqttConfig) -> std::io::Result<TlsConfiguration> {
+    let read = |path: &Option<std::path::PathBuf>| path.as_ref().map(std::fs::read).transpose();
+    let ca = read(&config.ca_file)?.unwrap_or_default();
+    let client_auth = read(&config.cert_file)?.zip(read(&config.key_file)?);
+    Ok(TlsConfiguration::Simple {
+        ca,
+        alpn: None,
+        client_auth,
+    })
 }
 
 fn is_oversize(error: &rumqttc::ConnectionError) -> bool {

@@ -27,6 +27,10 @@ pub struct Broker {
     /// Keeps retained messages and sessions across restarts, which are then graceful
     /// (SIGTERM, so Mosquitto saves its database) instead of SIGKILL.
     persistent: bool,
+    /// More Mosquitto configuration: `global` first (e.g. `per_listener_settings`), `extra`
+    /// after the test's own plain listener (e.g. a TLS listener).
+    global: String,
+    extra: String,
 }
 
 fn running_as_root() -> bool {
@@ -41,7 +45,7 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -51,12 +55,18 @@ impl Broker {
     }
 
     pub fn start_with_persistence(persistent: bool) -> Broker {
+        Broker::start_custom(persistent, "", String::new())
+    }
+
+    pub fn start_custom(persistent: bool, global: &str, extra: String) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let mut broker = Broker {
             port: free_port(),
             child: None,
             dir,
             persistent,
+            global: global.to_owned(),
+            extra,
         };
         broker.restart();
         broker
@@ -78,8 +88,8 @@ impl Broker {
         std::fs::write(
             &config,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nmax_queued_messages 0\n{persistence}{user}",
-                self.port
+                "{}set_tcp_nodelay true\nmax_queued_messages 0\n{persistence}{user}listener {} 127.0.0.1\nallow_anonymous true\n{}",
+                self.global, self.port, self.extra
             ),
         )
         .unwrap();

@@ -1,0 +1,55 @@
+//! The fleet ACL in docs/mosquitto-acl.conf keeps each lamp to its own topics: a client
+//! connected as one lamp cannot change another lamp's shadow.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Broker, Client, RunningLamp};
+use serde_json::json;
+
+const ACL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/mosquitto-acl.conf");
+
+/// Lamp B's shadow version after a client calling itself lamp A tried to change it.
+async fn version_after_impostor(broker: &Broker) -> (u64, u64) {
+    let state = tempfile::tempdir().unwrap();
+    let lamp_b = RunningLamp::start_with(broker.port, state.path(), |c| {
+        c.device.id = Some("lampB".into());
+        c.mqtt.client_id = "lampB".into();
+        c.mqtt.topic_prefix = "devices/lampB/".into();
+    })
+    .await;
+    // Let lamp B connect and settle its own reports.
+    let mut saved = lamp_b.handle.saved.clone();
+    tokio::time::timeout(
+        common::TIMEOUT,
+        saved.wait_for(|s| s.shadow.reported.contains_key("connected_since")),
+    )
+    .await
+    .expect("lamp B connects")
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = lamp_b.handle.saved.borrow().shadow.version;
+
+    let impostor = Client::connect(broker.port, "lampA").await;
+    let attack = json!({"state": {"desired": {"light": {"on": false}}}});
+    impostor
+        .publish("$aws/things/lampB/shadow/update", attack.to_string())
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = lamp_b.handle.saved.borrow().shadow.version;
+    lamp_b.stop().await;
+    (before, after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lamp_cannot_write_another_lamps_shadow_under_the_acl() {
+    let guarded = Broker::start_custom(false, "", format!("acl_file {ACL}\n"));
+    let (before, after) = version_after_impostor(&guarded).await;
+    assert_eq!(before, after, "the ACL let lamp A change lamp B's shadow");
+
+    // The same attempt without the ACL gets through, so it is the ACL that stopped it.
+    let open = Broker::start();
+    let (before, after) = version_after_impostor(&open).await;
+    assert!(after > before, "without the ACL the update should have been applied");
+}
