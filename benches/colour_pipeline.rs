@@ -1,5 +1,6 @@
-//! Colour pipeline: cost per conversion and smoothness at the bottom of the dimming range,
-//! against LAMPI's original pipeline (HSV→RGB, linear brightness, 8-bit) in the same run.
+//! The pure core's costs: the colour pipeline (cost per conversion and smoothness at the bottom
+//! of the dimming range) against LAMPI's original pipeline (HSV→RGB, linear brightness, 8-bit),
+//! and a shadow update against parsing its JSON, each baseline measured in the same run.
 //!
 //! `cargo bench --bench colour_pipeline`
 
@@ -114,5 +115,44 @@ fn main() {
         "  duty at 1 % brightness: LAMPI {:.4}, lampi {:.6}",
         f64::from(lampi_original(true, 0.0, 0.0, 0.01)[0]) / 255.0,
         one_percent.r
+    );
+    shadow_update_cost();
+}
+
+/// The core's cost of one shadow update (parse, validate, merge, act, report, five response
+/// documents), against the least any implementation must do: parse the request's JSON.
+fn shadow_update_cost() {
+    use lampi::core::device::{Device, Identity, ShadowOp};
+    use lampi::core::shadow::Shadow;
+
+    let now = Instant::now();
+    let identity = Identity {
+        thing: "bench".into(),
+        firmware: "0".into(),
+    };
+    let mut device = Device::new(LightState::default(), Shadow::default(), identity, Duration::ZERO, now);
+    device.tick(now, 1);
+    let payloads: Vec<Vec<u8>> = (0..INPUTS)
+        .map(|i| {
+            let b = if i % 2 == 0 { 0.25 } else { 0.75 };
+            format!(r#"{{"state":{{"desired":{{"light":{{"on":true,"brightness":{b}}}}}}},"clientToken":"c{i}"}}"#)
+                .into_bytes()
+        })
+        .collect();
+    let parse_only = time_per_call(|| {
+        for p in &payloads {
+            black_box(serde_json::from_slice::<serde_json::Value>(black_box(p)).unwrap());
+        }
+    });
+    let full = time_per_call(|| {
+        for p in &payloads {
+            black_box(device.shadow_request(ShadowOp::Update, black_box(p), now, 2));
+        }
+    });
+    println!("shadow update through the device core, ns per request:");
+    println!("  parse the request JSON only (floor) {parse_only:8.0} ns");
+    println!(
+        "  Device::shadow_request (complete)   {full:8.0} ns   ({:.1}x)",
+        full / parse_only
     );
 }

@@ -73,6 +73,7 @@ pub struct LampTask {
     output: watch::Sender<Rgb>,
     saved: watch::Sender<Saved>,
     shadow_out: mpsc::Sender<ShadowMessage>,
+    dropped_replies: u64,
 }
 
 /// Seconds since the epoch, for shadow timestamps; 0 if the clock is before 1970.
@@ -109,6 +110,7 @@ impl LampTask {
             output: output_tx,
             saved: saved_tx,
             shadow_out: shadow_tx,
+            dropped_replies: 0,
         };
         let handle = LampHandle {
             commands: command_tx,
@@ -125,11 +127,12 @@ impl LampTask {
         let mut commands_open = true;
         loop {
             let now = Instant::now().into_std();
-            let messages = self.device.tick(now, timestamp());
-            self.emit(messages);
+            // The LED first: reporting the output to the shadow can wait a few microseconds.
             let output = self.device.output(now);
             self.output
                 .send_if_modified(|shown| std::mem::replace(shown, output) != output);
+            let messages = self.device.tick(now, timestamp());
+            self.emit(messages);
             let wake = self.device.next_wake(now).map(Instant::from_std);
             tokio::select! {
                 biased;
@@ -141,6 +144,9 @@ impl LampTask {
                 () = sleep_until(wake) => {}
             }
         }
+        // Local changes still waiting for the shadow are saved with it.
+        let messages = self.device.flush_local(timestamp());
+        self.emit(messages);
         self.saved.borrow().clone()
     }
 
@@ -152,10 +158,10 @@ impl LampTask {
                 change,
                 transition,
                 client,
-            } => (
-                self.device.local_change(change, transition, now, timestamp()),
-                Some(client),
-            ),
+            } => {
+                self.device.local_change(change, transition, now);
+                (Vec::new(), Some(client))
+            }
             Command::Shadow { op, payload } => (self.device.shadow_request(op, &payload, now, timestamp()), None),
             Command::Connected => (self.device.connected(timestamp()), None),
             Command::Ping(reply) => {
@@ -186,7 +192,11 @@ impl LampTask {
         }
         for message in messages {
             if self.shadow_out.try_send(message).is_err() {
-                tracing::warn!("shadow reply queue full or closed; a reply was dropped");
+                // One line per thousand, so a flood of requests cannot flood the journal too.
+                if self.dropped_replies.is_multiple_of(1000) {
+                    tracing::warn!(dropped = self.dropped_replies + 1, "shadow reply queue full or closed; replies dropped");
+                }
+                self.dropped_replies += 1;
             }
         }
         let saved = Saved {

@@ -22,9 +22,7 @@ async fn discovered_controlled_and_rediscovered() {
     ha.subscribe(STATE).await;
     ha.subscribe(&format!("{COMMAND}/rejected")).await;
 
-    let discovery = ha.next_on(DISCOVERY).await;
-    assert!(discovery.retain);
-    let doc = json(&discovery);
+    let doc = json(&ha.next_on(DISCOVERY).await);
     assert_eq!(doc["schema"], json!("json"));
     assert_eq!(doc["command_topic"], json!(COMMAND));
     assert_eq!(doc["state_topic"], json!(STATE));
@@ -40,12 +38,15 @@ async fn discovered_controlled_and_rediscovered() {
     let state_doc = json(&ha.next_matching(STATE, |j| j["brightness"] == json!(51.0)).await);
     assert_eq!(state_doc["color"], json!({"h": 240.0, "s": 100.0}));
     lamp.output_settles_at(duty_for(true, 2.0 / 3.0, 1.0, 0.2)).await;
-    let saved = lamp.handle.saved.borrow().clone();
-    assert_eq!(
-        saved.shadow.desired["light"]["brightness"],
-        json!(0.2),
-        "a Home Assistant change is a local change"
-    );
+    // A Home Assistant change is a local change: it reaches the shadow's desired too.
+    let mut saved = lamp.handle.saved.clone();
+    let in_desired = saved.wait_for(|s| {
+        s.shadow
+            .desired
+            .get("light")
+            .is_some_and(|l| l["brightness"] == json!(0.2))
+    });
+    assert!(tokio::time::timeout(common::TIMEOUT, in_desired).await.is_ok());
     assert_eq!(lamp.handle.changes.borrow().client, "homeassistant");
 
     ha.publish(COMMAND, r#"{"state":"DIM"}"#).await;
@@ -57,6 +58,11 @@ async fn discovered_controlled_and_rediscovered() {
             .contains("neither \"ON\" nor \"OFF\""),
         "{rejected}"
     );
+
+    // Discovery is retained, so a Home Assistant started later finds the lamp too.
+    let mut late = Client::connect(broker.port, "late-home-assistant").await;
+    late.subscribe(DISCOVERY).await;
+    assert!(late.next_on(DISCOVERY).await.retain);
 
     // Home Assistant restarts and asks everyone to announce themselves again.
     ha.publish("homeassistant/status", "online").await;

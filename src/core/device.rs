@@ -20,6 +20,11 @@ use super::shadow::{self, SectionUpdate, Shadow, ShadowError, UpdateRequest};
 /// the final value), so watching the shadow does not cost a message per fade frame.
 pub const OUTPUT_REPORT_INTERVAL: Duration = Duration::from_millis(250);
 
+/// Local changes reach the shadow after at most this long, together: a slider drag or a flood
+/// of `set_config` becomes a few shadow updates instead of one per message. A shadow request
+/// flushes them first, so it always sees them.
+pub const LOCAL_REPORT_DELAY: Duration = Duration::from_millis(100);
+
 /// Settings that the cloud sets in `desired` and the lamp mirrors in `reported`.
 const MIRRORED: [&str; 4] = ["mode", "timezone", "alarms", "natural_light"];
 
@@ -82,6 +87,9 @@ pub struct Device {
     reported_output: Rgb,
     next_output_report: Instant,
     connected_since: Option<u64>,
+    /// Local changes not yet in the shadow: the `desired.light` fields they set, and when they
+    /// are due.
+    pending_local: Option<(Map<String, Value>, Instant)>,
 }
 
 fn rounded(duty: Rgb) -> Rgb {
@@ -104,6 +112,7 @@ impl Device {
             reported_output: Rgb::OFF,
             next_output_report: now,
             connected_since: None,
+            pending_local: None,
         }
     }
 
@@ -119,19 +128,16 @@ impl Device {
         self.lamp.output(now)
     }
 
-    /// A change made on the lamp itself (LAMPI topic, touchscreen): applied, reported, and
-    /// written to `desired` too, so the cloud does not push the old value back.
-    pub fn local_change(
-        &mut self,
-        change: LightChange,
-        transition: Option<Duration>,
-        now: Instant,
-        timestamp: u64,
-    ) -> Vec<ShadowMessage> {
+    /// A change made on the lamp itself (LAMPI topic, touchscreen): applied at once; within
+    /// [`LOCAL_REPORT_DELAY`] it is reported and written to `desired` too, so the cloud does not
+    /// push the old value back.
+    pub fn local_change(&mut self, change: LightChange, transition: Option<Duration>, now: Instant) {
         let transition = transition.unwrap_or(Duration::from_millis(self.transition_ms));
         self.lamp.apply_with_transition(change, transition, now);
-        let mut desired_light = Map::new();
         let state = self.lamp.state();
+        let (desired_light, _) = self
+            .pending_local
+            .get_or_insert_with(|| (Map::new(), now + LOCAL_REPORT_DELAY));
         if change.on.is_some() {
             desired_light.insert("on".into(), json!(state.on));
         }
@@ -144,6 +150,13 @@ impl Device {
                 desired_light.insert(key.into(), json!(value.get()));
             }
         }
+    }
+
+    /// Puts pending local changes into the shadow.
+    pub fn flush_local(&mut self, timestamp: u64) -> Vec<ShadowMessage> {
+        let Some((desired_light, _)) = self.pending_local.take() else {
+            return Vec::new();
+        };
         let desired = (!desired_light.is_empty()).then(|| {
             let mut section = Map::new();
             section.insert("light".into(), Value::Object(desired_light));
@@ -155,6 +168,12 @@ impl Device {
 
     /// A request on the shadow's `update`, `get` or `delete` topic.
     pub fn shadow_request(&mut self, op: ShadowOp, payload: &[u8], now: Instant, timestamp: u64) -> Vec<ShadowMessage> {
+        let mut messages = self.flush_local(timestamp);
+        messages.extend(self.answer(op, payload, now, timestamp));
+        messages
+    }
+
+    fn answer(&mut self, op: ShadowOp, payload: &[u8], now: Instant, timestamp: u64) -> Vec<ShadowMessage> {
         let reply = |topic, payload| vec![ShadowMessage { topic, payload }];
         let rejected = |topic, e: ShadowError| reply(topic, e.document(timestamp));
         match op {
@@ -192,32 +211,45 @@ impl Device {
     /// The broker connection came up at `timestamp`.
     pub fn connected(&mut self, timestamp: u64) -> Vec<ShadowMessage> {
         self.connected_since = Some(timestamp);
+        let mut messages = self.flush_local(timestamp);
         let reported = self.report_patch();
-        self.internal_update(None, reported, timestamp)
+        messages.extend(self.internal_update(None, reported, timestamp));
+        messages
     }
 
-    /// Advances fades; reports the output when it has settled or the interval has passed.
+    /// Advances fades; puts due local changes into the shadow; reports the output when it has
+    /// settled or the interval has passed.
     pub fn tick(&mut self, now: Instant, timestamp: u64) -> Vec<ShadowMessage> {
+        let mut messages = match self.pending_local {
+            Some((_, due)) if due <= now => self.flush_local(timestamp),
+            _ => Vec::new(),
+        };
         let output = rounded(self.lamp.tick(now));
         let settled = self.lamp.next_wake(now).is_none();
-        if output == self.reported_output || (!settled && now < self.next_output_report) {
-            return Vec::new();
+        if output != self.reported_output && (settled || now >= self.next_output_report) {
+            self.reported_output = output;
+            self.next_output_report = now + OUTPUT_REPORT_INTERVAL;
+            let reported = self.report_patch();
+            messages.extend(self.internal_update(None, reported, timestamp));
         }
-        self.reported_output = output;
-        self.next_output_report = now + OUTPUT_REPORT_INTERVAL;
-        let reported = self.report_patch();
-        self.internal_update(None, reported, timestamp)
+        messages
     }
 
     /// When [`Device::tick`] must run next; `None` when nothing is changing.
     pub fn next_wake(&self, now: Instant) -> Option<Instant> {
-        let fade = self.lamp.next_wake(now)?;
-        let output_due = rounded(self.lamp.output(now)) != self.reported_output;
-        Some(if output_due {
-            fade.min(self.next_output_report.max(now))
-        } else {
-            fade
-        })
+        let pending = self.pending_local.as_ref().map(|(_, due)| *due);
+        let fade = self.lamp.next_wake(now).map(|fade| {
+            let output_due = rounded(self.lamp.output(now)) != self.reported_output;
+            if output_due {
+                fade.min(self.next_output_report.max(now))
+            } else {
+                fade
+            }
+        });
+        match (pending, fade) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn act_on_delta(&mut self, now: Instant) {
@@ -403,7 +435,15 @@ mod tests {
             brightness: Some(Unit::try_from(0.2).unwrap()),
             ..Default::default()
         };
-        device.local_change(change, None, t0, 300);
+        device.local_change(change, None, t0);
+        // Nothing reaches the shadow until the delay is over (or a request needs it).
+        assert_eq!(device.next_wake(t0 + FADE), Some(t0 + LOCAL_REPORT_DELAY));
+        assert_eq!(device.shadow().reported["light"]["brightness"], json!(0.9));
+        let messages = device.tick(t0 + LOCAL_REPORT_DELAY, 300);
+        assert_eq!(
+            topics(&messages),
+            [ShadowTopic::UpdateAccepted, ShadowTopic::UpdateDocuments]
+        );
         assert_eq!(device.shadow().desired["light"], json!({"on": true, "brightness": 0.2}));
         assert_eq!(device.shadow().reported["light"]["brightness"], json!(0.2));
         assert!(device.shadow().delta().is_empty());

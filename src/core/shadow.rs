@@ -322,6 +322,12 @@ pub struct Accepted {
     pub delta: Option<Value>,
 }
 
+/// Builds an object from values already made, moving them in. (`json!` would copy each one
+/// through serde, which was most of the cost of an update.)
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
 fn with_token(mut doc: Value, token: Option<&str>) -> Value {
     if let Some(token) = token {
         doc["clientToken"] = json!(token);
@@ -357,7 +363,11 @@ impl Shadow {
                 metadata.insert(name.into(), Value::Object(meta.clone()));
             }
         }
-        json!({"state": state, "metadata": metadata, "version": self.version})
+        object([
+            ("state", Value::Object(state)),
+            ("metadata", Value::Object(metadata)),
+            ("version", self.version.into()),
+        ])
     }
 
     /// Applies an update. `validate` sees the documents as they would be after it and refuses
@@ -399,8 +409,9 @@ impl Shadow {
                 }
                 Some(SectionUpdate::Merge(patch)) => {
                     merge(section, metadata, patch, timestamp);
-                    accepted_state.insert(name.into(), Value::Object(patch.clone()));
-                    accepted_metadata.insert(name.into(), timestamps(&Value::Object(patch.clone()), timestamp));
+                    let patch = Value::Object(patch.clone());
+                    accepted_metadata.insert(name.into(), timestamps(&patch, timestamp));
+                    accepted_state.insert(name.into(), patch);
                 }
             }
         }
@@ -419,18 +430,32 @@ impl Shadow {
         *self = next;
 
         let accepted = with_token(
-            json!({"state": accepted_state, "metadata": accepted_metadata, "version": self.version, "timestamp": timestamp}),
+            object([
+                ("state", Value::Object(accepted_state)),
+                ("metadata", Value::Object(accepted_metadata)),
+                ("version", self.version.into()),
+                ("timestamp", timestamp.into()),
+            ]),
             token,
         );
         let documents = with_token(
-            json!({"previous": previous, "current": self.snapshot(), "timestamp": timestamp}),
+            object([
+                ("previous", previous.unwrap_or(Value::Null)),
+                ("current", self.snapshot()),
+                ("timestamp", timestamp.into()),
+            ]),
             token,
         );
         let delta = self.delta();
         let delta = (!delta.is_empty()).then(|| {
             let metadata = project(&self.metadata.desired, &delta);
             with_token(
-                json!({"version": self.version, "timestamp": timestamp, "state": delta, "metadata": metadata}),
+                object([
+                    ("version", self.version.into()),
+                    ("timestamp", timestamp.into()),
+                    ("state", Value::Object(delta)),
+                    ("metadata", Value::Object(metadata)),
+                ]),
                 token,
             )
         });
@@ -464,7 +489,12 @@ impl Shadow {
             state.insert("delta".into(), delta);
         }
         Ok(with_token(
-            json!({"state": state, "metadata": metadata, "version": self.version, "timestamp": timestamp}),
+            object([
+                ("state", Value::Object(state)),
+                ("metadata", Value::Object(metadata)),
+                ("version", self.version.into()),
+                ("timestamp", timestamp.into()),
+            ]),
             client_token,
         ))
     }
