@@ -193,7 +193,7 @@ impl LampTask {
         for message in messages {
             if self.shadow_out.try_send(message).is_err() {
                 // One line per thousand, so a flood of requests cannot flood the journal too.
-                if self.dropped_replies.is_multiple_of(1000) {
+                if self.dropped_replies % 1000 == 0 {
                     tracing::warn!(dropped = self.dropped_replies + 1, "shadow reply queue full or closed; replies dropped");
                 }
                 self.dropped_replies += 1;
