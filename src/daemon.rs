@@ -36,7 +36,7 @@ pub async fn run(setup: LampSetup, shutdown: CancellationToken, on_ready: impl F
         thing: config.device_id(),
         firmware: env!("CARGO_PKG_VERSION").into(),
     };
-    let (task, handle, shadow_out) = LampTask::new(initial, identity, config.light.transition());
+    let (task, handle, outbox) = LampTask::new(initial, identity, config.light.transition());
 
     let tracker = TaskTracker::new();
     let lamp_task = tracker.spawn(task.run(shutdown.clone()));
@@ -47,7 +47,8 @@ pub async fn run(setup: LampSetup, shutdown: CancellationToken, on_ready: impl F
         let shutdown = shutdown.clone();
         let topics = crate::mqtt::Topics::from_config(&config);
         let mqtt = config.mqtt.clone();
-        tracker.spawn(async move { crate::mqtt::run(&mqtt, topics, handle, shadow_out, shutdown).await });
+        let spool = crate::events::Spool::open(&state_dir);
+        tracker.spawn(async move { crate::mqtt::run(&mqtt, topics, handle, outbox, spool, shutdown).await });
     }
     tracker.close();
     on_ready(&handle);

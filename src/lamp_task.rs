@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde_json::Value;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +25,8 @@ const COMMAND_QUEUE: usize = 256;
 /// Shadow replies waiting for the MQTT publisher. Each request makes at most five, so this
 /// absorbs a full command queue's worth; past it replies are dropped and logged.
 const SHADOW_QUEUE: usize = 2048;
+/// Analytics events waiting for the MQTT side (which spools them to disk while offline).
+const EVENT_QUEUE: usize = 256;
 
 #[derive(Debug)]
 pub enum Command {
@@ -74,6 +78,16 @@ pub struct LampTask {
     saved: watch::Sender<Saved>,
     shadow_out: mpsc::Sender<ShadowMessage>,
     dropped_replies: u64,
+    events_out: mpsc::Sender<Value>,
+    dropped_events: u64,
+}
+
+/// What the lamp task sends out besides its watch channels: for the MQTT side.
+#[derive(Debug)]
+pub struct Outbox {
+    pub shadow: mpsc::Receiver<ShadowMessage>,
+    /// Analytics events (`crate::events`).
+    pub events: mpsc::Receiver<Value>,
 }
 
 /// Seconds since the epoch, for shadow timestamps; 0 if the clock is before 1970.
@@ -83,11 +97,7 @@ pub fn timestamp() -> u64 {
 
 impl LampTask {
     /// A lamp task and its handle, plus the queue of shadow messages it will produce.
-    pub fn new(
-        saved: Saved,
-        identity: Identity,
-        transition: Duration,
-    ) -> (LampTask, LampHandle, mpsc::Receiver<ShadowMessage>) {
+    pub fn new(saved: Saved, identity: Identity, transition: Duration) -> (LampTask, LampHandle, Outbox) {
         let device = Device::new(
             saved.light,
             Shadow::clone(&saved.shadow),
@@ -103,6 +113,7 @@ impl LampTask {
         let (output_tx, output_rx) = watch::channel(Rgb::OFF);
         let (saved_tx, saved_rx) = watch::channel(saved);
         let (shadow_tx, shadow_rx) = mpsc::channel(SHADOW_QUEUE);
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let task = LampTask {
             device,
             commands: command_rx,
@@ -111,6 +122,8 @@ impl LampTask {
             saved: saved_tx,
             shadow_out: shadow_tx,
             dropped_replies: 0,
+            events_out: events_tx,
+            dropped_events: 0,
         };
         let handle = LampHandle {
             commands: command_tx,
@@ -118,7 +131,11 @@ impl LampTask {
             output: output_rx,
             saved: saved_rx,
         };
-        (task, handle, shadow_rx)
+        let outbox = Outbox {
+            shadow: shadow_rx,
+            events: events_rx,
+        };
+        (task, handle, outbox)
     }
 
     /// Runs until `shutdown` fires, even when no handle is left (a lamp with MQTT disabled
@@ -170,19 +187,34 @@ impl LampTask {
             }
         };
         let light = self.device.light();
-        match client {
-            Some(client) => {
-                self.changes.send_replace(Snapshot { state: light, client });
-            }
-            None if light != light_before => {
-                self.changes.send_replace(Snapshot {
-                    state: light,
-                    client: "shadow".into(),
-                });
-            }
-            None => {}
+        // Every LAMPI sender gets its echo; shadow requests only when they changed the light.
+        let echo = client.is_some() || light != light_before;
+        let source = client.unwrap_or_else(|| "shadow".into());
+        for event in crate::events::light_events(&light_before, &light, &source, timestamp()) {
+            self.send_event(event);
+        }
+        if echo {
+            self.changes.send_replace(Snapshot {
+                state: light,
+                client: source,
+            });
         }
         self.emit(messages);
+    }
+
+    /// Queues an analytics event; when the queue is full it is dropped and counted, and the count
+    /// goes out as a `dropped` event once there is room again.
+    fn send_event(&mut self, event: Value) {
+        if self.dropped_events > 0 {
+            let dropped = crate::events::dropped_event(self.dropped_events, timestamp());
+            if self.events_out.try_send(dropped).is_ok() {
+                self.dropped_events = 0;
+            }
+        }
+        // Closed means MQTT is disabled: nobody wants events.
+        if let Err(TrySendError::Full(_)) = self.events_out.try_send(event) {
+            self.dropped_events += 1;
+        }
     }
 
     /// Queues shadow messages for the publisher and marks the state for saving.
@@ -191,10 +223,13 @@ impl LampTask {
             return;
         }
         for message in messages {
-            if self.shadow_out.try_send(message).is_err() {
+            if let Err(TrySendError::Full(_)) = self.shadow_out.try_send(message) {
                 // One line per thousand, so a flood of requests cannot flood the journal too.
                 if self.dropped_replies % 1000 == 0 {
-                    tracing::warn!(dropped = self.dropped_replies + 1, "shadow reply queue full or closed; replies dropped");
+                    tracing::warn!(
+                        dropped = self.dropped_replies + 1,
+                        "shadow reply queue full; replies dropped"
+                    );
                 }
                 self.dropped_replies += 1;
             }
@@ -246,7 +281,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fades_in_then_sleeps_until_told_otherwise() {
-        let (task, mut handle, _shadow) = LampTask::new(fresh(), identity(), Duration::from_millis(400));
+        let (task, mut handle, _outbox) = LampTask::new(fresh(), identity(), Duration::from_millis(400));
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(task.run(shutdown.clone()));
         let mut frames = 0;
@@ -270,7 +305,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shadow_changes_to_the_light_reach_lampi_clients_as_shadow() {
-        let (task, mut handle, mut shadow_out) = LampTask::new(fresh(), identity(), Duration::ZERO);
+        let (task, mut handle, mut outbox) = LampTask::new(fresh(), identity(), Duration::ZERO);
         tokio::spawn(task.run(CancellationToken::new()));
         let payload = br#"{"state":{"desired":{"light":{"on":false}}}}"#.to_vec();
         handle
@@ -284,13 +319,18 @@ mod tests {
         handle.changes.changed().await.unwrap();
         assert_eq!(handle.changes.borrow().client, "shadow");
         assert!(!handle.changes.borrow().state.on);
-        let first = shadow_out.recv().await.unwrap();
+        let first = outbox.shadow.recv().await.unwrap();
+        let event = outbox.events.recv().await.unwrap();
+        assert_eq!(
+            (event["type"].as_str(), event["source"].as_str()),
+            (Some("power"), Some("shadow"))
+        );
         assert_eq!(first.topic, crate::core::device::ShadowTopic::UpdateAccepted);
     }
 
     #[tokio::test(start_paused = true)]
     async fn answers_pings() {
-        let (task, handle, _shadow) = LampTask::new(fresh(), identity(), Duration::ZERO);
+        let (task, handle, _outbox) = LampTask::new(fresh(), identity(), Duration::ZERO);
         tokio::spawn(task.run(CancellationToken::new()));
         let (tx, rx) = oneshot::channel();
         handle.commands.send(Command::Ping(tx)).await.unwrap();
@@ -301,7 +341,7 @@ mod tests {
     async fn persists_once_per_interval_and_the_last_state_at_the_end() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::new(dir.path());
-        let (task, handle, _shadow) = LampTask::new(fresh(), identity(), Duration::ZERO);
+        let (task, handle, _outbox) = LampTask::new(fresh(), identity(), Duration::ZERO);
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(task.run(shutdown.clone()));
         let persisting = tokio::spawn(crate::store::persist(store.clone(), handle.saved.clone()));

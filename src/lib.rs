@@ -11,11 +11,13 @@
 //! - [`core::device`]: the whole lamp as one state machine: light and shadow kept in step.
 //! - [`core::backoff`]: reconnect delays with jitter.
 //! - [`protocol::lampi`]: LAMPI's `set_config` / `changed` JSON, parsed and validated.
+//! - [`protocol::homeassistant`]: Home Assistant's discovery, state and command JSON.
 //!
 //! Shell (tokio tasks around the core):
 //! - [`lamp_task`]: the one owner of a lamp's state; commands in, watch channels out.
 //! - [`mqtt`]: LAMPI's and the shadow's MQTT topics over rumqttc; reconnects with backoff.
 //! - [`ctl`]: `lampi ctl`, a command-line client for a lamp's shadow.
+//! - [`events`]: usage analytics events and their offline spool.
 //! - [`store`]: atomic, coalesced persistence of the state in the state directory.
 //! - [`led`]: the LED trait and its backends (`sim`, and `rpi` behind the `rpi` feature).
 //! - [`daemon`]: wires one lamp's tasks together; no globals, so many lamps fit one process.
@@ -28,6 +30,7 @@ pub mod config;
 pub mod core;
 pub mod ctl;
 pub mod daemon;
+pub mod events;
 pub mod lamp_task;
 pub mod led;
 pub mod mqtt;

@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, MqttConfig, ShadowService};
 use crate::core::backoff::Backoff;
 use crate::core::device::{ShadowMessage, ShadowOp};
-use crate::lamp_task::{Command, LampHandle, Snapshot};
+use crate::events::Spool;
+use crate::lamp_task::{Command, LampHandle, Outbox, Snapshot};
 use crate::protocol::homeassistant::{self, Entity};
 use crate::protocol::lampi;
 
@@ -39,6 +40,8 @@ pub struct Topics {
     pub set_config_rejected: String,
     pub changed: String,
     pub connection_state: String,
+    /// Analytics events, QoS 1.
+    pub events: String,
     /// `$aws/things/<thing>/shadow/` when the lamp hosts its shadow.
     pub shadow: Option<String>,
     pub homeassistant: Option<HomeAssistant>,
@@ -78,6 +81,7 @@ impl Topics {
             set_config_rejected: format!("{prefix}lamp/set_config/rejected"),
             changed: format!("{prefix}lamp/changed"),
             connection_state,
+            events: format!("lampi/{}/events", config.device_id()),
             shadow: (config.shadow.service == ShadowService::Device).then(|| config.shadow_topic_prefix()),
             homeassistant,
         }
@@ -136,7 +140,8 @@ pub async fn run(
     config: &MqttConfig,
     topics: Topics,
     lamp: LampHandle,
-    shadow_out: mpsc::Receiver<ShadowMessage>,
+    outbox: Outbox,
+    spool: Spool,
     shutdown: CancellationToken,
 ) {
     let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
@@ -185,7 +190,9 @@ pub async fn run(
     let outputs = Outputs {
         changes: lamp.changes,
         notices: notices_rx,
-        shadow: shadow_out,
+        shadow: outbox.shadow,
+        events: outbox.events,
+        spool,
     };
     let said_goodbye = publish(&client, &topics, outputs, link_rx, shutdown).await;
     if said_goodbye {
@@ -333,6 +340,9 @@ struct Outputs {
     changes: watch::Receiver<Snapshot>,
     notices: mpsc::Receiver<Notice>,
     shadow: mpsc::Receiver<ShadowMessage>,
+    events: mpsc::Receiver<serde_json::Value>,
+    /// Where events wait while the broker is unreachable.
+    spool: Spool,
 }
 
 /// Publishes the lamp's state on LAMPI's topic and, when enabled, Home Assistant's.
@@ -367,6 +377,8 @@ async fn publish(
         mut changes,
         mut notices,
         mut shadow,
+        mut events,
+        mut spool,
     } = outputs;
     loop {
         tokio::select! {
@@ -385,6 +397,32 @@ async fn publish(
                 let _ = client.publish(&topics.connection_state, QoS::AtLeastOnce, true, "1").await;
                 publish_discovery(client, topics).await;
                 publish_state(client, topics, &snapshot).await;
+                match spool.drain(crate::lamp_task::timestamp()) {
+                    Ok(backlog) => {
+                        for event in backlog {
+                            let _ = client.publish(&topics.events, QoS::AtLeastOnce, false, event).await;
+                        }
+                    }
+                    Err(e) => tracing::error!("analytics spool: {e}"),
+                }
+            }
+            Some(event) = events.recv() => {
+                // Take the whole batch, and never wait: while the link is down (or not yet known
+                // to be) rumqttc's queue fills, and the events go to the spool instead.
+                let up = link.borrow().up;
+                let mut batch = vec![event];
+                while let Ok(event) = events.try_recv() {
+                    batch.push(event);
+                }
+                for event in batch {
+                    let sent = up && client.try_publish(&topics.events, QoS::AtLeastOnce, false, event.to_string()).is_ok();
+                    if !sent {
+                        spool.push(&event);
+                    }
+                }
+                if let Err(e) = spool.flush() {
+                    tracing::error!("analytics spool: {e}");
+                }
             }
             Ok(()) = changes.changed() => {
                 let snapshot = changes.borrow_and_update().clone();

@@ -1,0 +1,226 @@
+//! Usage analytics: an event for every power switch and colour change, with its source,
+//! published with QoS 1 on `lampi/<device id>/events`. While the broker is unreachable events
+//! wait in a spool file in the state directory, bounded (oldest dropped first, and counted),
+//! so a lamp offline for a week neither loses the recent past nor fills its SD card.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::core::light::LightState;
+
+/// Events kept while offline; about 150 bytes each.
+pub const MAX_SPOOLED: usize = 1000;
+const SPOOL_FILE: &str = "events.spool";
+
+/// The events a change of the light makes: `power` when it was switched, `light` when its
+/// colour or brightness changed.
+pub fn light_events(before: &LightState, after: &LightState, source: &str, timestamp: u64) -> Vec<Value> {
+    let mut events = Vec::new();
+    if before.on != after.on {
+        events.push(json!({"type": "power", "on": after.on, "source": source, "timestamp": timestamp}));
+    }
+    let colour = |s: &LightState| (s.hue, s.saturation, s.brightness);
+    if colour(before) != colour(after) {
+        events.push(json!({
+            "type": "light",
+            "hue": after.hue.get(),
+            "saturation": after.saturation.get(),
+            "brightness": after.brightness.get(),
+            "source": source,
+            "timestamp": timestamp,
+        }));
+    }
+    events
+}
+
+/// The event that says how many were lost.
+pub fn dropped_event(count: u64, timestamp: u64) -> Value {
+    json!({"type": "dropped", "count": count, "timestamp": timestamp})
+}
+
+/// Events waiting for the broker, mirrored in an append-only file. [`Spool::push`] works in
+/// memory; [`Spool::flush`] writes a whole batch at once.
+#[derive(Debug)]
+pub struct Spool {
+    path: PathBuf,
+    events: VecDeque<String>,
+    /// Events dropped (oldest first) since the last drain, to be reported with it.
+    dropped: u64,
+    /// How many of the newest events are not in the file yet; `None` when the file must be
+    /// rewritten because old events were dropped.
+    unwritten: Option<usize>,
+}
+
+impl Spool {
+    /// Opens the spool in `dir`, keeping what an earlier run left. A line torn by a power cut
+    /// is skipped.
+    pub fn open(dir: impl Into<PathBuf>) -> Spool {
+        let path = dir.into().join(SPOOL_FILE);
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        let mut events: VecDeque<String> = text
+            .lines()
+            .filter(|line| serde_json::from_str::<Value>(line).is_ok())
+            .map(str::to_owned)
+            .collect();
+        let mut dropped = 0;
+        while events.len() > MAX_SPOOLED {
+            events.pop_front();
+            dropped += 1;
+        }
+        Spool {
+            path,
+            events,
+            dropped,
+            unwritten: Some(0),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Keeps an event for later (in memory until [`Spool::flush`]); past [`MAX_SPOOLED`] the
+    /// oldest goes.
+    pub fn push(&mut self, event: &Value) {
+        self.events.push_back(event.to_string());
+        self.unwritten = self.unwritten.map(|n| n + 1);
+        if self.events.len() > MAX_SPOOLED {
+            self.events.pop_front();
+            self.dropped += 1;
+            self.unwritten = None;
+        }
+    }
+
+    /// Counts events lost before they reached the spool.
+    pub fn count_dropped(&mut self, count: u64) {
+        self.dropped += count;
+    }
+
+    /// Puts what was pushed since the last flush on disk.
+    pub fn flush(&mut self) -> io::Result<()> {
+        match self.unwritten {
+            Some(0) => Ok(()),
+            Some(n) => {
+                let mut batch = String::new();
+                for event in self.events.iter().skip(self.events.len() - n) {
+                    batch.push_str(event);
+                    batch.push('\n');
+                }
+                let mut file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+                file.write_all(batch.as_bytes())?;
+                self.unwritten = Some(0);
+                Ok(())
+            }
+            None => {
+                self.rewrite()?;
+                self.unwritten = Some(0);
+                Ok(())
+            }
+        }
+    }
+
+    /// Everything spooled, oldest first, preceded by a `dropped` event when some were lost;
+    /// the spool is then empty.
+    pub fn drain(&mut self, timestamp: u64) -> io::Result<Vec<String>> {
+        let mut out = Vec::with_capacity(self.events.len() + 1);
+        if self.dropped > 0 {
+            out.push(dropped_event(self.dropped, timestamp).to_string());
+            self.dropped = 0;
+        }
+        out.extend(self.events.drain(..));
+        self.unwritten = Some(0);
+        match fs::remove_file(&self.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    /// Replaces the file with the events in memory, atomically.
+    fn rewrite(&self) -> io::Result<()> {
+        let tmp = self.path.with_extension("spool.tmp");
+        let mut file = File::create(&tmp)?;
+        for event in &self.events {
+            writeln!(file, "{event}")?;
+        }
+        file.sync_all()?;
+        fs::rename(&tmp, &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::light::Unit;
+
+    #[test]
+    fn power_and_light_events_name_their_source() {
+        let before = LightState::default();
+        let after = LightState {
+            on: false,
+            brightness: Unit::try_from(0.5).unwrap(),
+            ..before
+        };
+        let events = light_events(&before, &after, "me", 7);
+        assert_eq!(
+            events[0],
+            json!({"type": "power", "on": false, "source": "me", "timestamp": 7})
+        );
+        assert_eq!(events[1]["type"], json!("light"));
+        assert_eq!(events[1]["brightness"], json!(0.5));
+        assert!(light_events(&after, &after, "me", 8).is_empty());
+    }
+
+    #[test]
+    fn spool_survives_restarts_and_torn_lines_and_drops_oldest_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path());
+        for i in 0..MAX_SPOOLED + 5 {
+            spool.push(&json!({"n": i}));
+            if i % 100 == 0 {
+                spool.flush().unwrap();
+            }
+        }
+        spool.flush().unwrap();
+        assert_eq!(spool.len(), MAX_SPOOLED);
+        // A power cut in the middle of an append.
+        let path = dir.path().join(SPOOL_FILE);
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"n\": 99")
+            .unwrap();
+        let mut reopened = Spool::open(dir.path());
+        assert_eq!(reopened.len(), MAX_SPOOLED);
+        let drained = reopened.drain(9).unwrap();
+        assert_eq!(
+            drained.len(),
+            MAX_SPOOLED,
+            "the dropped count is not kept across restarts"
+        );
+        assert_eq!(drained[0], json!({"n": 5}).to_string());
+        assert!(!path.exists());
+
+        let mut spool = Spool::open(dir.path());
+        for i in 0..MAX_SPOOLED + 2 {
+            spool.push(&json!({"n": i}));
+        }
+        spool.count_dropped(1);
+        let drained = spool.drain(10).unwrap();
+        assert_eq!(
+            drained[0],
+            json!({"type": "dropped", "count": 3, "timestamp": 10}).to_string()
+        );
+        assert_eq!(drained.len(), MAX_SPOOLED + 1);
+        assert!(spool.is_empty());
+    }
+}
