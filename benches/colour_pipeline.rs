@@ -129,6 +129,7 @@ fn shadow_update_cost() {
     let identity = Identity {
         thing: "bench".into(),
         firmware: "0".into(),
+        role: Default::default(),
     };
     let mut device = Device::new(LightState::default(), Shadow::default(), identity, Duration::ZERO, now);
     device.tick(now, 1);

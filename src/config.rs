@@ -202,6 +202,8 @@ pub enum ShadowService {
     /// The lamp hosts its own shadow on a plain broker (Mosquitto), answering as AWS IoT would.
     #[default]
     Device,
+    /// AWS IoT Core keeps the document; the lamp follows its deltas and reports to it.
+    Aws,
     /// No shadow topics at all; only the LAMPI protocol.
     Off,
 }

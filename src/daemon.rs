@@ -10,9 +10,9 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, OnShutdown};
+use crate::config::{Config, OnShutdown, ShadowService};
 use crate::core::colour::Rgb;
-use crate::core::device::Identity;
+use crate::core::device::{Identity, ShadowRole};
 use crate::lamp_task::{Command, LampHandle, LampTask};
 use crate::led::Led;
 use crate::store::{self, Store};
@@ -35,6 +35,10 @@ pub async fn run(setup: LampSetup, shutdown: CancellationToken, on_ready: impl F
     let identity = Identity {
         thing: config.device_id(),
         firmware: env!("CARGO_PKG_VERSION").into(),
+        role: match config.shadow.service {
+            ShadowService::Aws => ShadowRole::Client,
+            ShadowService::Device | ShadowService::Off => ShadowRole::Host,
+        },
     };
     let (task, handle, outbox) = LampTask::new(initial, identity, config.light.transition());
 

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::colour::Rgb;
-use crate::core::device::{Device, Identity, ShadowMessage, ShadowOp};
+use crate::core::device::{Device, Identity, ShadowMessage, ShadowOp, ShadowTopic};
 use crate::core::light::{LightChange, LightState};
 use crate::core::shadow::Shadow;
 
@@ -37,8 +37,10 @@ pub enum Command {
         transition: Option<Duration>,
         client: String,
     },
-    /// A request on the shadow's `update`, `get` or `delete` topic.
+    /// A request on the shadow's `update`, `get` or `delete` topic (the lamp hosts the shadow).
     Shadow { op: ShadowOp, payload: Vec<u8> },
+    /// A message from a cloud shadow service (the lamp is its client).
+    Cloud { topic: ShadowTopic, payload: Vec<u8> },
     /// The broker connection came up.
     Connected,
     /// Answered as soon as the task gets to it: proof of life for the systemd watchdog.
@@ -180,6 +182,7 @@ impl LampTask {
                 (Vec::new(), Some(client))
             }
             Command::Shadow { op, payload } => (self.device.shadow_request(op, &payload, now, timestamp()), None),
+            Command::Cloud { topic, payload } => (self.device.cloud_message(topic, &payload, now, timestamp()), None),
             Command::Connected => (self.device.connected(timestamp()), None),
             Command::Ping(reply) => {
                 let _ = reply.send(());
@@ -258,6 +261,7 @@ mod tests {
         Identity {
             thing: "t".into(),
             firmware: "f".into(),
+            role: Default::default(),
         }
     }
 

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MqttConfig, ShadowService};
 use crate::core::backoff::Backoff;
-use crate::core::device::{ShadowMessage, ShadowOp};
+use crate::core::device::{ShadowMessage, ShadowOp, ShadowRole, ShadowTopic};
 use crate::events::Spool;
 use crate::lamp_task::{Command, LampHandle, Outbox, Snapshot};
 use crate::protocol::homeassistant::{self, Entity};
@@ -42,8 +42,9 @@ pub struct Topics {
     pub connection_state: String,
     /// Analytics events, QoS 1.
     pub events: String,
-    /// `$aws/things/<thing>/shadow/` when the lamp hosts its shadow.
+    /// `$aws/things/<thing>/shadow/` when the lamp has a shadow, hosted or in the cloud.
     pub shadow: Option<String>,
+    pub shadow_role: ShadowRole,
     pub homeassistant: Option<HomeAssistant>,
 }
 
@@ -53,6 +54,15 @@ pub struct HomeAssistant {
     /// Home Assistant says "online" here when it (re)starts; discovery is then sent again.
     pub status: String,
 }
+
+/// What a lamp following a cloud shadow listens to.
+const CLOUD_MESSAGES: [ShadowTopic; 5] = [
+    ShadowTopic::UpdateDelta,
+    ShadowTopic::UpdateAccepted,
+    ShadowTopic::UpdateRejected,
+    ShadowTopic::GetAccepted,
+    ShadowTopic::GetRejected,
+];
 
 const SHADOW_REQUESTS: [(&str, ShadowOp); 3] = [
     ("update", ShadowOp::Update),
@@ -82,12 +92,20 @@ impl Topics {
             changed: format!("{prefix}lamp/changed"),
             connection_state,
             events: format!("lampi/{}/events", config.device_id()),
-            shadow: (config.shadow.service == ShadowService::Device).then(|| config.shadow_topic_prefix()),
+            shadow: (config.shadow.service != ShadowService::Off).then(|| config.shadow_topic_prefix()),
+            shadow_role: match config.shadow.service {
+                ShadowService::Aws => ShadowRole::Client,
+                ShadowService::Device | ShadowService::Off => ShadowRole::Host,
+            },
             homeassistant,
         }
     }
 
+    /// As host: a request for the lamp to answer.
     fn shadow_request(&self, topic: &str) -> Option<ShadowOp> {
+        if self.shadow_role != ShadowRole::Host {
+            return None;
+        }
         let operation = topic.strip_prefix(self.shadow.as_deref()?)?;
         SHADOW_REQUESTS
             .iter()
@@ -95,11 +113,24 @@ impl Topics {
             .map(|(_, op)| *op)
     }
 
+    /// As client: a message from the cloud's shadow service.
+    fn cloud_message(&self, topic: &str) -> Option<ShadowTopic> {
+        if self.shadow_role != ShadowRole::Client {
+            return None;
+        }
+        let suffix = topic.strip_prefix(self.shadow.as_deref()?)?;
+        CLOUD_MESSAGES.into_iter().find(|t| t.suffix() == suffix)
+    }
+
     fn subscriptions(&self) -> Vec<String> {
+        let suffixes: Vec<&str> = match self.shadow_role {
+            ShadowRole::Host => SHADOW_REQUESTS.iter().map(|(name, _)| *name).collect(),
+            ShadowRole::Client => CLOUD_MESSAGES.iter().map(|t| t.suffix()).collect(),
+        };
         let shadow = self
             .shadow
             .iter()
-            .flat_map(|prefix| SHADOW_REQUESTS.map(|(name, _)| format!("{prefix}{name}")));
+            .flat_map(|prefix| suffixes.iter().map(move |s| format!("{prefix}{s}")));
         let homeassistant = self
             .homeassistant
             .iter()
@@ -224,6 +255,12 @@ fn decode(topics: &Topics, topic: &str, payload: &[u8]) -> Option<Incoming> {
     if let Some(op) = topics.shadow_request(topic) {
         return Some(Incoming::Command(Command::Shadow {
             op,
+            payload: payload.to_vec(),
+        }));
+    }
+    if let Some(topic) = topics.cloud_message(topic) {
+        return Some(Incoming::Command(Command::Cloud {
+            topic,
             payload: payload.to_vec(),
         }));
     }

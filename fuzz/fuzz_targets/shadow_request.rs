@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let identity = Identity {
         thing: "fuzz".into(),
         firmware: "0".into(),
+        role: Default::default(),
     };
     let mut device = Device::new(LightState::default(), Shadow::default(), identity, std::time::Duration::ZERO, now);
     device.tick(now, 1);

@@ -35,9 +35,22 @@ pub enum ShadowOp {
     Delete,
 }
 
-/// The response topics, relative to the shadow's topic prefix.
+/// Who keeps the shadow document.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ShadowRole {
+    /// The lamp is the shadow service (a plain broker such as Mosquitto): it answers requests.
+    #[default]
+    Host,
+    /// A cloud service (AWS IoT) keeps the document: the lamp sends requests and follows deltas.
+    Client,
+}
+
+/// Shadow topics, relative to the shadow's topic prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShadowTopic {
+    /// Requests, which the lamp sends as a client of a cloud shadow service.
+    Update,
+    Get,
     UpdateAccepted,
     UpdateRejected,
     UpdateDelta,
@@ -51,6 +64,8 @@ pub enum ShadowTopic {
 impl ShadowTopic {
     pub fn suffix(self) -> &'static str {
         match self {
+            ShadowTopic::Update => "update",
+            ShadowTopic::Get => "get",
             ShadowTopic::UpdateAccepted => "update/accepted",
             ShadowTopic::UpdateRejected => "update/rejected",
             ShadowTopic::UpdateDelta => "update/delta",
@@ -75,6 +90,7 @@ pub struct Identity {
     /// The thing name in the shadow topics and 404 messages.
     pub thing: String,
     pub firmware: String,
+    pub role: ShadowRole,
 }
 
 #[derive(Debug)]
@@ -90,6 +106,8 @@ pub struct Device {
     /// Local changes not yet in the shadow: the `desired.light` fields they set, and when they
     /// are due.
     pending_local: Option<(Map<String, Value>, Instant)>,
+    /// As a client: a counter for the lamp's own client tokens.
+    requests: u64,
 }
 
 fn rounded(duty: Rgb) -> Rgb {
@@ -113,6 +131,7 @@ impl Device {
             next_output_report: now,
             connected_since: None,
             pending_local: None,
+            requests: 0,
         }
     }
 
@@ -211,6 +230,11 @@ impl Device {
     /// The broker connection came up at `timestamp`.
     pub fn connected(&mut self, timestamp: u64) -> Vec<ShadowMessage> {
         self.connected_since = Some(timestamp);
+        if self.identity.role == ShadowRole::Client {
+            // Fetch first: the cloud may hold desired changes made while the lamp was away. The
+            // report follows the answer.
+            return vec![self.get_request()];
+        }
         let mut messages = self.flush_local(timestamp);
         let reported = self.report_patch();
         messages.extend(self.internal_update(None, reported, timestamp));
@@ -296,6 +320,9 @@ impl Device {
         if desired.is_none() && reported.is_none() {
             return Vec::new();
         }
+        if self.identity.role == ShadowRole::Client {
+            return vec![self.update_request(desired, reported, timestamp)];
+        }
         let request = UpdateRequest {
             desired,
             reported,
@@ -309,6 +336,117 @@ impl Device {
                 topic: ShadowTopic::UpdateRejected,
                 payload: e.document(timestamp),
             }],
+        }
+    }
+}
+
+/// The lamp as a client of a cloud shadow service (AWS IoT Core): it asks instead of answering.
+impl Device {
+    fn next_token(&mut self) -> String {
+        self.requests += 1;
+        format!("lampi-{}-{}", self.identity.thing, self.requests)
+    }
+
+    fn is_own(&self, token: &Value) -> bool {
+        token
+            .as_str()
+            .is_some_and(|t| t.starts_with(&format!("lampi-{}-", self.identity.thing)))
+    }
+
+    fn get_request(&mut self) -> ShadowMessage {
+        ShadowMessage {
+            topic: ShadowTopic::Get,
+            payload: json!({ "clientToken": self.next_token() }),
+        }
+    }
+
+    /// An update request for the cloud. The lamp's view of the document takes the change at
+    /// once, so the next report only sends what changed since. No `version` is sent: the lamp's
+    /// reports are the truth, and a local change is meant to win over an older remote one.
+    fn update_request(
+        &mut self,
+        desired: Option<SectionUpdate>,
+        reported: Option<SectionUpdate>,
+        timestamp: u64,
+    ) -> ShadowMessage {
+        let section = |update: &Option<SectionUpdate>| match update {
+            Some(SectionUpdate::Merge(patch)) => Some(Value::Object(patch.clone())),
+            Some(SectionUpdate::Clear) => Some(Value::Null),
+            None => None,
+        };
+        let mut state = Map::new();
+        if let Some(value) = section(&desired) {
+            state.insert("desired".into(), value);
+        }
+        if let Some(value) = section(&reported) {
+            state.insert("reported".into(), value);
+        }
+        let payload = json!({ "state": state, "clientToken": self.next_token() });
+        let mirror = UpdateRequest {
+            desired,
+            reported,
+            client_token: None,
+            version: None,
+        };
+        let _ = self.shadow.update(mirror, timestamp, |_, _| Ok(()));
+        ShadowMessage {
+            topic: ShadowTopic::Update,
+            payload,
+        }
+    }
+
+    /// A message from the cloud's shadow service (`get/accepted`, `update/delta`, ...).
+    pub fn cloud_message(
+        &mut self,
+        topic: ShadowTopic,
+        payload: &[u8],
+        now: Instant,
+        timestamp: u64,
+    ) -> Vec<ShadowMessage> {
+        let Ok(doc) = serde_json::from_slice::<Value>(payload) else {
+            return Vec::new();
+        };
+
+        let mut messages = self.flush_local(timestamp);
+        match topic {
+            ShadowTopic::GetAccepted if self.is_own(&doc["clientToken"]) => {
+                let section = |name: &str| doc["state"][name].as_object().cloned().unwrap_or_default();
+                self.take_desired(section("desired"), now);
+                self.shadow.reported = section("reported");
+                self.shadow.exists = true;
+            }
+            ShadowTopic::UpdateDelta => {
+                let mut desired = self.shadow.desired.clone();
+                if let Some(delta) = doc["state"].as_object() {
+                    shadow::merge_into(&mut desired, delta);
+                }
+                self.take_desired(desired, now);
+            }
+            ShadowTopic::UpdateRejected if self.is_own(&doc["clientToken"]) => {
+                // The lamp's view of the document is wrong (a 409 from a service that versions
+                // every write, or anything else refused): fetch it and start from there.
+                messages.push(self.get_request());
+                return messages;
+            }
+            // No document yet (404): the full report below creates it.
+            ShadowTopic::GetRejected if self.is_own(&doc["clientToken"]) => self.shadow.reported.clear(),
+            _ => return messages,
+        }
+        let reported = self.report_patch();
+        messages.extend(self.internal_update(None, reported, timestamp));
+        messages
+    }
+
+    /// Adopts the cloud's desired section when the lamp's schema allows it, and acts on what
+    /// differs from reported. A cloud service cannot be answered "400", so an invalid desired
+    /// section is logged and the lamp keeps the last valid one.
+    fn take_desired(&mut self, desired: Map<String, Value>, now: Instant) {
+        match schema::validate(&desired, &Map::new()) {
+            Ok(()) => {
+                self.shadow.desired = desired;
+                self.act_on_delta(now);
+            }
+            Err(reason) => tracing::warn!("ignoring the cloud's desired state: {reason}"),
         }
     }
 }
@@ -345,6 +483,7 @@ mod tests {
         let identity = Identity {
             thing: "lamp1".into(),
             firmware: "1.2.3".into(),
+            role: Default::default(),
         };
         let mut device = Device::new(LightState::default(), Shadow::default(), identity, FADE, now);
         device.tick(now + FADE, 100);
@@ -518,6 +657,57 @@ mod tests {
         );
         assert_eq!(device.output(t0), Rgb::OFF, "a zero transition applies at once");
         assert_eq!(device.shadow().reported["light"]["transition_ms"], json!(0));
+    }
+
+    #[test]
+    fn as_a_cloud_client_it_fetches_follows_deltas_and_refetches_when_refused() {
+        let t0 = Instant::now();
+        let identity = Identity {
+            thing: "lamp1".into(),
+            firmware: "1".into(),
+            role: ShadowRole::Client,
+        };
+        let mut device = Device::new(LightState::default(), Shadow::default(), identity, Duration::ZERO, t0);
+        let hello = device.connected(10);
+        assert_eq!(topics(&hello), [ShadowTopic::Get]);
+        let token = hello[0].payload["clientToken"].as_str().unwrap().to_owned();
+
+        // No document in the cloud yet: the lamp reports everything.
+        let missing = json!({"code": 404, "message": "No shadow exists with name: 'lamp1'", "clientToken": token});
+        let report = device.cloud_message(ShadowTopic::GetRejected, missing.to_string().as_bytes(), t0, 11);
+        assert_eq!(topics(&report), [ShadowTopic::Update]);
+        assert_eq!(report[0].payload["state"]["reported"]["connected_since"], json!(10));
+        assert!(report[0].payload.get("version").is_none());
+
+        // A delta is applied and the change reported.
+        let delta = json!({"state": {"light": {"brightness": 0.5}}, "version": 3});
+        let report = device.cloud_message(ShadowTopic::UpdateDelta, delta.to_string().as_bytes(), t0, 12);
+        assert_eq!(device.light().brightness.get(), 0.5);
+        assert_eq!(
+            report[0].payload["state"]["reported"]["light"],
+            json!({"brightness": 0.5})
+        );
+
+        // A delta the schema refuses changes nothing and reports nothing.
+        let bad = json!({"state": {"light": {"brightness": 5}}, "version": 4});
+        assert!(
+            device
+                .cloud_message(ShadowTopic::UpdateDelta, bad.to_string().as_bytes(), t0, 13)
+                .is_empty()
+        );
+        assert_eq!(device.light().brightness.get(), 0.5);
+
+        // One of its own updates refused: fetch again. Someone else's: not its business.
+        let own = report[0].payload["clientToken"].clone();
+        let refused = json!({"code": 409, "message": "Version conflict", "clientToken": own});
+        let again = device.cloud_message(ShadowTopic::UpdateRejected, refused.to_string().as_bytes(), t0, 14);
+        assert_eq!(topics(&again), [ShadowTopic::Get]);
+        let other = json!({"code": 400, "message": "Invalid JSON", "clientToken": "app-1"});
+        assert!(
+            device
+                .cloud_message(ShadowTopic::UpdateRejected, other.to_string().as_bytes(), t0, 15)
+                .is_empty()
+        );
     }
 
     #[test]

@@ -275,6 +275,11 @@ fn merge(
     }
 }
 
+/// Merges a patch into a section by the update rules, without metadata.
+pub fn merge_into(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    merge(target, &mut Map::new(), patch, 0);
+}
+
 /// The parts of `metadata` that describe the fields present in `shape`.
 fn project(metadata: &Map<String, Value>, shape: &Map<String, Value>) -> Map<String, Value> {
     shape

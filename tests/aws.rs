@@ -1,0 +1,145 @@
+//! `shadow.service = "aws"`: the lamp as a client of a cloud shadow service. The service here
+//! is a stand-in for AWS IoT Core built on the same `core::shadow` rules (which the property
+//! test checks against the AWS rules): it keeps the document and knows nothing of lamps.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Broker, Client, RunningLamp, json};
+use lampi::core::colour::duty_for;
+use lampi::core::shadow::{self, Shadow};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+const PREFIX: &str = "$aws/things/lamp1/shadow/";
+
+/// Answers update and get for thing `lamp1` as AWS IoT would.
+fn cloud_shadow_service(port: u16) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("aws-iot", "127.0.0.1", port), 100);
+        client
+            .subscribe(format!("{PREFIX}update"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        client
+            .subscribe(format!("{PREFIX}get"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let mut document = Shadow::default();
+        let mut answers = Vec::new();
+        loop {
+            let Ok(Event::Incoming(Packet::Publish(request))) = eventloop.poll().await else {
+                continue;
+            };
+            let now = lampi::lamp_task::timestamp();
+            if request.topic.ends_with("/update") {
+                match shadow::parse_update(&request.payload).and_then(|r| document.update(r, now, |_, _| Ok(()))) {
+                    Ok(accepted) => {
+                        answers.push(("update/accepted", accepted.accepted));
+                        answers.push(("update/documents", accepted.documents));
+                        answers.extend(accepted.delta.map(|d| ("update/delta", d)));
+                    }
+                    Err(e) => answers.push(("update/rejected", e.document(now))),
+                }
+            } else {
+                let token = shadow::parse_token_request(&request.payload).ok().flatten();
+                match document.get("lamp1", token.as_deref(), now) {
+                    Ok(doc) => answers.push(("get/accepted", doc)),
+                    Err(e) => answers.push(("get/rejected", e.document(now))),
+                }
+            }
+            for (topic, doc) in answers.drain(..) {
+                client
+                    .try_publish(format!("{PREFIX}{topic}"), QoS::AtLeastOnce, false, doc.to_string())
+                    .unwrap();
+            }
+        }
+    })
+}
+
+/// The cloud's document, or `null` while there is none.
+async fn get(app: &mut Client, token: &str) -> Value {
+    app.publish(&format!("{PREFIX}get"), json!({"clientToken": token}).to_string())
+        .await;
+    let answer = app
+        .next_where(|m| {
+            m.topic.starts_with(&format!("{PREFIX}get/"))
+                && serde_json::from_slice::<Value>(&m.payload).is_ok_and(|j| j["clientToken"] == json!(token))
+        })
+        .await;
+    if answer.topic.ends_with("accepted") {
+        json(&answer)
+    } else {
+        Value::Null
+    }
+}
+
+/// Polls the cloud document until `done` holds.
+async fn until(app: &mut Client, done: impl Fn(&Value) -> bool) -> Value {
+    for i in 0..100 {
+        let doc = get(app, &format!("poll{i}")).await;
+        if done(&doc) {
+            return doc;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the cloud document never converged: {}",
+        get(app, "last").await["state"]
+    );
+}
+
+fn aws(c: &mut lampi::config::Config) {
+    c.shadow.service = lampi::config::ShadowService::Aws;
+    c.light.transition_ms = 0;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_the_cloud_and_converges_after_being_away() {
+    let broker = Broker::start();
+    let service = cloud_shadow_service(broker.port);
+    let state = tempfile::tempdir().unwrap();
+    let mut app = Client::connect(broker.port, "app").await;
+    app.subscribe(&format!("{PREFIX}get/+")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // On connecting, the lamp fetches (404: no document yet) and reports: the document appears.
+    let mut lamp = RunningLamp::start_with(broker.port, state.path(), aws).await;
+    let doc = until(&mut app, |d| d["state"]["reported"]["firmware"]["version"].is_string()).await;
+    assert_eq!(doc["state"]["reported"]["light"]["on"], json!(true));
+
+    // A desired change in the cloud reaches the LED and is reported back; no delta remains.
+    let update = json!({"state": {"desired": {"light": {"brightness": 0.4, "hue": 0.6, "saturation": 1}}}});
+    app.publish(&format!("{PREFIX}update"), update.to_string()).await;
+    lamp.output_settles_at(duty_for(true, 0.6, 1.0, 0.4)).await;
+    let doc = until(&mut app, |d| {
+        d["state"]["reported"]["light"]["brightness"] == json!(0.4)
+    })
+    .await;
+    assert!(doc["state"].get("delta").is_none(), "{doc}");
+
+    // Away while the cloud changes: on return the lamp fetches, applies and reports.
+    lamp.stop().await;
+    let update = json!({"state": {"desired": {"light": {"brightness": 0.7}, "mode": "natural"}}});
+    app.publish(&format!("{PREFIX}update"), update.to_string()).await;
+    let mut lamp = RunningLamp::start_with(broker.port, state.path(), aws).await;
+    lamp.output_settles_at(duty_for(true, 0.6, 1.0, 0.7)).await;
+    let doc = until(&mut app, |d| d["state"]["reported"]["mode"] == json!("natural")).await;
+    assert_eq!(doc["state"]["reported"]["light"]["brightness"], json!(0.7));
+
+    // A local change is written to the cloud's desired too.
+    app.publish("lamp/set_config", r#"{"brightness":0.1,"client":"wall"}"#)
+        .await;
+    let doc = until(&mut app, |d| d["state"]["desired"]["light"]["brightness"] == json!(0.1)).await;
+    assert_eq!(doc["state"]["reported"]["light"]["brightness"], json!(0.1));
+
+    // A desired value the lamp cannot take is ignored, not applied.
+    let bad = json!({"state": {"desired": {"light": {"brightness": 7}}}});
+    app.publish(&format!("{PREFIX}update"), bad.to_string()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(lamp.handle.changes.borrow().state.brightness.get(), 0.1);
+    lamp.stop().await;
+    service.abort();
+}
