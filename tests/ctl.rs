@@ -9,8 +9,10 @@ use std::time::Duration;
 use common::{Broker, RunningLamp};
 use serde_json::{Value, json};
 
-fn ctl(port: u16, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lampi"))
+/// `lampi ctl` aimed at lamp1 on the test broker.
+fn ctl_command(port: u16, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lampi"));
+    command
         .args([
             "ctl",
             "--host",
@@ -20,9 +22,12 @@ fn ctl(port: u16, args: &[&str]) -> Output {
             "--thing",
             "lamp1",
         ])
-        .args(args)
-        .output()
-        .unwrap()
+        .args(args);
+    command
+}
+
+fn ctl(port: u16, args: &[&str]) -> Output {
+    ctl_command(port, args).output().unwrap()
 }
 
 fn stdout_json(out: &Output) -> Value {
@@ -47,20 +52,7 @@ async fn set_get_and_watch() {
     }
     assert!(ready, "the lamp never answered `lampi ctl get`");
 
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_lampi"))
-        .args([
-            "ctl",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--thing",
-            "lamp1",
-            "watch",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut watch = ctl_command(port, &["watch"]).stdout(Stdio::piped()).spawn().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let accepted = stdout_json(&ctl(

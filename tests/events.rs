@@ -4,9 +4,7 @@
 mod common;
 
 use common::{Broker, Client, RunningLamp, json};
-use lampi::core::light::LightChange;
 use lampi::events::MAX_SPOOLED;
-use lampi::lamp_task::Command;
 use serde_json::json;
 
 const EVENTS: &str = "lampi/lamp1/events";
@@ -63,19 +61,7 @@ async fn offline_events_are_spooled_bounded_and_sent_on_reconnect() {
     // More switches than the spool holds.
     let switches = MAX_SPOOLED + 5;
     for i in 0..switches {
-        let change = LightChange {
-            on: Some(i % 2 == 1),
-            ..Default::default()
-        };
-        lamp.handle
-            .commands
-            .send(Command::Set {
-                change,
-                transition: None,
-                client: format!("button{i}"),
-            })
-            .await
-            .unwrap();
+        lamp.set_on(i % 2 == 1, &format!("button{i}")).await;
     }
     broker.restart();
     let mut client = Client::connect(broker.port, "analytics").await;

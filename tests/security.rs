@@ -25,23 +25,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A CA, and a key and certificate signed by it for `name` (with `san` when it is a server).
 fn issue(dir: &Path, ca: &str, name: &str, san: Option<&str>) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
+    request(dir, name, false);
     let ext = format!("{name}.ext");
     // Version 3 certificates with the usual extensions; rustls refuses version 1.
     let extensions = match san {
@@ -71,27 +55,21 @@ fn issue(dir: &Path, ca: &str, name: &str, san: Option<&str>) {
     );
 }
 
+/// `openssl req` with a new P-256 key: a self-signed (CA) certificate, or a signing request.
+fn request(dir: &Path, name: &str, self_signed: bool) {
+    let (key, subject) = (format!("{name}.key"), format!("/CN={name}"));
+    let out = format!("{name}.{}", if self_signed { "pem" } else { "csr" });
+    let mut args = vec!["req"];
+    if self_signed {
+        args.extend(["-x509", "-days", "2"]);
+    }
+    args.extend(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]);
+    args.extend(["-keyout", &key, "-out", &out, "-subj", &subject]);
+    openssl(dir, &args);
+}
+
 fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
+    request(dir, name, true);
 }
 
 struct Pki {

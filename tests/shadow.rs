@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::{Broker, Client, RunningLamp, json};
 use lampi::core::colour::duty_for;
-use lampi::lamp_task::Command;
 use serde_json::{Value, json};
 
 const PREFIX: &str = "$aws/things/lamp1/shadow/";
@@ -25,10 +24,15 @@ impl Fixture {
     async fn start() -> Fixture {
         let broker = Broker::start();
         let state = tempfile::tempdir().unwrap();
+        let lamp = RunningLamp::start(broker.port, state.path()).await;
+        Fixture::attach(broker, state, lamp).await
+    }
+
+    /// A client for `lamp`'s shadow, once the lamp answers.
+    async fn attach(broker: Broker, state: tempfile::TempDir, lamp: RunningLamp) -> Fixture {
         let client = Client::connect(broker.port, "app").await;
         client.subscribe(&format!("{PREFIX}#")).await;
         client.subscribe("lamp/changed").await;
-        let lamp = RunningLamp::start(broker.port, state.path()).await;
         let mut fixture = Fixture {
             broker,
             _state: state,
@@ -36,7 +40,6 @@ impl Fixture {
             client,
             tokens: 0,
         };
-        // Connected once the lamp answers a get.
         fixture.wait_for_lamp().await;
         fixture
     }
@@ -368,30 +371,9 @@ async fn changes_made_offline_are_reported_after_reconnecting() {
     let state = tempfile::tempdir().unwrap();
     let lamp = RunningLamp::start(broker.port, state.path()).await;
     broker.stop();
-    let change = lampi::core::light::LightChange {
-        on: Some(false),
-        ..Default::default()
-    };
-    lamp.handle
-        .commands
-        .send(Command::Set {
-            change,
-            transition: None,
-            client: "button".into(),
-        })
-        .await
-        .unwrap();
+    lamp.set_on(false, "button").await;
     broker.restart();
-    let client = Client::connect(broker.port, "app").await;
-    client.subscribe(&format!("{PREFIX}#")).await;
-    let mut f = Fixture {
-        broker,
-        _state: state,
-        lamp,
-        client,
-        tokens: 0,
-    };
-    f.wait_for_lamp().await;
+    let mut f = Fixture::attach(broker, state, lamp).await;
     let doc = f.get().await;
     assert_eq!(doc["state"]["reported"]["light"]["on"], json!(false));
     assert_eq!(doc["state"]["desired"]["light"]["on"], json!(false));
@@ -409,16 +391,7 @@ async fn desired_updates_the_broker_acknowledged_survive_its_restart() {
         c.mqtt.reconnect_max_ms = 1500;
     })
     .await;
-    let client = Client::connect(broker.port, "app").await;
-    client.subscribe(&format!("{PREFIX}#")).await;
-    let mut f = Fixture {
-        broker,
-        _state: state,
-        lamp,
-        client,
-        tokens: 0,
-    };
-    f.wait_for_lamp().await;
+    let mut f = Fixture::attach(broker, state, lamp).await;
 
     let update = |i: u32| json!({"state": {"desired": {"light": {"brightness": f64::from(i) / 100.0}}}}).to_string();
     for i in 1..=50 {

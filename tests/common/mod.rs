@@ -270,6 +270,20 @@ impl RunningLamp {
         RunningLamp { handle, shutdown, done }
     }
 
+    /// A local change, as the touchscreen or a wall switch would make it.
+    pub async fn set_on(&self, on: bool, client: &str) {
+        let change = lampi::core::light::LightChange {
+            on: Some(on),
+            ..Default::default()
+        };
+        let command = lampi::lamp_task::Command::Set {
+            change,
+            transition: None,
+            client: client.into(),
+        };
+        self.handle.commands.send(command).await.unwrap();
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         tokio::time::timeout(TIMEOUT, self.done)
