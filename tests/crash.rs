@@ -93,3 +93,60 @@ async fn kill_9_during_updates_never_leaves_an_unreadable_state_file() {
         assert!(store.path().exists() || loaded.light == lampi::core::light::LightState::default());
     }
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_megabyte_message_is_refused_without_being_read() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), broker.port, &dir.path().join("state"), "big");
+    let connection = "lamp/connection/big/state";
+    let mut watcher = Client::connect(broker.port, "watcher").await;
+    watcher.subscribe(connection).await;
+    watcher.subscribe("lamp/changed").await;
+    let lamp = KillOnDrop(spawn_lamp(&config));
+    watcher.next_matching(connection, |j| *j == json!(1)).await;
+    let before = rss_kib(lamp.0.id());
+
+    let huge = dir.path().join("huge");
+    std::fs::write(&huge, vec![b'x'; 10 * 1024 * 1024]).unwrap();
+    for topic in ["lamp/set_config", "$aws/things/test/shadow/update"] {
+        // mosquitto_pub, because the test's own client refuses to send anything that big.
+        let sent = Command::new("mosquitto_pub")
+            .args(["-p", &broker.port.to_string(), "-q", "1", "-t", topic, "-f"])
+            .arg(&huge)
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        // The lamp drops the connection rather than buffer it, then comes back.
+        watcher.next_matching(connection, |j| *j == json!(0)).await;
+        watcher.next_matching(connection, |j| *j == json!(1)).await;
+    }
+    let after = rss_kib(lamp.0.id());
+    assert!(after < before + 4096, "RSS grew from {before} KiB to {after} KiB");
+    // And it still works.
+    watcher
+        .publish("lamp/set_config", r#"{"on":false,"client":"after"}"#)
+        .await;
+    watcher
+        .next_matching("lamp/changed", |j| j["client"] == json!("after"))
+        .await;
+}
+
+/// Stops the daemon however the test ends, so a failed test leaves no lamp running.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
