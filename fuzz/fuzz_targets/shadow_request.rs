@@ -1,33 +1,53 @@
-//! Any bytes on a shadow topic: the lamp answers, never panics, and a rejected update leaves
-//! the document exactly as it was.
+//! Any bytes on a shadow topic, for a lamp hosting its shadow and for one following AWS IoT's:
+//! the lamp never panics; as host it answers every request and a rejected one leaves the
+//! document exactly as it was; as client it only ever adopts a desired state that is valid.
 #![no_main]
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use lampi::core::device::{Device, Identity, ShadowOp};
+use lampi::core::device::{Device, Identity, ShadowOp, ShadowRole, ShadowTopic};
 use lampi::core::light::LightState;
-use lampi::core::shadow::Shadow;
+use lampi::core::schema;
+use lampi::core::shadow::{MAX_STATE_BYTES, Shadow};
 use libfuzzer_sys::fuzz_target;
+
+const CLOUD: [ShadowTopic; 5] = [
+    ShadowTopic::GetAccepted,
+    ShadowTopic::GetRejected,
+    ShadowTopic::UpdateDelta,
+    ShadowTopic::UpdateAccepted,
+    ShadowTopic::UpdateRejected,
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, payload)) = data.split_first() else {
         return;
     };
     let now = Instant::now();
+    let role = if selector & 0x80 == 0 { ShadowRole::Host } else { ShadowRole::Client };
     let identity = Identity {
         thing: "fuzz".into(),
         firmware: "0".into(),
-        role: Default::default(),
+        role,
     };
-    let mut device = Device::new(LightState::default(), Shadow::default(), identity, std::time::Duration::ZERO, now);
+    let mut device = Device::new(LightState::default(), Shadow::default(), identity, Duration::ZERO, now);
     device.tick(now, 1);
-    let op = [ShadowOp::Update, ShadowOp::Get, ShadowOp::Delete][usize::from(selector % 3)];
-    let before = device.shadow().clone();
-    let messages = device.shadow_request(op, payload, now, 2);
-    assert!(!messages.is_empty(), "every request is answered");
-    if messages[0].payload.get("code").is_some() {
-        assert_eq!(device.shadow(), &before, "a rejected request changed the shadow");
+    match role {
+        ShadowRole::Host => {
+            let op = [ShadowOp::Update, ShadowOp::Get, ShadowOp::Delete][usize::from(selector % 3)];
+            let before = device.shadow().clone();
+            let messages = device.shadow_request(op, payload, now, 2);
+            assert!(!messages.is_empty(), "every request is answered");
+            if messages[0].payload.get("code").is_some() {
+                assert_eq!(device.shadow(), &before, "a rejected request changed the shadow");
+            }
+            assert!(device.shadow().state_bytes() <= MAX_STATE_BYTES);
+        }
+        ShadowRole::Client => {
+            let topic = CLOUD[usize::from(selector & 0x7f) % CLOUD.len()];
+            device.cloud_message(topic, payload, now, 2);
+            let desired = &device.shadow().desired;
+            assert!(schema::validate(desired, &Default::default()).is_ok(), "adopted an invalid desired state");
+        }
     }
-    // Whatever was accepted is still a valid, bounded document.
-    assert!(device.shadow().state_bytes() <= lampi::core::shadow::MAX_STATE_BYTES);
 });
