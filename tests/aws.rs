@@ -133,7 +133,10 @@ async fn follows_the_cloud_and_converges_after_being_away() {
     app.publish("lamp/set_config", r#"{"brightness":0.1,"client":"wall"}"#)
         .await;
     let doc = until(&mut app, |d| d["state"]["desired"]["light"]["brightness"] == json!(0.1)).await;
+    // In the same update as the report: the cloud never sees the report alone (it would send
+    // the old desired value back as a delta and undo the change).
     assert_eq!(doc["state"]["reported"]["light"]["brightness"], json!(0.1));
+    assert!(doc["state"].get("delta").is_none(), "{doc}");
 
     // A desired value the lamp cannot take is ignored, not applied.
     let bad = json!({"state": {"desired": {"light": {"brightness": 7}}}});

@@ -244,19 +244,25 @@ impl Device {
     /// Advances fades; puts due local changes into the shadow; reports the output when it has
     /// settled or the interval has passed.
     pub fn tick(&mut self, now: Instant, timestamp: u64) -> Vec<ShadowMessage> {
-        let mut messages = match self.pending_local {
-            Some((_, due)) if due <= now => self.flush_local(timestamp),
-            _ => Vec::new(),
-        };
         let output = rounded(self.lamp.tick(now));
         let settled = self.lamp.next_wake(now).is_none();
-        if output != self.reported_output && (settled || now >= self.next_output_report) {
+        let report_output = output != self.reported_output && (settled || now >= self.next_output_report);
+        if report_output {
             self.reported_output = output;
             self.next_output_report = now + OUTPUT_REPORT_INTERVAL;
-            let reported = self.report_patch();
-            messages.extend(self.internal_update(None, reported, timestamp));
         }
-        messages
+        let local_due = matches!(self.pending_local, Some((_, due)) if due <= now);
+        if local_due || (report_output && self.pending_local.is_some()) {
+            // A local change goes out together with its desired half, never in a report alone:
+            // a cloud service would answer such a report with a delta of the old desired value
+            // and undo the change.
+            return self.flush_local(timestamp);
+        }
+        if !report_output {
+            return Vec::new();
+        }
+        let reported = self.report_patch();
+        self.internal_update(None, reported, timestamp)
     }
 
     /// When [`Device::tick`] must run next; `None` when nothing is changing.
@@ -703,11 +709,18 @@ mod tests {
         let again = device.cloud_message(ShadowTopic::UpdateRejected, refused.to_string().as_bytes(), t0, 14);
         assert_eq!(topics(&again), [ShadowTopic::Get]);
         let other = json!({"code": 400, "message": "Invalid JSON", "clientToken": "app-1"});
-        assert!(
-            device
-                .cloud_message(ShadowTopic::UpdateRejected, other.to_string().as_bytes(), t0, 15)
-                .is_empty()
-        );
+        assert!(device.cloud_message(ShadowTopic::UpdateRejected, other.to_string().as_bytes(), t0, 15).is_empty());
+
+        // A local change shows at once; its report never leaves without its desired half.
+        let change = LightChange {
+            brightness: Some(Unit::try_from(0.1).unwrap()),
+            ..Default::default()
+        };
+        device.local_change(change, None, t0);
+        let sent = device.tick(t0, 16);
+        assert_eq!(topics(&sent), [ShadowTopic::Update]);
+        assert_eq!(sent[0].payload["state"]["desired"]["light"], json!({"brightness": 0.1}));
+        assert_eq!(sent[0].payload["state"]["reported"]["light"], json!({"brightness": 0.1}));
     }
 
     #[test]
