@@ -709,7 +709,11 @@ mod tests {
         let again = device.cloud_message(ShadowTopic::UpdateRejected, refused.to_string().as_bytes(), t0, 14);
         assert_eq!(topics(&again), [ShadowTopic::Get]);
         let other = json!({"code": 400, "message": "Invalid JSON", "clientToken": "app-1"});
-        assert!(device.cloud_message(ShadowTopic::UpdateRejected, other.to_string().as_bytes(), t0, 15).is_empty());
+        assert!(
+            device
+                .cloud_message(ShadowTopic::UpdateRejected, other.to_string().as_bytes(), t0, 15)
+                .is_empty()
+        );
 
         // A local change shows at once; its report never leaves without its desired half.
         let change = LightChange {
@@ -720,7 +724,10 @@ mod tests {
         let sent = device.tick(t0, 16);
         assert_eq!(topics(&sent), [ShadowTopic::Update]);
         assert_eq!(sent[0].payload["state"]["desired"]["light"], json!({"brightness": 0.1}));
-        assert_eq!(sent[0].payload["state"]["reported"]["light"], json!({"brightness": 0.1}));
+        assert_eq!(
+            sent[0].payload["state"]["reported"]["light"],
+            json!({"brightness": 0.1})
+        );
     }
 
     #[test]
