@@ -42,7 +42,7 @@ async fn kill_9_during_updates_never_leaves_an_unreadable_state_file() {
     let mut rng = StdRng::seed_from_u64(seed);
     let store = Store::new(&state_dir);
     for round in 0..ROUNDS {
-        let mut lamp = spawn_lamp(&config);
+        let mut lamp = KillOnDrop(spawn_lamp(&config));
         watcher.next_matching(connection, |j| *j == json!(1)).await;
 
         let kill_after = Duration::from_millis(rng.random_range(50..1000));
@@ -61,8 +61,8 @@ async fn kill_9_during_updates_never_leaves_an_unreadable_state_file() {
             }
         });
         tokio::time::sleep(kill_after).await;
-        lamp.kill().unwrap();
-        lamp.wait().unwrap();
+        lamp.0.kill().unwrap();
+        lamp.0.wait().unwrap();
         flood.await.unwrap();
 
         // The broker saw the socket die and published the lamp's last will.
