@@ -65,6 +65,7 @@ fn main() {
             brightness: Some(Unit::try_from(0.05).unwrap()),
             ..Default::default()
         },
+        Duration::from_millis(400),
         t0,
     );
     let frames: Vec<Instant> = (0..INPUTS).map(|i| t0 + Duration::from_micros(i as u64 * 97)).collect();

@@ -152,7 +152,7 @@ impl Device {
     /// push the old value back.
     pub fn local_change(&mut self, change: LightChange, transition: Option<Duration>, now: Instant) {
         let transition = transition.unwrap_or(Duration::from_millis(self.transition_ms));
-        self.lamp.apply_with_transition(change, transition, now);
+        self.lamp.apply(change, transition, now);
         let state = self.lamp.state();
         let (desired_light, _) = self
             .pending_local
@@ -220,8 +220,7 @@ impl Device {
                 self.act_on_delta(now);
                 // The lamp reports what it really is; this also corrects anything an app wrote
                 // into `reported` that is not true.
-                let reported = self.report_patch();
-                messages.extend(self.internal_update(None, reported, timestamp));
+                messages.extend(self.report(timestamp));
                 messages
             }
         }
@@ -236,8 +235,7 @@ impl Device {
             return vec![self.get_request()];
         }
         let mut messages = self.flush_local(timestamp);
-        let reported = self.report_patch();
-        messages.extend(self.internal_update(None, reported, timestamp));
+        messages.extend(self.report(timestamp));
         messages
     }
 
@@ -261,8 +259,7 @@ impl Device {
         if !report_output {
             return Vec::new();
         }
-        let reported = self.report_patch();
-        self.internal_update(None, reported, timestamp)
+        self.report(timestamp)
     }
 
     /// When [`Device::tick`] must run next; `None` when nothing is changing.
@@ -289,8 +286,7 @@ impl Device {
             if let Some(ms) = transition_ms {
                 self.transition_ms = ms;
             }
-            self.lamp
-                .apply_with_transition(change, Duration::from_millis(self.transition_ms), now);
+            self.lamp.apply(change, Duration::from_millis(self.transition_ms), now);
         }
     }
 
@@ -315,6 +311,12 @@ impl Device {
         }
         let patch = shadow::diff_patch(&self.shadow.reported, &truth);
         (!patch.is_empty()).then_some(SectionUpdate::Merge(patch))
+    }
+
+    /// Sends `reported` whatever is not already true in it.
+    fn report(&mut self, timestamp: u64) -> Vec<ShadowMessage> {
+        let reported = self.report_patch();
+        self.internal_update(None, reported, timestamp)
     }
 
     fn internal_update(
@@ -438,8 +440,7 @@ impl Device {
             ShadowTopic::GetRejected if self.is_own(&doc["clientToken"]) => self.shadow.reported.clear(),
             _ => return messages,
         }
-        let reported = self.report_patch();
-        messages.extend(self.internal_update(None, reported, timestamp));
+        messages.extend(self.report(timestamp));
         messages
     }
 

@@ -47,20 +47,18 @@ pub struct Lamp {
     target: LightState,
     fade: Option<Fade>,
     output: Rgb,
-    transition: Duration,
 }
 
 impl Lamp {
-    /// A lamp that starts dark and fades in to `state`, as a lamp coming back from a power cut
-    /// should rather than flashing to full.
-    pub fn new(state: LightState, transition: Duration, now: Instant) -> Lamp {
+    /// A lamp that starts dark and fades in to `state` over `fade_in`, as a lamp coming back
+    /// from a power cut should rather than flashing to full.
+    pub fn new(state: LightState, fade_in: Duration, now: Instant) -> Lamp {
         let mut lamp = Lamp {
             target: state,
             fade: None,
             output: Rgb::OFF,
-            transition,
         };
-        lamp.start_fade(now, transition);
+        lamp.start_fade(now, fade_in);
         lamp
     }
 
@@ -68,12 +66,8 @@ impl Lamp {
         self.target
     }
 
-    /// Applies a partial change with the lamp's default transition.
-    pub fn apply(&mut self, change: LightChange, now: Instant) {
-        self.apply_with_transition(change, self.transition, now);
-    }
-
-    pub fn apply_with_transition(&mut self, change: LightChange, transition: Duration, now: Instant) {
+    /// Applies a partial change, fading to it over `transition` from whatever is shown now.
+    pub fn apply(&mut self, change: LightChange, transition: Duration, now: Instant) {
         self.output = self.output(now);
         self.target = self.target.with(change);
         self.start_fade(now, transition);
@@ -161,6 +155,7 @@ mod tests {
                 on: Some(true),
                 ..Default::default()
             },
+            FADE,
             t0 + FADE,
         );
         assert_eq!(lamp.next_wake(t0 + FADE), None);
@@ -176,6 +171,7 @@ mod tests {
                 brightness: Some(unit(0.2)),
                 ..Default::default()
             },
+            FADE,
             t1,
         );
         assert_eq!(lamp.next_wake(t1), Some(t1 + FADE_FRAME));
@@ -195,6 +191,7 @@ mod tests {
                 on: Some(false),
                 ..Default::default()
             },
+            FADE,
             t1,
         );
         let quarter = lightness_from_luminance(lamp.tick(t1 + FADE / 4).g);
@@ -213,6 +210,7 @@ mod tests {
                 on: Some(false),
                 ..Default::default()
             },
+            FADE,
             t1,
         );
         let mid = t1 + FADE / 2;
@@ -222,6 +220,7 @@ mod tests {
                 on: Some(true),
                 ..Default::default()
             },
+            FADE,
             mid,
         );
         assert_eq!(lamp.output(mid), shown, "no jump when a fade is retargeted");
@@ -232,7 +231,7 @@ mod tests {
     fn zero_transition_applies_at_once() {
         let t0 = Instant::now();
         let mut lamp = settled(LightState::default(), t0);
-        lamp.apply_with_transition(
+        lamp.apply(
             LightChange {
                 hue: Some(unit(2.0 / 3.0)),
                 saturation: Some(Unit::ONE),
