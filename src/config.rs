@@ -230,6 +230,16 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    fn invalid(file: &Path, key: &'static str, reason: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: file.to_owned(),
+            key,
+            reason,
+        }
+    }
+}
+
 /// A config and the dotted names of the keys in it that nothing reads.
 #[derive(Debug)]
 pub struct Loaded {
@@ -269,11 +279,7 @@ impl Config {
     }
 
     fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        let invalid = |key, reason: String| ConfigError::Invalid {
-            file: file.to_owned(),
-            key,
-            reason,
-        };
+        let invalid = |key, reason| ConfigError::invalid(file, key, reason);
         if let Some(id) = &self.device.id {
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 return Err(invalid(
@@ -362,11 +368,7 @@ impl Config {
     }
 
     fn validate_credentials(&self, file: &Path) -> Result<(), ConfigError> {
-        let invalid = |key, reason: String| ConfigError::Invalid {
-            file: file.to_owned(),
-            key,
-            reason,
-        };
+        let invalid = |key, reason| ConfigError::invalid(file, key, reason);
         let mqtt = &self.mqtt;
         if mqtt.tls && mqtt.ca_file.is_none() {
             return Err(invalid("mqtt.ca_file", "required when mqtt.tls is true".into()));

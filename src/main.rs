@@ -149,12 +149,8 @@ fn run(config: Config, sim: bool, state_dir: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("lampi: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     tracing::info!(version = lampi::VERSION, device = %config.device_id(), "lampi starting");
     runtime.block_on(async {
@@ -176,13 +172,17 @@ fn run(config: Config, sim: bool, state_dir: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .inspect_err(|e| eprintln!("lampi: cannot start the async runtime: {e}"))
+        .ok()
+}
+
 fn ctl_main(target: &ctl::Target, action: CtlAction) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("lampi: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
         match action {
