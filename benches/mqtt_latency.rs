@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Broker, Client, write_config};
+use common::{Broker, Client, rss_kib, write_config};
 use rumqttc::QoS;
 
 const WARM_UP: u32 = 200;
@@ -62,15 +62,6 @@ fn lamp(port: u16, dir: &std::path::Path) -> Peer {
         .spawn()
         .unwrap();
     Peer { name: "lampi", child }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn payload(i: u32, total: u32) -> String {

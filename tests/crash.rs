@@ -6,7 +6,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Broker, Client, write_config};
+use common::{Broker, Client, rss_kib, write_config};
 use lampi::store::Store;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -92,15 +92,6 @@ async fn kill_9_during_updates_never_leaves_an_unreadable_state_file() {
         let loaded = store.load();
         assert!(store.path().exists() || loaded.light == lampi::core::light::LightState::default());
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -179,7 +179,7 @@ async fn restart_restores_state() {
     lamp.stop().await;
 
     // No broker this time: the state must come from disk, not from a retained message.
-    let mut again = RunningLamp::start(free_port_without_broker(), state.path()).await;
+    let mut again = RunningLamp::start(common::free_port(), state.path()).await;
     let restored = again.handle.changes.borrow().state;
     assert_eq!(
         (
@@ -194,14 +194,6 @@ async fn restart_restores_state() {
         .output_settles_at(lampi::core::colour::duty_for(true, 0.6, 0.4, 0.07))
         .await;
     again.stop().await;
-}
-
-fn free_port_without_broker() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
