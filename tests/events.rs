@@ -47,14 +47,13 @@ async fn events_carry_their_source() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_events_are_spooled_bounded_and_sent_on_reconnect() {
-    let mut broker = Broker::start();
+    // The analytics subscriber has a persistent session on a persistent broker, so what the
+    // lamp sends on reconnecting waits for it however the two reconnects are ordered.
+    let mut broker = Broker::start_with_persistence(true);
     let state = tempfile::tempdir().unwrap();
-    // A slow reconnect, so the test's subscriber is in place before the lamp returns.
-    let lamp = RunningLamp::start_with(broker.port, state.path(), |c| {
-        c.mqtt.reconnect_initial_ms = 1500;
-        c.mqtt.reconnect_max_ms = 1500;
-    })
-    .await;
+    let mut client = Client::connect_persistent(broker.port, "analytics").await;
+    client.subscribe(EVENTS).await;
+    let lamp = RunningLamp::start(broker.port, state.path()).await;
     broker.stop();
     // The lamp sees the connection close at once; give its tasks a moment to act on it.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -64,8 +63,6 @@ async fn offline_events_are_spooled_bounded_and_sent_on_reconnect() {
         lamp.set_on(i % 2 == 1, &format!("button{i}")).await;
     }
     broker.restart();
-    let mut client = Client::connect(broker.port, "analytics").await;
-    client.subscribe(EVENTS).await;
     // Every switch is either delivered or counted in a `dropped` event; those delivered are
     // the newest, in order.
     let last = format!("button{}", switches - 1);

@@ -144,8 +144,19 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(port: u16, id: &str) -> Client {
+        Client::connect_with(port, id, true).await
+    }
+
+    /// A client whose subscriptions and undelivered QoS 1 messages the broker keeps while it
+    /// is away (and across a restart of a persistent broker).
+    pub async fn connect_persistent(port: u16, id: &str) -> Client {
+        Client::connect_with(port, id, false).await
+    }
+
+    async fn connect_with(port: u16, id: &str, clean_session: bool) -> Client {
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_max_packet_size(1 << 20, 1 << 20);
+        options.set_clean_session(clean_session);
         let (client, mut eventloop) = AsyncClient::new(options, 1000);
         let mut network = NetworkOptions::new();
         network.set_tcp_nodelay(true);
