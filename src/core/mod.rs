@@ -7,3 +7,4 @@ pub mod lamp;
 pub mod light;
 pub mod schema;
 pub mod shadow;
+pub mod sun;
