@@ -100,8 +100,73 @@ pub fn duty_for(on: bool, hue: f64, saturation: f64, brightness: f64) -> Rgb {
     if !on {
         return Rgb::OFF;
     }
+    dimmed(hue_saturation_to_rgb(hue, saturation), brightness)
+}
+
+/// Linear-light colour of a black body at `kelvin` (1000–40000 K), brightest channel 1.0:
+/// Tanner Helland's fit to the CIE 1964 10° blackbody table (sRGB-encoded), decoded to linear
+/// light, since a duty cycle is linear light.
+pub fn blackbody(kelvin: f64) -> Rgb {
+    let t = kelvin.clamp(1000.0, 40_000.0) / 100.0;
+    let red = if t <= 66.0 {
+        1.0
+    } else {
+        329.698_727_446 * (t - 60.0).powf(-0.133_204_759_2) / 255.0
+    };
+    let green = if t <= 66.0 {
+        (99.470_802_586_1 * t.ln() - 161.119_568_166_1) / 255.0
+    } else {
+        288.122_169_528_3 * (t - 60.0).powf(-0.075_514_849_2) / 255.0
+    };
+    let blue = if t >= 66.0 {
+        1.0
+    } else if t <= 19.0 {
+        0.0
+    } else {
+        (138.517_731_223_1 * (t - 10.0).ln() - 305.044_792_730_7) / 255.0
+    };
+    let decode = |encoded: f64| {
+        let v = encoded.clamp(0.0, 1.0);
+        if v <= 0.040_45 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let linear = Rgb {
+        r: decode(red),
+        g: decode(green),
+        b: decode(blue),
+    };
+    let brightest = linear.r.max(linear.g).max(linear.b);
+    linear.map(|c| c / brightest)
+}
+
+/// The duty cycles for a colour (brightest channel 1.0) at a perceptual brightness (L*/100).
+pub fn dimmed(colour: Rgb, brightness: f64) -> Rgb {
     let luminance = luminance_from_lightness(brightness);
-    hue_saturation_to_rgb(hue, saturation).map(|c| c * luminance)
+    colour.map(|c| c * luminance)
+}
+
+/// The lamp state (hue, saturation, brightness) that shows `duty`, the inverse of
+/// [`duty_for`]: what the sliders should say when the user takes over from a scheduler.
+pub fn state_for(duty: Rgb) -> (f64, f64, f64) {
+    let max = duty.r.max(duty.g).max(duty.b);
+    if max <= 0.0 {
+        return (0.0, 0.0, 0.0);
+    }
+    let min = duty.r.min(duty.g).min(duty.b);
+    let chroma = max - min;
+    let hue = if chroma <= 0.0 {
+        0.0
+    } else if max == duty.r {
+        ((duty.g - duty.b) / chroma).rem_euclid(6.0) / 6.0
+    } else if max == duty.g {
+        ((duty.b - duty.r) / chroma + 2.0) / 6.0
+    } else {
+        ((duty.r - duty.g) / chroma + 4.0) / 6.0
+    };
+    (hue, chroma / max, lightness_from_luminance(max))
 }
 
 #[cfg(test)]
@@ -177,5 +242,31 @@ mod tests {
             .to_srgb8(),
             [0, 119, 0]
         );
+    }
+
+    #[test]
+    fn blackbody_runs_from_red_through_white_to_blue() {
+        let candle = blackbody(1000.0);
+        assert_eq!(candle.r, 1.0);
+        assert!(candle.g < 0.1 && candle.b == 0.0, "{candle:?}");
+        let daylight = blackbody(6600.0);
+        assert!(
+            daylight.r > 0.99 && daylight.g > 0.9 && daylight.b > 0.9,
+            "{daylight:?}"
+        );
+        let sky = blackbody(12_000.0);
+        assert!(sky.b == 1.0 && sky.r < 0.7, "{sky:?}");
+    }
+
+    #[test]
+    fn state_for_inverts_duty_for() {
+        for (hue, saturation, brightness) in [(0.0, 1.0, 0.5), (0.6, 0.3, 0.9), (0.95, 0.7, 0.05), (0.2, 0.0, 1.0)] {
+            let (h, s, b) = state_for(duty_for(true, hue, saturation, brightness));
+            let hue_ok = saturation == 0.0 || close(h, hue);
+            assert!(
+                hue_ok && close(s, saturation) && close(b, brightness),
+                "{hue} {saturation} {brightness}: {h} {s} {b}"
+            );
+        }
     }
 }

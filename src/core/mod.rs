@@ -5,6 +5,7 @@ pub mod colour;
 pub mod device;
 pub mod lamp;
 pub mod light;
+pub mod natural;
 pub mod schema;
 pub mod shadow;
 pub mod sun;
