@@ -1,5 +1,6 @@
 //! The pure core: everything that decides, with no I/O, no tokio and no clock reads.
 
+pub mod alarm;
 pub mod backoff;
 pub mod colour;
 pub mod device;
