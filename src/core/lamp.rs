@@ -12,6 +12,9 @@ use super::light::{LightChange, LightState};
 /// How often the output is recomputed while a fade runs: 100 Hz is above the rate at which
 /// steps in a dimming ramp are visible, and costs nothing when no fade runs.
 pub const FADE_FRAME: Duration = Duration::from_millis(10);
+/// The smallest change of lightness (L*/100) worth a frame: 0.05 L*, a tenth of the smallest
+/// difference people see, so even the dark end of a sunrise moves without visible steps.
+pub const MIN_LIGHTNESS_STEP: f64 = 0.0005;
 
 #[derive(Clone, Copy, Debug)]
 struct Fade {
@@ -24,6 +27,17 @@ struct Fade {
 impl Fade {
     fn end(&self) -> Instant {
         self.start + self.duration
+    }
+
+    /// How long the fastest channel takes to move by [`MIN_LIGHTNESS_STEP`].
+    fn time_per_step(&self) -> Duration {
+        let distance = |a: f64, b: f64| (lightness_from_luminance(b) - lightness_from_luminance(a)).abs();
+        let d = self.from.zip(self.to, distance);
+        let widest = d.r.max(d.g).max(d.b);
+        if widest <= 0.0 {
+            return self.duration;
+        }
+        self.duration.mul_f64((MIN_LIGHTNESS_STEP / widest).min(1.0))
     }
 
     /// Each channel moves linearly in perceived lightness, so a fade looks even from start to
@@ -58,7 +72,7 @@ impl Lamp {
             fade: None,
             output: Rgb::OFF,
         };
-        lamp.start_fade(now, fade_in);
+        lamp.restore(fade_in, now);
         lamp
     }
 
@@ -68,9 +82,35 @@ impl Lamp {
 
     /// Applies a partial change, fading to it over `transition` from whatever is shown now.
     pub fn apply(&mut self, change: LightChange, transition: Duration, now: Instant) {
-        self.output = self.output(now);
         self.target = self.target.with(change);
-        self.start_fade(now, transition);
+        self.restore(transition, now);
+    }
+
+    /// Fades to the state's own output, e.g. when an alarm that overrode it ends.
+    pub fn restore(&mut self, transition: Duration, now: Instant) {
+        let to = duty_for(
+            self.target.on,
+            self.target.hue.get(),
+            self.target.saturation.get(),
+            self.target.brightness.get(),
+        );
+        self.show(to, transition, now);
+    }
+
+    /// Fades to an output that a scheduler chose, leaving the state as it is.
+    pub fn show(&mut self, to: Rgb, transition: Duration, now: Instant) {
+        self.output = self.output(now);
+        if transition.is_zero() || to == self.output {
+            self.output = to;
+            self.fade = None;
+        } else {
+            self.fade = Some(Fade {
+                from: self.output,
+                to,
+                start: now,
+                duration: transition,
+            });
+        }
     }
 
     /// The duty cycles to show at `now`.
@@ -90,29 +130,14 @@ impl Lamp {
         self.output
     }
 
-    /// When the shell must call [`Lamp::tick`] again; `None` when nothing is changing.
+    /// When the shell must call [`Lamp::tick`] again; `None` when nothing is changing. A
+    /// slow fade (a sunrise, natural light) wakes only as often as its output moves by a
+    /// [`MIN_LIGHTNESS_STEP`], a fast one at most every [`FADE_FRAME`].
     pub fn next_wake(&self, now: Instant) -> Option<Instant> {
-        self.fade.map(|fade| (now + FADE_FRAME).min(fade.end()))
-    }
-
-    fn start_fade(&mut self, now: Instant, duration: Duration) {
-        let to = duty_for(
-            self.target.on,
-            self.target.hue.get(),
-            self.target.saturation.get(),
-            self.target.brightness.get(),
-        );
-        if duration.is_zero() || to == self.output {
-            self.output = to;
-            self.fade = None;
-        } else {
-            self.fade = Some(Fade {
-                from: self.output,
-                to,
-                start: now,
-                duration,
-            });
-        }
+        self.fade.map(|fade| {
+            let frame = FADE_FRAME.max(fade.time_per_step());
+            (now + frame).min(fade.end())
+        })
     }
 }
 
@@ -243,5 +268,33 @@ mod tests {
         assert_eq!(lamp.next_wake(t0), None);
         let blue = lamp.output(t0);
         assert!(blue.b == 1.0 && blue.r < 1e-9 && blue.g < 1e-9);
+    }
+
+    #[test]
+    fn slow_fades_wake_only_as_often_as_the_output_visibly_moves() {
+        let t0 = Instant::now();
+        let mut lamp = settled(LightState::default(), t0);
+        let frames = |lamp: &mut Lamp, from: Instant| {
+            let (mut now, mut frames) = (from, 0);
+            while let Some(wake) = lamp.next_wake(now) {
+                lamp.tick(wake);
+                now = wake;
+                frames += 1;
+            }
+            frames
+        };
+        // A minute of natural light: 1 % of lightness over the five-second fade.
+        let dimmer = Rgb {
+            r: 0.97,
+            g: 0.97,
+            b: 0.97,
+        };
+        lamp.show(dimmer, Duration::from_secs(5), t0);
+        let slow = frames(&mut lamp, t0);
+        assert!((10..=30).contains(&slow), "{slow} frames");
+        // A full-range fade still runs at the full frame rate.
+        let t1 = t0 + Duration::from_secs(10);
+        lamp.show(Rgb::OFF, Duration::from_millis(400), t1);
+        assert!((39..=41).contains(&frames(&mut lamp, t1)));
     }
 }
