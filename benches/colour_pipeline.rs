@@ -132,7 +132,14 @@ fn shadow_update_cost() {
         firmware: "0".into(),
         role: Default::default(),
     };
-    let mut device = Device::new(LightState::default(), Shadow::default(), identity, Duration::ZERO, now);
+    let mut device = Device::new(
+        LightState::default(),
+        Shadow::default(),
+        Default::default(),
+        identity,
+        Duration::ZERO,
+        now,
+    );
     device.tick(now, 1);
     let payloads: Vec<Vec<u8>> = (0..INPUTS)
         .map(|i| {

@@ -19,6 +19,35 @@ pub struct Config {
     pub light: LightConfig,
     pub shadow: ShadowConfig,
     pub homeassistant: HomeAssistantConfig,
+    pub clock: ClockConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ClockConfig {
+    /// Ring alarms only while the kernel says the clock is synchronised (NTP). Default: on
+    /// with the `rpi` LED backend (a Pi has no real-time clock), off in simulation (containers
+    /// and VMs report an unsynchronised clock even when it is right).
+    pub require_sync: Option<bool>,
+    /// Run on a virtual clock that starts at this time (RFC 3339), for demonstrations and
+    /// tests, instead of the system clock.
+    pub start: Option<String>,
+    /// How many times faster than real time the virtual clock runs.
+    pub speed: Option<f64>,
+}
+
+impl Config {
+    /// Whether alarms wait for a synchronised clock, after the backend-dependent default.
+    pub fn require_sync(&self) -> bool {
+        self.clock
+            .require_sync
+            .unwrap_or(self.led.backend == LedBackendName::Rpi)
+    }
+
+    /// The start of the virtual clock, if one is configured.
+    pub fn virtual_clock_start(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.clock.start.as_deref().and_then(|s| s.parse().ok())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -292,6 +321,25 @@ impl Config {
         }
         if self.mqtt.host.is_empty() {
             return Err(invalid("mqtt.host", "must not be empty".into()));
+        }
+        if let Some(start) = &self.clock.start {
+            if start.parse::<chrono::DateTime<chrono::Utc>>().is_err() {
+                return Err(invalid(
+                    "clock.start",
+                    format!("{start:?} is not an RFC 3339 time such as \"2026-11-27T06:58:00Z\""),
+                ));
+            }
+        }
+        if let Some(speed) = self.clock.speed {
+            if !(speed.is_finite() && (0.001..=100_000.0).contains(&speed)) {
+                return Err(invalid("clock.speed", format!("{speed} must be from 0.001 to 100000")));
+            }
+            if self.clock.start.is_none() {
+                return Err(invalid(
+                    "clock.speed",
+                    "only a virtual clock (clock.start) has a speed".into(),
+                ));
+            }
         }
         if self.mqtt.port == 0 {
             return Err(invalid("mqtt.port", "must be 1–65535".into()));

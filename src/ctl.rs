@@ -80,7 +80,11 @@ async fn connect(target: &Target, subscriptions: &[String]) -> anyhow::Result<(A
 /// Sends one shadow request (`update`, `get` or `delete`) and returns the lamp's answer;
 /// a rejection becomes an error carrying the AWS error document.
 pub async fn request(target: &Target, operation: &str, mut payload: Value) -> anyhow::Result<Value> {
-    let token = format!("ctl-{}-{}", std::process::id(), crate::lamp_task::timestamp());
+    let token = format!(
+        "ctl-{}-{}",
+        std::process::id(),
+        crate::clock::timestamp(std::time::SystemTime::now().into())
+    );
     payload["clientToken"] = json!(token);
     let accepted = format!("{}{operation}/accepted", target.shadow_prefix);
     let rejected = format!("{}{operation}/rejected", target.shadow_prefix);

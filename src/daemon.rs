@@ -10,10 +10,11 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::{SystemClock, VirtualClock, WallClock};
 use crate::config::{Config, OnShutdown, ShadowService};
 use crate::core::colour::Rgb;
 use crate::core::device::{Identity, ShadowRole};
-use crate::lamp_task::{Command, LampHandle, LampTask};
+use crate::lamp_task::{Command, LampHandle, LampTask, Timekeeping};
 use crate::led::Led;
 use crate::store::{self, Store};
 
@@ -40,7 +41,8 @@ pub async fn run(setup: LampSetup, shutdown: CancellationToken, on_ready: impl F
             ShadowService::Device | ShadowService::Off => ShadowRole::Host,
         },
     };
-    let (task, handle, outbox) = LampTask::new(initial, identity, config.light.transition());
+    let time = timekeeping(&config);
+    let (task, handle, outbox) = LampTask::new(initial, identity, config.light.transition(), time);
 
     let tracker = TaskTracker::new();
     let lamp_task = tracker.spawn(task.run(shutdown.clone()));
@@ -112,4 +114,24 @@ pub async fn watchdog(handle: LampHandle, interval: Duration) {
             Err(_) => tracing::error!("lamp task did not answer within {interval:?}; not feeding the watchdog"),
         }
     }
+}
+
+/// The lamp's wall clock: the system's, or a virtual one when the config asks for it.
+fn timekeeping(config: &Config) -> Timekeeping {
+    let require_sync = config.require_sync();
+    let clock: Box<dyn WallClock> = match config.virtual_clock_start() {
+        Some(start) => {
+            let speed = config.clock.speed.unwrap_or(1.0);
+            tracing::info!(%start, speed, "running on a virtual clock");
+            Box::new(VirtualClock::new(start, speed, true))
+        }
+        None => Box::new(SystemClock::default()),
+    };
+    tracing::info!(
+        require_sync,
+        synchronised = clock.synchronised(),
+        "alarms {} a synchronised clock",
+        if require_sync { "wait for" } else { "do not wait for" }
+    );
+    Timekeeping { clock, require_sync }
 }

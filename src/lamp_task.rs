@@ -6,7 +6,7 @@
 //! stall the light: shadow replies go out through a bounded queue that it never waits on.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc::error::TrySendError;
@@ -14,8 +14,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{Wake, WallClock, timestamp};
+use crate::core::alarm::AlarmMemory;
 use crate::core::colour::Rgb;
-use crate::core::device::{Device, Identity, ShadowMessage, ShadowOp, ShadowTopic};
+use crate::core::device::{AlarmCommand, ClockStatus, Device, Identity, ShadowMessage, ShadowOp, ShadowTopic};
 use crate::core::light::{LightChange, LightState};
 use crate::core::shadow::Shadow;
 
@@ -27,6 +29,8 @@ const COMMAND_QUEUE: usize = 256;
 const SHADOW_QUEUE: usize = 2048;
 /// Analytics events waiting for the MQTT side (which spools them to disk while offline).
 const EVENT_QUEUE: usize = 256;
+/// While alarms wait for the clock to be synchronised, how often to look.
+const SYNC_POLL: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub enum Command {
@@ -43,6 +47,11 @@ pub enum Command {
     Cloud { topic: ShadowTopic, payload: Vec<u8> },
     /// The broker connection came up.
     Connected,
+    /// Snooze or dismiss the ringing alarm; the answer says why not when there is none.
+    Alarm {
+        command: AlarmCommand,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Answered as soon as the task gets to it: proof of life for the systemd watchdog.
     Ping(oneshot::Sender<()>),
 }
@@ -61,6 +70,7 @@ pub struct Snapshot {
 pub struct Saved {
     pub light: LightState,
     pub shadow: Arc<Shadow>,
+    pub alarms: AlarmMemory,
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +84,8 @@ pub struct LampHandle {
 
 pub struct LampTask {
     device: Device,
+    clock: Box<dyn WallClock>,
+    require_sync: bool,
     commands: mpsc::Receiver<Command>,
     changes: watch::Sender<Snapshot>,
     output: watch::Sender<Rgb>,
@@ -92,17 +104,33 @@ pub struct Outbox {
     pub events: mpsc::Receiver<Value>,
 }
 
-/// Seconds since the epoch, for shadow timestamps; 0 if the clock is before 1970.
-pub fn timestamp() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// What woke the lamp task.
+enum Woken {
+    Shutdown,
+    Command(Command),
+    CommandsClosed,
+    Timer,
+    Clock(Wake),
+}
+
+/// How the lamp keeps time: its wall clock, and whether alarms need it synchronised.
+pub struct Timekeeping {
+    pub clock: Box<dyn WallClock>,
+    pub require_sync: bool,
 }
 
 impl LampTask {
     /// A lamp task and its handle, plus the queue of shadow messages it will produce.
-    pub fn new(saved: Saved, identity: Identity, transition: Duration) -> (LampTask, LampHandle, Outbox) {
+    pub fn new(
+        saved: Saved,
+        identity: Identity,
+        transition: Duration,
+        time: Timekeeping,
+    ) -> (LampTask, LampHandle, Outbox) {
         let device = Device::new(
             saved.light,
             Shadow::clone(&saved.shadow),
+            saved.alarms.clone(),
             identity,
             transition,
             Instant::now().into_std(),
@@ -118,6 +146,8 @@ impl LampTask {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let task = LampTask {
             device,
+            clock: time.clock,
+            require_sync: time.require_sync,
             commands: command_rx,
             changes: changes_tx,
             output: output_tx,
@@ -146,31 +176,57 @@ impl LampTask {
         let mut commands_open = true;
         loop {
             let now = Instant::now().into_std();
+            let wall = timestamp(self.clock.now());
+            let synchronised = self.clock.synchronised();
+            let status = ClockStatus {
+                synchronised,
+                require_sync: self.require_sync,
+            };
+            self.device.set_clock(status, wall);
             // The LED first: reporting the output to the shadow can wait a few microseconds.
             let output = self.device.output(now);
             self.output
                 .send_if_modified(|shown| std::mem::replace(shown, output) != output);
-            let messages = self.device.tick(now, timestamp());
+            let messages = self.device.tick(now, wall);
             self.emit(messages);
-            let wake = self.device.next_wake(now).map(Instant::from_std);
-            tokio::select! {
+            let mut wake = self.device.next_wake(now).map(Instant::from_std);
+            if self.require_sync && !synchronised {
+                // The kernel does not announce synchronisation: look now and then.
+                let poll = Instant::now() + SYNC_POLL;
+                wake = Some(wake.map_or(poll, |w| w.min(poll)));
+            }
+            let wall_wake = self.device.next_wall_wake(now);
+            let woken = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => Woken::Shutdown,
                 command = self.commands.recv(), if commands_open => match command {
-                    Some(command) => self.handle(command),
-                    None => commands_open = false,
+                    Some(command) => Woken::Command(command),
+                    None => Woken::CommandsClosed,
                 },
-                () = sleep_until(wake) => {}
+                () = sleep_until(wake) => Woken::Timer,
+                woke = self.clock.sleep_until(wall_wake) => Woken::Clock(woke),
+            };
+            match woken {
+                Woken::Shutdown => break,
+                Woken::Command(command) => self.handle(command),
+                Woken::CommandsClosed => commands_open = false,
+                Woken::Timer | Woken::Clock(Wake::Due) => {}
+                Woken::Clock(Wake::Stepped) => {
+                    let wall = self.clock.now();
+                    tracing::info!(%wall, "the wall clock was set; alarms are planned again");
+                    self.device.clock_stepped(timestamp(wall));
+                }
             }
         }
         // Local changes still waiting for the shadow are saved with it.
-        let messages = self.device.flush_local(timestamp());
+        let messages = self.device.flush_local(timestamp(self.clock.now()));
         self.emit(messages);
         self.saved.borrow().clone()
     }
 
     fn handle(&mut self, command: Command) {
         let now = Instant::now().into_std();
+        let timestamp = timestamp(self.clock.now());
         let light_before = self.device.light();
         let (messages, client) = match command {
             Command::Set {
@@ -178,12 +234,16 @@ impl LampTask {
                 transition,
                 client,
             } => {
-                self.device.local_change(change, transition, now);
+                self.device.local_change(change, transition, now, timestamp);
                 (Vec::new(), Some(client))
             }
-            Command::Shadow { op, payload } => (self.device.shadow_request(op, &payload, now, timestamp()), None),
-            Command::Cloud { topic, payload } => (self.device.cloud_message(topic, &payload, now, timestamp()), None),
-            Command::Connected => (self.device.connected(timestamp()), None),
+            Command::Shadow { op, payload } => (self.device.shadow_request(op, &payload, now, timestamp), None),
+            Command::Cloud { topic, payload } => (self.device.cloud_message(topic, &payload, now, timestamp), None),
+            Command::Connected => (self.device.connected(timestamp), None),
+            Command::Alarm { command, reply } => {
+                let _ = reply.send(self.device.alarm_command(command, now, timestamp));
+                (Vec::new(), None)
+            }
             Command::Ping(reply) => {
                 let _ = reply.send(());
                 return;
@@ -193,7 +253,7 @@ impl LampTask {
         // Every LAMPI sender gets its echo; shadow requests only when they changed the light.
         let echo = client.is_some() || light != light_before;
         let source = client.unwrap_or_else(|| "shadow".into());
-        for event in crate::events::light_events(&light_before, &light, &source, timestamp()) {
+        for event in crate::events::light_events(&light_before, &light, &source, timestamp) {
             self.send_event(event);
         }
         if echo {
@@ -209,7 +269,7 @@ impl LampTask {
     /// goes out as a `dropped` event once there is room again.
     fn send_event(&mut self, event: Value) {
         if self.dropped_events > 0 {
-            let dropped = crate::events::dropped_event(self.dropped_events, timestamp());
+            let dropped = crate::events::dropped_event(self.dropped_events, timestamp(self.clock.now()));
             if self.events_out.try_send(dropped).is_ok() {
                 self.dropped_events = 0;
             }
@@ -220,9 +280,13 @@ impl LampTask {
         }
     }
 
-    /// Queues shadow messages for the publisher and marks the state for saving.
+    /// Queues shadow messages for the publisher and the core's analytics events, and marks
+    /// the state for saving when it changed.
     fn emit(&mut self, messages: Vec<ShadowMessage>) {
-        if messages.is_empty() {
+        for event in self.device.take_events() {
+            self.send_event(event);
+        }
+        if messages.is_empty() && self.saved.borrow().alarms == *self.device.alarm_memory() {
             return;
         }
         for message in messages {
@@ -240,6 +304,7 @@ impl LampTask {
         let saved = Saved {
             light: self.device.light(),
             shadow: Arc::new(self.device.shadow().clone()),
+            alarms: self.device.alarm_memory().clone(),
         };
         self.saved.send_replace(saved);
     }
@@ -265,10 +330,18 @@ mod tests {
         }
     }
 
+    fn system_time() -> Timekeeping {
+        Timekeeping {
+            clock: Box::new(crate::clock::SystemClock::default()),
+            require_sync: false,
+        }
+    }
+
     fn fresh() -> Saved {
         Saved {
             light: LightState::default(),
             shadow: Arc::default(),
+            alarms: AlarmMemory::default(),
         }
     }
 
@@ -285,7 +358,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fades_in_then_sleeps_until_told_otherwise() {
-        let (task, mut handle, _outbox) = LampTask::new(fresh(), identity(), Duration::from_millis(400));
+        let (task, mut handle, _outbox) = LampTask::new(fresh(), identity(), Duration::from_millis(400), system_time());
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(task.run(shutdown.clone()));
         let mut frames = 0;
@@ -309,7 +382,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shadow_changes_to_the_light_reach_lampi_clients_as_shadow() {
-        let (task, mut handle, mut outbox) = LampTask::new(fresh(), identity(), Duration::ZERO);
+        let (task, mut handle, mut outbox) = LampTask::new(fresh(), identity(), Duration::ZERO, system_time());
         tokio::spawn(task.run(CancellationToken::new()));
         let payload = br#"{"state":{"desired":{"light":{"on":false}}}}"#.to_vec();
         handle
@@ -334,7 +407,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn answers_pings() {
-        let (task, handle, _outbox) = LampTask::new(fresh(), identity(), Duration::ZERO);
+        let (task, handle, _outbox) = LampTask::new(fresh(), identity(), Duration::ZERO, system_time());
         tokio::spawn(task.run(CancellationToken::new()));
         let (tx, rx) = oneshot::channel();
         handle.commands.send(Command::Ping(tx)).await.unwrap();
@@ -345,7 +418,7 @@ mod tests {
     async fn persists_once_per_interval_and_the_last_state_at_the_end() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::new(dir.path());
-        let (task, handle, _outbox) = LampTask::new(fresh(), identity(), Duration::ZERO);
+        let (task, handle, _outbox) = LampTask::new(fresh(), identity(), Duration::ZERO, system_time());
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(task.run(shutdown.clone()));
         let persisting = tokio::spawn(crate::store::persist(store.clone(), handle.saved.clone()));

@@ -26,6 +26,7 @@
 //! The `lampi` binary (`src/main.rs`) parses the command line, sets up logging and systemd
 //! notification, and calls [`daemon::run`].
 
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod ctl;

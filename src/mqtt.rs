@@ -13,12 +13,12 @@ use rumqttc::{
     Transport,
 };
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MqttConfig, ShadowService};
 use crate::core::backoff::Backoff;
-use crate::core::device::{ShadowMessage, ShadowOp, ShadowRole, ShadowTopic};
+use crate::core::device::{AlarmCommand, ShadowMessage, ShadowOp, ShadowRole, ShadowTopic};
 use crate::events::Spool;
 use crate::lamp_task::{Command, LampHandle, Outbox, Snapshot};
 use crate::protocol::homeassistant::{self, Entity};
@@ -42,6 +42,9 @@ pub struct Topics {
     pub connection_state: String,
     /// Analytics events, QoS 1.
     pub events: String,
+    /// Snooze or dismiss the ringing alarm; the answer goes to `alarm_result`.
+    pub alarm: String,
+    pub alarm_result: String,
     /// `$aws/things/<thing>/shadow/` when the lamp has a shadow, hosted or in the cloud.
     pub shadow: Option<String>,
     pub shadow_role: ShadowRole,
@@ -92,6 +95,8 @@ impl Topics {
             changed: format!("{prefix}lamp/changed"),
             connection_state,
             events: format!("lampi/{}/events", config.device_id()),
+            alarm: format!("lampi/{}/alarm", config.device_id()),
+            alarm_result: format!("lampi/{}/alarm/result", config.device_id()),
             shadow: (config.shadow.service != ShadowService::Off).then(|| config.shadow_topic_prefix()),
             shadow_role: match config.shadow.service {
                 ShadowService::Aws => ShadowRole::Client,
@@ -135,7 +140,8 @@ impl Topics {
             .homeassistant
             .iter()
             .flat_map(|ha| [ha.entity.command_topic.clone(), ha.status.clone()]);
-        std::iter::once(self.set_config.clone())
+        [self.set_config.clone(), self.alarm.clone()]
+            .into_iter()
             .chain(shadow)
             .chain(homeassistant)
             .collect()
@@ -145,8 +151,8 @@ impl Topics {
 /// Something the poller asks the publisher to send.
 #[derive(Debug)]
 enum Notice {
-    /// Why a message was refused, to the sender's `…/rejected` topic.
-    Rejected { topic: String, payload: Vec<u8> },
+    /// An answer to a command, or why a message was refused, to the sender's topic.
+    Reply { topic: String, payload: Vec<u8> },
     /// Home Assistant restarted: send discovery and state again.
     Rediscover,
 }
@@ -154,6 +160,8 @@ enum Notice {
 /// What an incoming message means.
 enum Incoming {
     Command(Command),
+    /// A command for the alarm, whose answer is published.
+    Alarm(AlarmCommand),
     Notice(Notice),
 }
 
@@ -245,11 +253,20 @@ fn decode(topics: &Topics, topic: &str, payload: &[u8]) -> Option<Incoming> {
             }),
             Err(rejection) => {
                 tracing::warn!(client = ?rejection.client, "set_config rejected: {}", rejection.error);
-                Incoming::Notice(Notice::Rejected {
+                Incoming::Notice(Notice::Reply {
                     topic: topics.set_config_rejected.clone(),
                     payload: lampi::rejection_payload(&rejection),
                 })
             }
+        });
+    }
+    if topic == topics.alarm {
+        return Some(match lampi::parse_alarm_command(payload) {
+            Ok(command) => Incoming::Alarm(command),
+            Err(error) => Incoming::Notice(Notice::Reply {
+                topic: topics.alarm_result.clone(),
+                payload: lampi::alarm_result(None, Err(&error)),
+            }),
         });
     }
     if let Some(op) = topics.shadow_request(topic) {
@@ -279,7 +296,7 @@ fn decode(topics: &Topics, topic: &str, payload: &[u8]) -> Option<Incoming> {
         }),
         Err(error) => {
             tracing::warn!("Home Assistant command rejected: {error}");
-            Incoming::Notice(Notice::Rejected {
+            Incoming::Notice(Notice::Reply {
                 topic: format!("{topic}/rejected"),
                 payload: json!({ "error": error }).to_string().into_bytes(),
             })
@@ -314,6 +331,19 @@ async fn poll(
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => match decode(&topics, &publish.topic, &publish.payload) {
                 Some(Incoming::Command(command)) => command,
+                Some(Incoming::Alarm(command)) => {
+                    let (reply, answer) = oneshot::channel::<Result<(), String>>();
+                    let notices = notices.clone();
+                    let topic = topics.alarm_result.clone();
+                    tokio::spawn(async move {
+                        if let Ok(result) = answer.await {
+                            let payload =
+                                lampi::alarm_result(Some(command), result.as_ref().map(|_| ()).map_err(String::as_str));
+                            let _ = notices.send(Notice::Reply { topic, payload }).await;
+                        }
+                    });
+                    Command::Alarm { command, reply }
+                }
                 Some(Incoming::Notice(notice)) => {
                     if notices.try_send(notice).is_err() {
                         tracing::warn!("too many notices queued; this one is only logged");
@@ -434,7 +464,7 @@ async fn publish(
                 let _ = client.publish(&topics.connection_state, QoS::AtLeastOnce, true, "1").await;
                 publish_discovery(client, topics).await;
                 publish_state(client, topics, &snapshot).await;
-                match spool.drain(crate::lamp_task::timestamp()) {
+                match spool.drain(crate::clock::timestamp(std::time::SystemTime::now().into())) {
                     Ok(backlog) => {
                         for event in backlog {
                             let _ = client.publish(&topics.events, QoS::AtLeastOnce, false, event).await;
@@ -482,7 +512,7 @@ async fn publish(
                     continue;
                 }
                 match notice {
-                    Notice::Rejected { topic, payload } => {
+                    Notice::Reply { topic, payload } => {
                         let _ = client.publish(topic, QoS::AtLeastOnce, false, payload).await;
                     }
                     Notice::Rediscover => {

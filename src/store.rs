@@ -15,14 +15,15 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::core::alarm::AlarmMemory;
 use crate::core::light::LightState;
 use crate::core::shadow::Shadow;
 use crate::lamp_task::Saved;
 
 const STATE_FILE: &str = "state.json";
 /// Version of the file's layout, so a later firmware can migrate instead of guessing.
-/// Format 1 (light only) is still read.
-const FORMAT: u32 = 2;
+/// Formats 1 (light only) and 2 (no alarm clock) are still read.
+const FORMAT: u32 = 3;
 /// Longest a change waits before it is on disk.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -33,12 +34,15 @@ struct StateFile {
     light: LightState,
     #[serde(default)]
     shadow: Shadow,
+    #[serde(default)]
+    alarm_clock: AlarmMemory,
 }
 
 fn defaults() -> Saved {
     Saved {
         light: LightState::default(),
         shadow: Arc::default(),
+        alarms: AlarmMemory::default(),
     }
 }
 
@@ -72,9 +76,10 @@ impl Store {
             }
         };
         match serde_json::from_slice::<StateFile>(&bytes) {
-            Ok(file) if file.format == 1 || file.format == FORMAT => Saved {
+            Ok(file) if (1..=FORMAT).contains(&file.format) => Saved {
                 light: file.light,
                 shadow: Arc::new(file.shadow),
+                alarms: file.alarm_clock,
             },
             Ok(file) => {
                 self.quarantine(&path, &format!("unknown format {}", file.format));
@@ -109,6 +114,7 @@ impl Store {
             format: FORMAT,
             light: saved.light,
             shadow: Shadow::clone(&saved.shadow),
+            alarm_clock: saved.alarms.clone(),
         })?;
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
         let mut file = File::create(&tmp)?;
@@ -164,6 +170,10 @@ mod tests {
                 brightness: Unit::try_from(0.125).unwrap(),
             },
             shadow: Arc::new(shadow),
+            alarms: AlarmMemory {
+                settled: [("wake".to_owned(), 1_795_000_000)].into(),
+                active: None,
+            },
         }
     }
 

@@ -33,7 +33,7 @@ fn cloud_shadow_service(port: u16) -> JoinHandle<()> {
             let Ok(Event::Incoming(Packet::Publish(request))) = eventloop.poll().await else {
                 continue;
             };
-            let now = lampi::lamp_task::timestamp();
+            let now = lampi::clock::timestamp(std::time::SystemTime::now().into());
             if request.topic.ends_with("/update") {
                 match shadow::parse_update(&request.payload).and_then(|r| document.update(r, now, |_, _| Ok(()))) {
                     Ok(accepted) => {
@@ -122,11 +122,11 @@ async fn follows_the_cloud_and_converges_after_being_away() {
 
     // Away while the cloud changes: on return the lamp fetches, applies and reports.
     lamp.stop().await;
-    let update = json!({"state": {"desired": {"light": {"brightness": 0.7}, "mode": "natural"}}});
+    let update = json!({"state": {"desired": {"light": {"brightness": 0.7}, "timezone": "Europe/Paris"}}});
     app.publish(&format!("{PREFIX}update"), update.to_string()).await;
     let mut lamp = RunningLamp::start_with(broker.port, state.path(), aws).await;
     lamp.output_settles_at(duty_for(true, 0.6, 1.0, 0.7)).await;
-    let doc = until(&mut app, |d| d["state"]["reported"]["mode"] == json!("natural")).await;
+    let doc = until(&mut app, |d| d["state"]["reported"]["timezone"] == json!("Europe/Paris")).await;
     assert_eq!(doc["state"]["reported"]["light"]["brightness"], json!(0.7));
 
     // A local change is written to the cloud's desired too.

@@ -584,7 +584,8 @@ impl AlarmClock {
         (mono_wake, wall_wake)
     }
 
-    /// `reported.alarm`: what rings, until when it is snoozed, and what rings next.
+    /// `reported.alarm`: `state` (idle, ringing, snoozed), and when there is one: what rings,
+    /// until when it is snoozed, and what rings next.
     pub fn report(&self, wall: DateTime<Utc>) -> Value {
         let local = |alarm: &Alarm, at: DateTime<Utc>| at.with_timezone(&alarm.zone.unwrap_or(self.zone)).to_rfc3339();
         let ringing = self.memory.active.as_ref().and_then(|active| {
@@ -615,11 +616,26 @@ impl AlarmClock {
             })
             .min_by_key(|(at, _)| *at)
             .map(|(at, a)| json!({"id": a.id, "label": a.label, "at": local(a, at)}));
-        json!({
-            "ringing": ringing,
-            "snoozed_until": snoozed_until,
-            "next": next,
-        })
+        // Absent, never null: in a shadow, null means "delete this key".
+        let state = match &self.memory.active {
+            None => "idle",
+            Some(ActiveRing {
+                phase: Phase::Snoozed { .. },
+                ..
+            }) => "snoozed",
+            Some(_) => "ringing",
+        };
+        let mut report = json!({ "state": state });
+        for (key, value) in [
+            ("ringing", ringing),
+            ("snoozed_until", snoozed_until.map(Value::from)),
+            ("next", next),
+        ] {
+            if let Some(value) = value {
+                report[key] = value;
+            }
+        }
+        report
     }
 }
 
@@ -968,7 +984,8 @@ mod tests {
             }]
         );
         assert!(run.clock.dismiss(Dismissal::User).is_err());
-        assert!(run.clock.report(utc("2026-11-27T07:08:00Z"))["ringing"].is_null());
+        let report = run.clock.report(utc("2026-11-27T07:08:00Z"));
+        assert_eq!((report["state"].as_str(), report.get("ringing")), (Some("idle"), None));
     }
 
     #[test]

@@ -8,11 +8,14 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::colour::Rgb;
+use super::alarm::{AlarmEvent, AlarmMemory, Dismissal};
+use super::colour::{Rgb, state_for};
 use super::lamp::Lamp;
-use super::light::{LightChange, LightState};
+use super::light::{LightChange, LightState, Unit};
+use super::schedule::{Scheduler, Show};
 use super::schema;
 use super::shadow::{self, SectionUpdate, Shadow, ShadowError, UpdateRequest};
 
@@ -78,6 +81,22 @@ impl ShadowTopic {
     }
 }
 
+/// A remote or touchscreen command for the ringing alarm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlarmCommand {
+    Snooze,
+    Dismiss,
+}
+
+/// What the lamp knows about its wall clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockStatus {
+    /// The kernel says the clock is synchronised (NTP).
+    pub synchronised: bool,
+    /// Alarms ring only on a synchronised clock.
+    pub require_sync: bool,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShadowMessage {
     pub topic: ShadowTopic,
@@ -103,11 +122,20 @@ pub struct Device {
     reported_output: Rgb,
     next_output_report: Instant,
     connected_since: Option<u64>,
-    /// Local changes not yet in the shadow: the `desired.light` fields they set, and when they
-    /// are due.
+    /// Local changes not yet in the shadow: the `desired` patch they make, and when it is due.
     pending_local: Option<(Map<String, Value>, Instant)>,
     /// As a client: a counter for the lamp's own client tokens.
     requests: u64,
+    scheduler: Scheduler,
+    /// The settings changed: the scheduler must take them at the next tick.
+    settings_changed: bool,
+    /// `reported` is out of date beyond the output (alarm state, clock).
+    report_due: bool,
+    /// The wall clock at the last tick, and what is known of it.
+    wall: DateTime<Utc>,
+    clock: ClockStatus,
+    /// Analytics events the core made, for the shell to send.
+    events: Vec<Value>,
 }
 
 fn rounded(duty: Rgb) -> Rgb {
@@ -115,7 +143,14 @@ fn rounded(duty: Rgb) -> Rgb {
 }
 
 impl Device {
-    pub fn new(light: LightState, shadow: Shadow, identity: Identity, transition: Duration, now: Instant) -> Device {
+    pub fn new(
+        light: LightState,
+        shadow: Shadow,
+        alarm_memory: AlarmMemory,
+        identity: Identity,
+        transition: Duration,
+        now: Instant,
+    ) -> Device {
         let transition_ms = shadow
             .reported
             .get("light")
@@ -132,7 +167,70 @@ impl Device {
             connected_since: None,
             pending_local: None,
             requests: 0,
+            scheduler: Scheduler::new(alarm_memory),
+            settings_changed: true,
+            report_due: true,
+            wall: DateTime::default(),
+            clock: ClockStatus {
+                synchronised: true,
+                require_sync: false,
+            },
+            events: Vec::new(),
         }
+    }
+
+    /// What the alarm clock must remember across a restart.
+    pub fn alarm_memory(&self) -> &AlarmMemory {
+        self.scheduler.alarms.memory()
+    }
+
+    /// Analytics events made since the last call.
+    pub fn take_events(&mut self) -> Vec<Value> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// What the wall clock is worth. Nothing rings on an unsynchronised clock when
+    /// synchronisation is required; when it becomes synchronised, nothing it missed rings.
+    pub fn set_clock(&mut self, clock: ClockStatus, timestamp: u64) {
+        if clock != self.clock {
+            self.clock = clock;
+            self.scheduler
+                .alarms
+                .set_trusted(clock.synchronised || !clock.require_sync, wall_time(timestamp));
+            self.report_due = true;
+        }
+    }
+
+    /// The wall clock was set (NTP stepped it, or a person did): alarms it skipped do not ring.
+    pub fn clock_stepped(&mut self, timestamp: u64) {
+        self.scheduler.alarms.clock_stepped(wall_time(timestamp));
+        self.report_due = true;
+    }
+
+    /// Snooze or dismiss the ringing alarm; the reason when there is none.
+    pub fn alarm_command(&mut self, command: AlarmCommand, now: Instant, timestamp: u64) -> Result<(), String> {
+        let events = match command {
+            AlarmCommand::Snooze => self.scheduler.alarms.snooze(wall_time(timestamp))?,
+            AlarmCommand::Dismiss => self.scheduler.alarms.dismiss(Dismissal::User)?,
+        };
+        self.alarm_events(events, now, timestamp);
+        Ok(())
+    }
+
+    /// Acts on what the alarm clock says: analytics, and one-off alarms disabling themselves.
+    fn alarm_events(&mut self, events: Vec<AlarmEvent>, now: Instant, timestamp: u64) {
+        if events.is_empty() {
+            return;
+        }
+        for event in events {
+            if let AlarmEvent::Disable { id } = &event {
+                let alarms = self.pending_patch(now).entry("alarms").or_insert_with(|| json!({}));
+                alarms[id.as_str()] = json!({"enabled": false});
+            }
+            self.events.extend(event.analytics(timestamp));
+        }
+        self.scheduler.resample();
+        self.report_due = true;
     }
 
     pub fn light(&self) -> LightState {
@@ -147,17 +245,58 @@ impl Device {
         self.lamp.output(now)
     }
 
+    /// The `desired` patch that local changes are collecting, due within
+    /// [`LOCAL_REPORT_DELAY`].
+    fn pending_patch(&mut self, now: Instant) -> &mut Map<String, Value> {
+        &mut self
+            .pending_local
+            .get_or_insert_with(|| (Map::new(), now + LOCAL_REPORT_DELAY))
+            .0
+    }
+
+    /// A person changed the light (here or through the shadow): a ringing alarm counts as
+    /// dismissed, and natural light gives way to manual, starting from the colour it showed.
+    /// True when natural light ended, so the caller records `mode: manual` in `desired`.
+    fn person_takes_over(&mut self, now: Instant, timestamp: u64) -> bool {
+        if self.scheduler.alarms.is_ringing() {
+            let events = self.scheduler.alarms.dismiss(Dismissal::Manual).unwrap_or_default();
+            self.alarm_events(events, now, timestamp);
+        }
+        if !self.scheduler.person_takes_over() {
+            return false;
+        }
+        let shown = self.lamp.output(now);
+        let (hue, saturation, brightness) = state_for(shown);
+        let unit = |v: f64| Unit::try_from(v.clamp(0.0, 1.0)).ok();
+        let natural_colour = LightChange {
+            on: Some(shown != Rgb::OFF),
+            hue: unit(hue),
+            saturation: unit(saturation),
+            brightness: unit(brightness),
+        };
+        self.lamp.apply(natural_colour, Duration::ZERO, now);
+        self.report_due = true;
+        true
+    }
+
     /// A change made on the lamp itself (LAMPI topic, touchscreen): applied at once; within
     /// [`LOCAL_REPORT_DELAY`] it is reported and written to `desired` too, so the cloud does not
     /// push the old value back.
-    pub fn local_change(&mut self, change: LightChange, transition: Option<Duration>, now: Instant) {
+    pub fn local_change(&mut self, change: LightChange, transition: Option<Duration>, now: Instant, timestamp: u64) {
+        let left_natural = self.person_takes_over(now, timestamp);
         let transition = transition.unwrap_or(Duration::from_millis(self.transition_ms));
         self.lamp.apply(change, transition, now);
         let state = self.lamp.state();
-        let (desired_light, _) = self
-            .pending_local
-            .get_or_insert_with(|| (Map::new(), now + LOCAL_REPORT_DELAY));
-        if change.on.is_some() {
+        let patch = self.pending_patch(now);
+        if left_natural {
+            patch.insert("mode".into(), json!("manual"));
+        }
+        let desired_light = patch
+            .entry("light")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("the light patch is an object");
+        if change.on.is_some() || left_natural {
             desired_light.insert("on".into(), json!(state.on));
         }
         for (key, value, given) in [
@@ -165,7 +304,7 @@ impl Device {
             ("saturation", state.saturation, change.saturation),
             ("brightness", state.brightness, change.brightness),
         ] {
-            if given.is_some() {
+            if given.is_some() || left_natural {
                 desired_light.insert(key.into(), json!(value.get()));
             }
         }
@@ -173,14 +312,15 @@ impl Device {
 
     /// Puts pending local changes into the shadow.
     pub fn flush_local(&mut self, timestamp: u64) -> Vec<ShadowMessage> {
-        let Some((desired_light, _)) = self.pending_local.take() else {
+        let Some((mut patch, _)) = self.pending_local.take() else {
             return Vec::new();
         };
-        let desired = (!desired_light.is_empty()).then(|| {
-            let mut section = Map::new();
-            section.insert("light".into(), Value::Object(desired_light));
-            SectionUpdate::Merge(section)
-        });
+        patch.retain(|_, v| v.as_object().is_none_or(|o| !o.is_empty()));
+        if patch.contains_key("mode") || patch.contains_key("alarms") {
+            self.settings_changed = true;
+        }
+        let desired = (!patch.is_empty()).then_some(SectionUpdate::Merge(patch));
+        self.report_due = false;
         let reported = self.report_patch();
         self.internal_update(desired, reported, timestamp)
     }
@@ -217,7 +357,7 @@ impl Device {
                     Ok(accepted) => accepted_messages(accepted),
                     Err(e) => return rejected(ShadowTopic::UpdateRejected, e),
                 };
-                self.act_on_delta(now);
+                self.act_on_delta(now, timestamp);
                 // The lamp reports what it really is; this also corrects anything an app wrote
                 // into `reported` that is not true.
                 messages.extend(self.report(timestamp));
@@ -242,6 +382,8 @@ impl Device {
     /// Advances fades; puts due local changes into the shadow; reports the output when it has
     /// settled or the interval has passed.
     pub fn tick(&mut self, now: Instant, timestamp: u64) -> Vec<ShadowMessage> {
+        self.wall = wall_time(timestamp);
+        self.run_schedules(now, timestamp);
         let output = rounded(self.lamp.tick(now));
         let settled = self.lamp.next_wake(now).is_none();
         let report_output = output != self.reported_output && (settled || now >= self.next_output_report);
@@ -250,21 +392,48 @@ impl Device {
             self.next_output_report = now + OUTPUT_REPORT_INTERVAL;
         }
         let local_due = matches!(self.pending_local, Some((_, due)) if due <= now);
-        if local_due || (report_output && self.pending_local.is_some()) {
+        if local_due || ((report_output || self.report_due) && self.pending_local.is_some()) {
             // A local change goes out together with its desired half, never in a report alone:
             // a cloud service would answer such a report with a delta of the old desired value
             // and undo the change.
             return self.flush_local(timestamp);
         }
-        if !report_output {
+        if !report_output && !self.report_due {
             return Vec::new();
         }
         self.report(timestamp)
     }
 
+    /// Lets the schedulers decide what the light shows.
+    fn run_schedules(&mut self, now: Instant, timestamp: u64) {
+        if self.settings_changed {
+            self.settings_changed = false;
+            let events = self.scheduler.configure(&self.settings(), now, self.wall);
+            self.alarm_events(events, now, timestamp);
+            self.report_due = true;
+        }
+        let (events, show) = self.scheduler.tick(now, self.wall);
+        self.alarm_events(events, now, timestamp);
+        match show {
+            Show::Same => {}
+            Show::Person => self.lamp.restore(Duration::from_millis(self.transition_ms), now),
+            Show::Output(output, fade) => self.lamp.show(output, fade, now),
+        }
+    }
+
+    /// When the schedulers need [`Device::tick`] at a wall-clock time (an alarm, a sample).
+    pub fn next_wall_wake(&self, now: Instant) -> Option<DateTime<Utc>> {
+        self.scheduler.next_wake_wall(now, self.wall)
+    }
+
     /// When [`Device::tick`] must run next; `None` when nothing is changing.
     pub fn next_wake(&self, now: Instant) -> Option<Instant> {
+        if self.report_due || self.settings_changed {
+            return Some(now);
+        }
+        let scheduled = self.scheduler.next_wake_mono(now, self.wall);
         let pending = self.pending_local.as_ref().map(|(_, due)| *due);
+        let pending = [pending, scheduled].into_iter().flatten().min();
         let fade = self.lamp.next_wake(now).map(|fade| {
             let output_due = rounded(self.lamp.output(now)) != self.reported_output;
             if output_due {
@@ -279,26 +448,48 @@ impl Device {
         }
     }
 
-    fn act_on_delta(&mut self, now: Instant) {
+    /// Applies what `desired` asks and `reported` does not show yet. A light change counts as
+    /// a person's, unless the same change turns natural light on.
+    fn act_on_delta(&mut self, now: Instant, timestamp: u64) {
+        self.settings_changed = true;
         let delta = self.shadow.delta();
         if let Some(Value::Object(light)) = delta.get("light") {
             let (change, transition_ms) = schema::light_change(light);
             if let Some(ms) = transition_ms {
                 self.transition_ms = ms;
             }
-            self.lamp.apply(change, Duration::from_millis(self.transition_ms), now);
+            let to_natural = delta.get("mode") == Some(&json!("natural"));
+            let touched = change != LightChange::default();
+            if touched && !to_natural && self.person_takes_over(now, timestamp) {
+                self.pending_patch(now).insert("mode".into(), json!("manual"));
+            }
+            if to_natural {
+                self.lamp.set_state(change);
+            } else {
+                self.lamp.apply(change, Duration::from_millis(self.transition_ms), now);
+            }
         }
+    }
+
+    /// The settings in force: desired where the cloud set them, else what was reported.
+    fn settings(&self) -> Map<String, Value> {
+        MIRRORED
+            .iter()
+            .filter_map(|&key| {
+                let value = self.shadow.desired.get(key).or_else(|| self.shadow.reported.get(key))?;
+                Some((key.to_owned(), value.clone()))
+            })
+            .collect()
     }
 
     /// The patch that makes `reported` tell the truth about the lamp.
     fn report_patch(&self) -> Option<SectionUpdate> {
-        let mut truth = Map::new();
-        for key in MIRRORED {
-            let value = self.shadow.desired.get(key).or_else(|| self.shadow.reported.get(key));
-            if let Some(value) = value {
-                truth.insert(key.into(), value.clone());
-            }
-        }
+        let mut truth = self.settings();
+        truth.insert("alarm".into(), self.scheduler.alarms.report(self.wall));
+        truth.insert(
+            "clock".into(),
+            json!({"synchronised": self.clock.synchronised, "require_sync": self.clock.require_sync}),
+        );
         truth.insert(
             "light".into(),
             schema::light_value(&self.lamp.state(), self.transition_ms),
@@ -315,6 +506,7 @@ impl Device {
 
     /// Sends `reported` whatever is not already true in it.
     fn report(&mut self, timestamp: u64) -> Vec<ShadowMessage> {
+        self.report_due = false;
         let reported = self.report_patch();
         self.internal_update(None, reported, timestamp)
     }
@@ -419,7 +611,7 @@ impl Device {
         match topic {
             ShadowTopic::GetAccepted if self.is_own(&doc["clientToken"]) => {
                 let section = |name: &str| doc["state"][name].as_object().cloned().unwrap_or_default();
-                self.take_desired(section("desired"), now);
+                self.take_desired(section("desired"), now, timestamp);
                 self.shadow.reported = section("reported");
                 self.shadow.exists = true;
             }
@@ -428,7 +620,7 @@ impl Device {
                 if let Some(delta) = doc["state"].as_object() {
                     shadow::merge_into(&mut desired, delta);
                 }
-                self.take_desired(desired, now);
+                self.take_desired(desired, now, timestamp);
             }
             ShadowTopic::UpdateRejected if self.is_own(&doc["clientToken"]) => {
                 // The lamp's view of the document is wrong (a 409 from a service that versions
@@ -447,15 +639,20 @@ impl Device {
     /// Adopts the cloud's desired section when the lamp's schema allows it, and acts on what
     /// differs from reported. A cloud service cannot be answered "400", so an invalid desired
     /// section is logged and the lamp keeps the last valid one.
-    fn take_desired(&mut self, desired: Map<String, Value>, now: Instant) {
+    fn take_desired(&mut self, desired: Map<String, Value>, now: Instant, timestamp: u64) {
         match schema::validate(&desired, &Map::new()) {
             Ok(()) => {
                 self.shadow.desired = desired;
-                self.act_on_delta(now);
+                self.act_on_delta(now, timestamp);
             }
             Err(reason) => tracing::warn!("ignoring the cloud's desired state: {reason}"),
         }
     }
+}
+
+/// Shadow timestamps are whole seconds since the epoch.
+fn wall_time(timestamp: u64) -> DateTime<Utc> {
+    DateTime::from_timestamp(i64::try_from(timestamp).unwrap_or(i64::MAX), 0).unwrap_or_default()
 }
 
 fn accepted_messages(accepted: shadow::Accepted) -> Vec<ShadowMessage> {
@@ -492,7 +689,14 @@ mod tests {
             firmware: "1.2.3".into(),
             role: Default::default(),
         };
-        let mut device = Device::new(LightState::default(), Shadow::default(), identity, FADE, now);
+        let mut device = Device::new(
+            LightState::default(),
+            Shadow::default(),
+            AlarmMemory::default(),
+            identity,
+            FADE,
+            now,
+        );
         device.tick(now + FADE, 100);
         device
     }
@@ -581,7 +785,8 @@ mod tests {
             brightness: Some(Unit::try_from(0.2).unwrap()),
             ..Default::default()
         };
-        device.local_change(change, None, t0);
+        device.tick(t0, 300);
+        device.local_change(change, None, t0, 300);
         // Nothing reaches the shadow until the delay is over (or a request needs it).
         assert_eq!(device.next_wake(t0 + FADE), Some(t0 + LOCAL_REPORT_DELAY));
         assert_eq!(device.shadow().reported["light"]["brightness"], json!(0.9));
@@ -674,7 +879,14 @@ mod tests {
             firmware: "1".into(),
             role: ShadowRole::Client,
         };
-        let mut device = Device::new(LightState::default(), Shadow::default(), identity, Duration::ZERO, t0);
+        let mut device = Device::new(
+            LightState::default(),
+            Shadow::default(),
+            AlarmMemory::default(),
+            identity,
+            Duration::ZERO,
+            t0,
+        );
         let hello = device.connected(10);
         assert_eq!(topics(&hello), [ShadowTopic::Get]);
         let token = hello[0].payload["clientToken"].as_str().unwrap().to_owned();
@@ -721,7 +933,7 @@ mod tests {
             brightness: Some(Unit::try_from(0.1).unwrap()),
             ..Default::default()
         };
-        device.local_change(change, None, t0);
+        device.local_change(change, None, t0, 300);
         let sent = device.tick(t0, 16);
         assert_eq!(topics(&sent), [ShadowTopic::Update]);
         assert_eq!(sent[0].payload["state"]["desired"]["light"], json!({"brightness": 0.1}));

@@ -86,6 +86,11 @@ impl Lamp {
         self.restore(transition, now);
     }
 
+    /// Changes the state without touching the output, while a scheduler decides what shows.
+    pub fn set_state(&mut self, change: LightChange) {
+        self.target = self.target.with(change);
+    }
+
     /// Fades to the state's own output, e.g. when an alarm that overrode it ends.
     pub fn restore(&mut self, transition: Duration, now: Instant) {
         let to = duty_for(

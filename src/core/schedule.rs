@@ -165,11 +165,19 @@ impl Scheduler {
         (events, show)
     }
 
-    /// When [`Scheduler::tick`] must run next: a monotonic and a wall-clock time.
-    pub fn next_wake(&self, now: Instant, wall: DateTime<Utc>) -> (Option<Instant>, Option<DateTime<Utc>>) {
-        let (alarm_mono, alarm_wall) = self.alarms.next_wake(now, wall);
-        let earlier_mono = [alarm_mono, self.next_sample_mono].into_iter().flatten().min();
-        let earlier_wall = [alarm_wall, self.next_sample_wall].into_iter().flatten().min();
-        (earlier_mono, earlier_wall)
+    /// When [`Scheduler::tick`] must run next on the monotonic clock (blink, demo day).
+    pub fn next_wake_mono(&self, now: Instant, wall: DateTime<Utc>) -> Option<Instant> {
+        [self.alarms.next_wake(now, wall).0, self.next_sample_mono]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When [`Scheduler::tick`] must run next on the wall clock (alarms, samples).
+    pub fn next_wake_wall(&self, now: Instant, wall: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        [self.alarms.next_wake(now, wall).1, self.next_sample_wall]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

@@ -113,6 +113,7 @@ fn alarm(path: &str, value: &Value) -> Checked {
             "snooze_minutes",
             "ring_minutes",
             "label",
+            "brightness",
         ],
     )?;
     if !map.contains_key("time") {
@@ -139,6 +140,7 @@ fn alarm(path: &str, value: &Value) -> Checked {
             "ramp_minutes" => integer_in(&path, value, 1, 90)?,
             "snooze_minutes" => integer_in(&path, value, 1, 60)?,
             "ring_minutes" => integer_in(&path, value, 1, 180)?,
+            "brightness" => unit(&path, value)?,
             _ => match value.as_str() {
                 Some(label) if label.chars().count() <= MAX_LABEL_CHARS => {}
                 _ => {
@@ -201,7 +203,7 @@ fn natural_light(path: &str, value: &Value) -> Checked {
 /// Fields both the cloud and the lamp may set.
 const SETTINGS: [&str; 5] = ["light", "mode", "timezone", "alarms", "natural_light"];
 /// Fields only the lamp reports.
-const REPORTED_ONLY: [&str; 3] = ["output", "firmware", "connected_since"];
+const REPORTED_ONLY: [&str; 5] = ["output", "firmware", "connected_since", "alarm", "clock"];
 
 fn setting(path: &str, key: &str, value: &Value) -> Checked {
     match key {
@@ -219,6 +221,15 @@ pub fn validate(desired: &Map<String, Value>, reported: &Map<String, Value>) -> 
     for (key, value) in desired {
         setting(&format!("desired.{key}"), key, value)?;
     }
+    if desired.get("mode") == Some(&Value::from("natural")) {
+        let place = desired.get("natural_light");
+        let located = ["latitude", "longitude"]
+            .iter()
+            .all(|k| place.is_some_and(|p| p.get(k).is_some()));
+        if !located {
+            return Err("desired.mode: natural light needs desired.natural_light.latitude and .longitude".into());
+        }
+    }
     let all: Vec<&str> = SETTINGS.iter().chain(&REPORTED_ONLY).copied().collect();
     only_keys("reported", reported, &all)?;
     for (key, value) in reported {
@@ -234,6 +245,15 @@ pub fn validate(desired: &Map<String, Value>, reported: &Map<String, Value>) -> 
                 only_keys(&path, map, &["version"])?;
             }
             "connected_since" => integer_in(&path, value, 0, u64::MAX)?,
+            "alarm" => {
+                let map = object(&path, value)?;
+                only_keys(&path, map, &["state", "ringing", "snoozed_until", "next"])?;
+            }
+            "clock" => {
+                let map = object(&path, value)?;
+                only_keys(&path, map, &["synchronised", "require_sync"])?;
+                map.iter().try_for_each(|(k, v)| boolean(&format!("{path}.{k}"), v))?;
+            }
             _ => setting(&path, key, value)?,
         }
     }
@@ -358,6 +378,12 @@ mod tests {
                 "desired.natural_light.demo_period_s",
             ),
             (json!({"output": {"r": 1}}), "desired.output: unknown field"),
+            (json!({"alarm": {}}), "desired.alarm: unknown field"),
+            (json!({"mode": "natural"}), "desired.mode: natural light needs"),
+            (
+                json!({"alarms": {"a": {"time": "07:00", "brightness": 2}}}),
+                "desired.alarms.a.brightness: 2 is outside",
+            ),
         ];
         for (desired, expected) in cases {
             let err = check(desired.clone()).expect_err(&desired.to_string());

@@ -2,8 +2,9 @@
 //! with the course's `lamp_service.py` so its `lamp_cmd`, web page and Kivy UI work unchanged.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use crate::core::device::AlarmCommand;
 use crate::core::light::{LightChange, LightState, Unit};
 
 /// A `set_config` is a few dozen bytes; anything much larger is a mistake or an attack.
@@ -116,6 +117,41 @@ pub fn changed_payload(state: &LightState, client: &str) -> Vec<u8> {
 
 pub fn rejection_payload(rejection: &Rejection) -> Vec<u8> {
     serde_json::to_vec(rejection).expect("plain structs always serialise")
+}
+
+/// Longest alarm command accepted.
+pub const MAX_ALARM_COMMAND_BYTES: usize = 256;
+
+/// `{"command": "snooze"}` or `{"command": "dismiss"}` on `lampi/<id>/alarm`.
+pub fn parse_alarm_command(payload: &[u8]) -> Result<AlarmCommand, String> {
+    if payload.len() > MAX_ALARM_COMMAND_BYTES {
+        return Err(format!("payload over {MAX_ALARM_COMMAND_BYTES} bytes"));
+    }
+    let value: Value = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
+    let object = value.as_object().ok_or("must be a JSON object")?;
+    if let Some(key) = object.keys().find(|k| k.as_str() != "command") {
+        return Err(format!("{key}: unknown field (allowed: command)"));
+    }
+    match object.get("command").and_then(Value::as_str) {
+        Some("snooze") => Ok(AlarmCommand::Snooze),
+        Some("dismiss") => Ok(AlarmCommand::Dismiss),
+        _ => Err("command: must be \"snooze\" or \"dismiss\"".into()),
+    }
+}
+
+/// The answer on `lampi/<id>/alarm/result`.
+pub fn alarm_result(command: Option<AlarmCommand>, result: Result<(), &str>) -> Vec<u8> {
+    let mut answer = json!({ "ok": result.is_ok() });
+    if let Some(command) = command {
+        answer["command"] = json!(match command {
+            AlarmCommand::Snooze => "snooze",
+            AlarmCommand::Dismiss => "dismiss",
+        });
+    }
+    if let Err(error) = result {
+        answer["error"] = json!(error);
+    }
+    answer.to_string().into_bytes()
 }
 
 #[cfg(test)]
