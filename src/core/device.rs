@@ -962,4 +962,184 @@ mod tests {
             json!("No shadow exists with name: 'lamp1'")
         );
     }
+
+    /// Epoch seconds of an RFC 3339 time.
+    fn at(time: &str) -> u64 {
+        time.parse::<DateTime<Utc>>().unwrap().timestamp() as u64
+    }
+
+    /// Ticks every 100 ms of both clocks for `seconds`, as the lamp task would.
+    fn run_for(device: &mut Device, now: &mut Instant, wall: &mut u64, seconds: u64) {
+        for i in 0..seconds * 10 {
+            *now += Duration::from_millis(100);
+            device.tick(*now, *wall);
+            if i % 10 == 9 {
+                *wall += 1;
+            }
+        }
+    }
+
+    const LONDON: &str = r#"{"latitude": 51.5, "longitude": -0.12}"#;
+
+    fn natural(device: &mut Device, now: Instant) {
+        let place: Value = serde_json::from_str(LONDON).unwrap();
+        let update = json!({"state": {"desired": {"mode": "natural", "natural_light": place}}});
+        let messages = request(device, ShadowOp::Update, update, now);
+        assert_eq!(messages[0].topic, ShadowTopic::UpdateAccepted, "{:?}", messages[0].payload);
+    }
+
+    #[test]
+    fn natural_light_drives_the_output_until_a_person_takes_over() {
+        let mut now = Instant::now();
+        let mut device = device(now);
+        let mut wall = at("2026-06-21T12:00:00Z");
+        natural(&mut device, now);
+        run_for(&mut device, &mut now, &mut wall, 6);
+        let sky = super::super::natural::NaturalLight::from_json(&serde_json::from_str(LONDON).unwrap()).unwrap();
+        let expected = rounded(sky.output(wall_time(at("2026-06-21T12:00:00Z"))));
+        assert_eq!(rounded(device.output(now)), expected);
+        assert_eq!(device.shadow().reported["output"]["b"], json!(expected.b));
+
+        // The person dims the lamp: the colour stays the sun's, the mode becomes manual.
+        let dim = LightChange {
+            brightness: Some(Unit::try_from(0.3).unwrap()),
+            ..Default::default()
+        };
+        device.local_change(dim, Some(Duration::ZERO), now, wall);
+        run_for(&mut device, &mut now, &mut wall, 1);
+        let light = device.light();
+        let (hue, saturation, _) = state_for(expected);
+        assert!((light.hue.get() - hue).abs() < 1e-4 && (light.saturation.get() - saturation).abs() < 1e-4);
+        assert_eq!(light.brightness.get(), 0.3);
+        assert_eq!(device.shadow().desired["mode"], json!("manual"));
+        assert_eq!(device.shadow().reported["mode"], json!("manual"));
+        assert_eq!(device.shadow().desired["light"]["brightness"], json!(0.3));
+        // And stays where the person put it as the sun moves.
+        let shown = device.output(now);
+        wall += 3600;
+        run_for(&mut device, &mut now, &mut wall, 61);
+        assert_eq!(device.output(now), shown);
+    }
+
+    #[test]
+    fn natural_light_needs_a_place_and_a_light_change_with_it_does_not_end_it() {
+        let t0 = Instant::now();
+        let mut device = device(t0);
+        let refused = request(&mut device, ShadowOp::Update, json!({"state": {"desired": {"mode": "natural"}}}), t0);
+        assert_eq!(refused[0].topic, ShadowTopic::UpdateRejected);
+        let place: Value = serde_json::from_str(LONDON).unwrap();
+        let both = json!({"state": {"desired": {"mode": "natural", "natural_light": place, "light": {"brightness": 0.2}}}});
+        request(&mut device, ShadowOp::Update, both, t0);
+        device.tick(t0, at("2026-06-21T12:00:00Z"));
+        assert_eq!(device.shadow().reported["mode"], json!("natural"));
+        assert_eq!(device.light().brightness.get(), 0.2, "kept for when natural light ends");
+    }
+
+    fn alarm_at_noon(device: &mut Device, now: Instant, spec: Value) {
+        let update = json!({"state": {"desired": {"alarms": {"noon": spec}}}});
+        let messages = request(device, ShadowOp::Update, update, now);
+        assert_eq!(messages[0].topic, ShadowTopic::UpdateAccepted, "{:?}", messages[0].payload);
+    }
+
+    #[test]
+    fn an_alarm_overrides_natural_light_and_gives_it_back() {
+        let mut now = Instant::now();
+        let mut device = device(now);
+        let mut wall = at("2026-06-21T11:59:00Z");
+        natural(&mut device, now);
+        alarm_at_noon(&mut device, now, json!({"time": "12:00", "action": "blink", "days": ["sun"]}));
+        run_for(&mut device, &mut now, &mut wall, 6);
+        let daylight = device.output(now);
+        assert_eq!(device.shadow().reported["alarm"]["next"]["at"], json!("2026-06-21T12:00:00+00:00"));
+
+        wall = at("2026-06-21T12:00:00Z");
+        device.tick(now, wall);
+        assert_eq!(device.output(now), Rgb { r: 1.0, g: 1.0, b: 1.0 }, "the first flash");
+        run_for(&mut device, &mut now, &mut wall, 1);
+        assert_eq!(device.shadow().reported["alarm"]["state"], json!("ringing"));
+        assert_eq!(device.shadow().reported["alarm"]["ringing"]["id"], json!("noon"));
+        let events = device.take_events();
+        assert!(events.iter().any(|e| e["type"] == json!("alarm_ringing")), "{events:?}");
+
+        device.alarm_command(AlarmCommand::Dismiss, now, wall).unwrap();
+        run_for(&mut device, &mut now, &mut wall, 6);
+        let back = device.output(now);
+        assert!((back.b - daylight.b).abs() < 0.01, "{back:?} {daylight:?}");
+        assert_eq!(device.shadow().reported["mode"], json!("natural"));
+        assert_eq!(device.shadow().reported["alarm"]["state"], json!("idle"));
+        assert_eq!(
+            device.alarm_command(AlarmCommand::Snooze, now, wall),
+            Err("no alarm is ringing".into())
+        );
+    }
+
+    #[test]
+    fn a_light_change_while_ringing_dismisses_and_a_one_off_alarm_disables_itself() {
+        let mut now = Instant::now();
+        let mut device = device(now);
+        let mut wall = at("2026-06-21T11:59:00Z");
+        alarm_at_noon(&mut device, now, json!({"time": "12:00", "action": "blink"}));
+        run_for(&mut device, &mut now, &mut wall, 1);
+        wall = at("2026-06-21T12:00:00Z");
+        run_for(&mut device, &mut now, &mut wall, 1);
+        assert!(device.scheduler.alarms.is_ringing());
+        let off = LightChange {
+            on: Some(false),
+            ..Default::default()
+        };
+        device.local_change(off, None, now, wall);
+        run_for(&mut device, &mut now, &mut wall, 1);
+        assert!(!device.scheduler.alarms.is_ringing());
+        assert_eq!(device.output(now), Rgb::OFF);
+        assert_eq!(device.shadow().desired["alarms"]["noon"]["enabled"], json!(false));
+        assert_eq!(device.shadow().reported["alarms"]["noon"]["enabled"], json!(false));
+        let events = device.take_events();
+        assert!(
+            events.iter().any(|e| e["type"] == json!("alarm_dismissed") && e["how"] == json!("manual")),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn snooze_gives_the_light_back_and_the_alarm_rings_again() {
+        let mut now = Instant::now();
+        let mut device = device(now);
+        let mut wall = at("2026-06-21T12:00:00Z");
+        let before = device.output(now);
+        alarm_at_noon(&mut device, now, json!({"time": "12:10", "action": "sunrise", "snooze_minutes": 1, "brightness": 0.5}));
+        // Set ten minutes into its ramp: it starts half-way, deep-warm and dim.
+        device.tick(now, wall);
+        run_for(&mut device, &mut now, &mut wall, 6);
+        let rising = device.output(now);
+        assert!(rising.r > rising.g && rising.g > rising.b && rising.r < before.r, "{rising:?}");
+        device.alarm_command(AlarmCommand::Snooze, now, wall).unwrap();
+        run_for(&mut device, &mut now, &mut wall, 1);
+        assert_eq!(device.output(now), before);
+        assert_eq!(device.shadow().reported["alarm"]["state"], json!("snoozed"));
+        wall += 60;
+        run_for(&mut device, &mut now, &mut wall, 2);
+        assert_eq!(device.shadow().reported["alarm"]["state"], json!("ringing"));
+        assert_ne!(device.output(now), before);
+    }
+
+    #[test]
+    fn nothing_rings_while_the_clock_is_unsynchronised_and_that_is_reported() {
+        let mut now = Instant::now();
+        let mut device = device(now);
+        let mut wall = at("2026-06-21T11:59:00Z");
+        let unsynchronised = ClockStatus {
+            synchronised: false,
+            require_sync: true,
+        };
+        device.set_clock(unsynchronised, wall);
+        alarm_at_noon(&mut device, now, json!({"time": "12:00", "action": "blink"}));
+        run_for(&mut device, &mut now, &mut wall, 1);
+        wall = at("2026-06-21T12:00:00Z");
+        run_for(&mut device, &mut now, &mut wall, 1);
+        assert!(!device.scheduler.alarms.is_ringing());
+        assert_eq!(
+            device.shadow().reported["clock"],
+            json!({"synchronised": false, "require_sync": true})
+        );
+    }
 }
