@@ -126,7 +126,10 @@ async fn follows_the_cloud_and_converges_after_being_away() {
     app.publish(&format!("{PREFIX}update"), update.to_string()).await;
     let mut lamp = RunningLamp::start_with(broker.port, state.path(), aws).await;
     lamp.output_settles_at(duty_for(true, 0.6, 1.0, 0.7)).await;
-    let doc = until(&mut app, |d| d["state"]["reported"]["timezone"] == json!("Europe/Paris")).await;
+    let doc = until(&mut app, |d| {
+        d["state"]["reported"]["timezone"] == json!("Europe/Paris")
+    })
+    .await;
     assert_eq!(doc["state"]["reported"]["light"]["brightness"], json!(0.7));
 
     // A local change is written to the cloud's desired too.

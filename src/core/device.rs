@@ -985,7 +985,12 @@ mod tests {
         let place: Value = serde_json::from_str(LONDON).unwrap();
         let update = json!({"state": {"desired": {"mode": "natural", "natural_light": place}}});
         let messages = request(device, ShadowOp::Update, update, now);
-        assert_eq!(messages[0].topic, ShadowTopic::UpdateAccepted, "{:?}", messages[0].payload);
+        assert_eq!(
+            messages[0].topic,
+            ShadowTopic::UpdateAccepted,
+            "{:?}",
+            messages[0].payload
+        );
     }
 
     #[test]
@@ -1025,10 +1030,16 @@ mod tests {
     fn natural_light_needs_a_place_and_a_light_change_with_it_does_not_end_it() {
         let t0 = Instant::now();
         let mut device = device(t0);
-        let refused = request(&mut device, ShadowOp::Update, json!({"state": {"desired": {"mode": "natural"}}}), t0);
+        let refused = request(
+            &mut device,
+            ShadowOp::Update,
+            json!({"state": {"desired": {"mode": "natural"}}}),
+            t0,
+        );
         assert_eq!(refused[0].topic, ShadowTopic::UpdateRejected);
         let place: Value = serde_json::from_str(LONDON).unwrap();
-        let both = json!({"state": {"desired": {"mode": "natural", "natural_light": place, "light": {"brightness": 0.2}}}});
+        let both =
+            json!({"state": {"desired": {"mode": "natural", "natural_light": place, "light": {"brightness": 0.2}}}});
         request(&mut device, ShadowOp::Update, both, t0);
         device.tick(t0, at("2026-06-21T12:00:00Z"));
         assert_eq!(device.shadow().reported["mode"], json!("natural"));
@@ -1038,7 +1049,12 @@ mod tests {
     fn alarm_at_noon(device: &mut Device, now: Instant, spec: Value) {
         let update = json!({"state": {"desired": {"alarms": {"noon": spec}}}});
         let messages = request(device, ShadowOp::Update, update, now);
-        assert_eq!(messages[0].topic, ShadowTopic::UpdateAccepted, "{:?}", messages[0].payload);
+        assert_eq!(
+            messages[0].topic,
+            ShadowTopic::UpdateAccepted,
+            "{:?}",
+            messages[0].payload
+        );
     }
 
     #[test]
@@ -1047,10 +1063,17 @@ mod tests {
         let mut device = device(now);
         let mut wall = at("2026-06-21T11:59:00Z");
         natural(&mut device, now);
-        alarm_at_noon(&mut device, now, json!({"time": "12:00", "action": "blink", "days": ["sun"]}));
+        alarm_at_noon(
+            &mut device,
+            now,
+            json!({"time": "12:00", "action": "blink", "days": ["sun"]}),
+        );
         run_for(&mut device, &mut now, &mut wall, 6);
         let daylight = device.output(now);
-        assert_eq!(device.shadow().reported["alarm"]["next"]["at"], json!("2026-06-21T12:00:00+00:00"));
+        assert_eq!(
+            device.shadow().reported["alarm"]["next"]["at"],
+            json!("2026-06-21T12:00:00+00:00")
+        );
 
         wall = at("2026-06-21T12:00:00Z");
         device.tick(now, wall);
@@ -1095,7 +1118,9 @@ mod tests {
         assert_eq!(device.shadow().reported["alarms"]["noon"]["enabled"], json!(false));
         let events = device.take_events();
         assert!(
-            events.iter().any(|e| e["type"] == json!("alarm_dismissed") && e["how"] == json!("manual")),
+            events
+                .iter()
+                .any(|e| e["type"] == json!("alarm_dismissed") && e["how"] == json!("manual")),
             "{events:?}"
         );
     }
@@ -1106,12 +1131,19 @@ mod tests {
         let mut device = device(now);
         let mut wall = at("2026-06-21T12:00:00Z");
         let before = device.output(now);
-        alarm_at_noon(&mut device, now, json!({"time": "12:10", "action": "sunrise", "snooze_minutes": 1, "brightness": 0.5}));
+        alarm_at_noon(
+            &mut device,
+            now,
+            json!({"time": "12:10", "action": "sunrise", "snooze_minutes": 1, "brightness": 0.5}),
+        );
         // Set ten minutes into its ramp: it starts half-way, deep-warm and dim.
         device.tick(now, wall);
         run_for(&mut device, &mut now, &mut wall, 6);
         let rising = device.output(now);
-        assert!(rising.r > rising.g && rising.g > rising.b && rising.r < before.r, "{rising:?}");
+        assert!(
+            rising.r > rising.g && rising.g > rising.b && rising.r < before.r,
+            "{rising:?}"
+        );
         device.alarm_command(AlarmCommand::Snooze, now, wall).unwrap();
         run_for(&mut device, &mut now, &mut wall, 1);
         assert_eq!(device.output(now), before);
