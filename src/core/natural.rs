@@ -30,10 +30,11 @@ pub const DEFAULT_NIGHT_BRIGHTNESS: f64 = 0.05;
 const CLOUD_DIMMING: f64 = 0.4;
 const CLOUD_COOLING: f64 = 0.5;
 
-/// How often the real-time curve is sampled (wall time), and how long each sample fades in:
-/// a minute of sun moves the light far less than one visible step, and the fade smooths it.
+/// How often the real-time curve is sampled (wall time). Each sample is where the sun will be
+/// one step later, reached by a fade lasting the step: the light moves continuously, and the
+/// lamp's frames come only as often as that movement is worth one (about once a minute at
+/// noon, a few dozen times at dawn).
 pub const STEP: chrono::Duration = chrono::Duration::seconds(60);
-pub const STEP_FADE: Duration = Duration::from_secs(5);
 /// Samples per simulated day in demo mode, each fading into the next.
 pub const DEMO_STEPS_PER_DAY: u32 = 720;
 

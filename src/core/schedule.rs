@@ -149,7 +149,8 @@ impl Scheduler {
                 _ => {
                     self.next_sample_mono = None;
                     self.next_sample_wall = Some(wall + natural::STEP);
-                    Show::Output(sky.output(wall), natural::STEP_FADE)
+                    let fade = natural::STEP.to_std().unwrap_or_default();
+                    Show::Output(sky.output(wall + natural::STEP), fade)
                 }
             },
             _ => {

@@ -1,0 +1,140 @@
+//! How often an idle lamp wakes: context switches of the whole `lampi run` process (every
+//! thread) per minute, with nothing scheduled (the baseline), with twenty alarms hours away,
+//! in real-time natural-light mode, and — for scale — with a blink alarm ringing.
+//!
+//! `cargo bench --bench idle_wakeups` (needs mosquitto); `IDLE_SECONDS` sets the measured
+//! span per scenario (default 60).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Broker, Client, write_config};
+use serde_json::{Value, json};
+
+struct Lamp(Child);
+
+impl Drop for Lamp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Voluntary and involuntary context switches of each thread of `pid`, by thread id.
+fn context_switches(pid: u32) -> HashMap<String, u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .map(|task| {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let switches = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+            (task.file_name().to_string_lossy().into_owned(), switches)
+        })
+        .collect()
+}
+
+/// Switches between two snapshots; threads that came and went (tokio's blocking pool) count
+/// with what they did since the first.
+fn switches_between(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> u64 {
+    after
+        .iter()
+        .map(|(tid, n)| n.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum()
+}
+
+fn hh_mm_from_now(minutes: i64) -> String {
+    let at = std::time::SystemTime::now() + Duration::from_secs((minutes * 60) as u64);
+    let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 86_400;
+    format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
+}
+
+async fn measure(name: &str, desired: Value, seconds: u64) -> f64 {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), broker.port, &dir.path().join("state"), "idle");
+    let lamp = Lamp(
+        Command::new(env!("CARGO_BIN_EXE_lampi"))
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let mut app = Client::connect(broker.port, "bench").await;
+    app.subscribe("$aws/things/test/shadow/update/accepted").await;
+    app.subscribe("lamp/changed").await;
+    app.next_on("lamp/changed").await;
+    if !desired.is_null() {
+        let update = json!({"state": {"desired": desired}});
+        app.publish("$aws/things/test/shadow/update", update.to_string()).await;
+        app.next_on("$aws/things/test/shadow/update/accepted").await;
+    }
+    // Let the fade-in, the reports and the first samples settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = lamp.0.id();
+    let before = context_switches(pid);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let per_minute = switches_between(&before, &context_switches(pid)) as f64 * 60.0 / seconds as f64;
+    println!("  {name:<44} {per_minute:>8.1}");
+    per_minute
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds = std::env::var("IDLE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    println!("lampi run, idle, context switches per minute (all threads, {seconds} s each, MQTT keep-alive 30 s):");
+    let baseline = measure("baseline: manual, nothing scheduled", Value::Null, seconds).await;
+    let alarms: serde_json::Map<String, Value> = (0..20)
+        .map(|i| {
+            let spec = json!({"time": hh_mm_from_now(120 + i), "timezone": "UTC", "action": "sunrise"});
+            (format!("a{i}"), spec)
+        })
+        .collect();
+    let scheduled = measure(
+        "20 alarms, the next two hours away",
+        json!({ "alarms": alarms }),
+        seconds,
+    )
+    .await;
+    let natural = json!({"mode": "natural", "natural_light": {"latitude": 51.5, "longitude": -0.12}});
+    let natural = measure("natural light, real time", natural, seconds).await;
+    let ringing = measure_ringing(seconds).await;
+    println!();
+    println!(
+        "alarms add {:+.1}/min and natural light {:+.1}/min over the baseline; a ringing blink alarm {:+.1}/min",
+        scheduled - baseline,
+        natural - baseline,
+        ringing - baseline
+    );
+}
+
+/// A blink alarm for the coming minute boundary, set five seconds before it, so that it rings
+/// from about the second second of the (at most 30 s) measurement.
+async fn measure_ringing(seconds: u64) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let boundary = (now.as_secs() / 60 + 1) * 60;
+    let lead = 5;
+    let wait = (boundary - lead).saturating_sub(now.as_secs()) + if boundary - now.as_secs() < lead { 60 } else { 0 };
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let at = (now.as_secs() + wait + lead) % 86_400;
+    let time = format!("{:02}:{:02}", at / 3600, at % 3600 / 60);
+    let alarm = json!({"alarms": {"now": {"time": time, "timezone": "UTC", "action": "blink"}}});
+    measure("a blink alarm ringing (for scale)", alarm, seconds.min(30)).await
+}
