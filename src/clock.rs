@@ -146,6 +146,7 @@ mod realtime {
     pub struct Timer {
         fd: AsyncFd<OwnedFd>,
         armed: Option<Option<DateTime<Utc>>>,
+        failed: bool,
     }
 
     /// Far enough to mean "never", near enough for every `time_t`.
@@ -162,7 +163,11 @@ mod realtime {
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             // SAFETY: the OwnedFd keeps the descriptor open for as long as the AsyncFd holds it.
             let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
-            Ok(Timer { fd, armed: None })
+            Ok(Timer {
+                fd,
+                armed: None,
+                failed: false,
+            })
         }
 
         fn arm(&mut self, at: Option<DateTime<Utc>>) -> io::Result<()> {
@@ -170,7 +175,8 @@ mod realtime {
             let spec = libc::itimerspec {
                 it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
                 it_value: libc::timespec {
-                    tv_sec: secs.max(0) as libc::time_t,
+                    // A 32-bit time_t (older armhf) cannot say "never": the latest it can.
+                    tv_sec: secs.clamp(0, libc::time_t::MAX.into()) as libc::time_t,
                     tv_nsec: nanos.max(1) as libc::c_long,
                 },
             };
@@ -187,7 +193,11 @@ mod realtime {
         pub async fn wait(&mut self, at: Option<DateTime<Utc>>) -> Wake {
             if self.armed != Some(at) {
                 if let Err(e) = self.arm(at) {
-                    tracing::warn!("cannot arm the realtime timer: {e}");
+                    // Wall-clock wake-ups are then lost; say so once, not at every frame.
+                    if !self.failed {
+                        tracing::error!("cannot arm the realtime timer: {e}");
+                        self.failed = true;
+                    }
                     std::future::pending::<()>().await;
                 }
             }

@@ -549,6 +549,30 @@ mod tests {
     }
 
     #[test]
+    fn clock_sync_requirement_follows_the_backend_and_a_virtual_clock_is_checked() {
+        assert!(!parse("").unwrap().config.require_sync());
+        assert!(parse("[led]\nbackend = \"rpi\"\n").unwrap().config.require_sync());
+        let explicit = parse("[led]\nbackend = \"rpi\"\n[clock]\nrequire_sync = false\n").unwrap();
+        assert!(!explicit.config.require_sync());
+        let virtual_clock = parse("[clock]\nstart = \"2026-11-27T06:58:00Z\"\nspeed = 60\n").unwrap();
+        assert!(virtual_clock.config.virtual_clock_start().is_some());
+        let err = parse("[clock]\nstart = \"tomorrow\"\n").unwrap_err().to_string();
+        assert!(err.contains("`clock.start`"), "{err}");
+        let err = parse("[clock]\nspeed = 60\n").unwrap_err().to_string();
+        assert!(err.contains("`clock.speed`") && err.contains("virtual"), "{err}");
+        let err = parse("[clock]\nstart = \"2026-11-27T06:58:00Z\"\nspeed = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`clock.speed`"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_config_documents_valid_defaults() {
+        let shipped = parse(include_str!("../config/lampi.toml")).unwrap();
+        assert!(shipped.unknown_keys.is_empty(), "{:?}", shipped.unknown_keys);
+    }
+
+    #[test]
     fn tls_settings_must_be_complete_and_readable_and_secrets_stay_hidden() {
         let err = parse("[mqtt]\ntls = true\n").unwrap_err().to_string();
         assert!(err.contains("`mqtt.ca_file`: required"), "{err}");

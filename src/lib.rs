@@ -8,18 +8,24 @@
 //! - [`core::lamp`]: the state machine: target, fades, and when it next needs waking.
 //! - [`core::shadow`]: a device shadow with AWS IoT semantics (merge, metadata, delta, errors).
 //! - [`core::schema`]: what the lamp's shadow may contain, validated field by field.
-//! - [`core::device`]: the whole lamp as one state machine: light and shadow kept in step.
+//! - [`core::device`]: the whole lamp as one state machine: light, shadow and schedulers in step.
+//! - [`core::alarm`]: alarm occurrences across zones and DST, and the alarm clock's rules.
+//! - [`core::sun`]: the sun's elevation, sunrise and sunset (NOAA's equations).
+//! - [`core::natural`]: natural-light mode: sun elevation to colour temperature and brightness.
+//! - [`core::schedule`]: what shows — an alarm, natural light or the person's setting.
 //! - [`core::backoff`]: reconnect delays with jitter.
 //! - [`protocol::lampi`]: LAMPI's `set_config` / `changed` JSON, parsed and validated.
 //! - [`protocol::homeassistant`]: Home Assistant's discovery, state and command JSON.
 //!
 //! Shell (tokio tasks around the core):
-//! - [`lamp_task`]: the one owner of a lamp's state; commands in, watch channels out.
+//! - [`lamp_task`]: the one owner of a lamp's state; commands in, watch channels out; it sleeps
+//!   until the core's next monotonic or wall-clock wake-up.
 //! - [`mqtt`]: LAMPI's and the shadow's MQTT topics over rumqttc; reconnects with backoff.
 //! - [`ctl`]: `lampi ctl`, a command-line client for a lamp's shadow.
 //! - [`events`]: usage analytics events and their offline spool.
 //! - [`store`]: atomic, coalesced persistence of the state in the state directory.
 //! - [`led`]: the LED trait and its backends (`sim`, and `rpi` behind the `rpi` feature).
+//! - [`clock`]: the wall clock: the system's (NTP sync flag, clock-set notice) or a virtual one.
 //! - [`daemon`]: wires one lamp's tasks together; no globals, so many lamps fit one process.
 //! - [`config`]: the TOML config, its defaults and validation.
 //!

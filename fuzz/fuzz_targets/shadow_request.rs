@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         firmware: "0".into(),
         role,
     };
-    let mut device = Device::new(LightState::default(), Shadow::default(), identity, Duration::ZERO, now);
+    let mut device = Device::new(LightState::default(), Shadow::default(), Default::default(), identity, Duration::ZERO, now);
     device.tick(now, 1);
     match role {
         ShadowRole::Host => {
@@ -49,5 +49,9 @@ fuzz_target!(|data: &[u8]| {
             let desired = &device.shadow().desired;
             assert!(schema::validate(desired, &Default::default()).is_ok(), "adopted an invalid desired state");
         }
+    }
+    // Whatever alarms and natural-light settings were accepted, the schedulers take them.
+    for seconds in [1, 600, 86_400] {
+        device.tick(now + Duration::from_secs(seconds), 1_795_000_000 + seconds);
     }
 });

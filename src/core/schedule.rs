@@ -15,6 +15,9 @@ use super::alarm::{Alarm, AlarmClock, AlarmEvent, AlarmMemory};
 use super::colour::Rgb;
 use super::natural::{self, NaturalLight};
 
+/// How long the light takes to reach natural light when that mode starts or an alarm ends.
+const ENTER_FADE: Duration = Duration::from_secs(2);
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Source {
     Person,
@@ -138,21 +141,27 @@ impl Scheduler {
                 (self.next_sample_mono, self.next_sample_wall) = self.alarms.next_wake(now, wall);
                 Show::Output(output, fade)
             }
-            (Source::Natural, _, Some(sky)) => match (sky.demo_step(), self.demo_started) {
-                (Some(step), Some((started_mono, started_wall))) => {
-                    let ahead = (now + step).saturating_duration_since(started_mono);
-                    self.next_sample_mono = Some(now + step);
-                    self.next_sample_wall = None;
-                    let sun_time = sky.demo_time(started_wall, self.zone, ahead);
-                    Show::Output(sky.output(sun_time), step)
-                }
-                _ => {
-                    self.next_sample_mono = None;
-                    self.next_sample_wall = Some(wall + natural::STEP);
-                    let fade = natural::STEP.to_std().unwrap_or_default();
-                    Show::Output(sky.output(wall + natural::STEP), fade)
-                }
-            },
+            (Source::Natural, _, Some(sky)) => {
+                // Coming from the person's light or an alarm: a short fade to where the sun is
+                // now. After that each sample aims one step ahead and fades over the step.
+                let entering = was != Source::Natural;
+                let (at, fade) = match (sky.demo_step(), self.demo_started) {
+                    (Some(step), Some((started_mono, started_wall))) => {
+                        self.next_sample_mono = Some(now + step);
+                        self.next_sample_wall = None;
+                        let ahead = if entering { now } else { now + step };
+                        let elapsed = ahead.saturating_duration_since(started_mono);
+                        (sky.demo_time(started_wall, self.zone, elapsed), step)
+                    }
+                    _ => {
+                        self.next_sample_mono = None;
+                        self.next_sample_wall = Some(wall + natural::STEP);
+                        let ahead = if entering { wall } else { wall + natural::STEP };
+                        (ahead, natural::STEP.to_std().unwrap_or_default())
+                    }
+                };
+                Show::Output(sky.output(at), if entering { ENTER_FADE } else { fade })
+            }
             _ => {
                 self.next_sample_mono = None;
                 self.next_sample_wall = None;
@@ -180,5 +189,67 @@ impl Scheduler {
             .into_iter()
             .flatten()
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::colour::lightness_from_luminance;
+    use crate::core::lamp::Lamp;
+    use crate::core::light::LightState;
+    use serde_json::json;
+
+    fn brightest(rgb: Rgb) -> f64 {
+        lightness_from_luminance(rgb.r.max(rgb.g).max(rgb.b))
+    }
+
+    /// Runs the scheduler and a lamp second by second; returns the largest change of
+    /// lightness between two consecutive seconds, and the day's darkest and brightest.
+    fn a_day(settings: serde_json::Value, start: &str) -> (f64, f64, f64) {
+        let mut scheduler = Scheduler::new(AlarmMemory::default());
+        let t0 = Instant::now();
+        let wall0: DateTime<Utc> = start.parse().unwrap();
+        let mut lamp = Lamp::new(LightState::default(), Duration::ZERO, t0);
+        scheduler.configure(settings.as_object().unwrap(), t0, wall0);
+        let (mut worst, mut darkest, mut brightest_seen) = (0.0_f64, 1.0_f64, 0.0_f64);
+        let mut previous: Option<f64> = None;
+        for second in 0..86_400 {
+            let now = t0 + Duration::from_secs(second);
+            let wall = wall0 + chrono::Duration::seconds(second as i64);
+            if let (_, Show::Output(output, fade)) = scheduler.tick(now, wall) {
+                lamp.show(output, fade, now);
+            }
+            let shown = brightest(lamp.tick(now));
+            // The first seconds are the fade from the lamp's own light into natural light.
+            if second > 2 {
+                if let Some(previous) = previous {
+                    worst = worst.max((shown - previous).abs());
+                }
+                darkest = darkest.min(shown);
+                brightest_seen = brightest_seen.max(shown);
+            }
+            previous = Some(shown);
+        }
+        (worst, darkest, brightest_seen)
+    }
+
+    #[test]
+    fn a_real_day_of_natural_light_moves_without_visible_steps() {
+        let settings = json!({"mode": "natural", "natural_light": {"latitude": 51.5, "longitude": -0.12}});
+        let (worst, darkest, brightest) = a_day(settings, "2026-06-21T00:00:00Z");
+        // 0.2 L* in a second is far below what anyone sees change.
+        assert!(worst < 0.002, "a step of {worst}");
+        assert!(darkest < 0.06 && brightest == 1.0, "{darkest} {brightest}");
+    }
+
+    #[test]
+    fn polar_night_and_day_have_no_steps_either() {
+        for start in ["2026-12-21T00:00:00Z", "2026-06-21T00:00:00Z"] {
+            let tromso = json!({"mode": "natural", "natural_light": {"latitude": 69.65, "longitude": 18.96}});
+            let (worst, darkest, brightest) = a_day(tromso, start);
+            assert!(worst < 0.002, "{start}: a step of {worst}");
+            assert!(darkest <= brightest);
+        }
     }
 }
