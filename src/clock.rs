@@ -176,7 +176,7 @@ mod realtime {
                 it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
                 it_value: libc::timespec {
                     // A 32-bit time_t (older armhf) cannot say "never": the latest it can.
-                    tv_sec: secs.clamp(0, libc::time_t::MAX.into()) as libc::time_t,
+                    tv_sec: libc::time_t::try_from(secs.max(0)).unwrap_or(libc::time_t::MAX),
                     tv_nsec: nanos.max(1) as libc::c_long,
                 },
             };
