@@ -114,12 +114,55 @@ async fn main() {
     let natural = json!({"mode": "natural", "natural_light": {"latitude": 51.5, "longitude": -0.12}});
     let natural = measure("natural light, real time", natural, seconds).await;
     let ringing = measure_ringing(seconds).await;
+    natural_day_in_the_core();
     println!();
     println!(
         "alarms add {:+.1}/min and natural light {:+.1}/min over the baseline; a ringing blink alarm {:+.1}/min",
         scheduled - baseline,
         natural - baseline,
         ringing - baseline
+    );
+}
+
+/// The daemon above was measured at whatever time it is; this counts the core's wake-ups
+/// (scheduler samples and fade frames) through a whole simulated midsummer day in London, the
+/// day with the fastest dawn and dusk changes there.
+fn natural_day_in_the_core() {
+    use lampi::core::alarm::AlarmMemory;
+    use lampi::core::lamp::Lamp;
+    use lampi::core::light::LightState;
+    use lampi::core::schedule::{Scheduler, Show};
+    use std::time::Instant;
+
+    let settings = json!({"mode": "natural", "natural_light": {"latitude": 51.5, "longitude": -0.12}});
+    let t0 = Instant::now();
+    let wall0: chrono::DateTime<chrono::Utc> = "2026-06-21T00:00:00Z".parse().unwrap();
+    let mut scheduler = Scheduler::new(AlarmMemory::default());
+    scheduler.configure(settings.as_object().unwrap(), t0, wall0);
+    let mut lamp = Lamp::new(LightState::default(), Duration::ZERO, t0);
+    let mut wakes_per_minute = vec![0u32; 1440];
+    let mut now = t0;
+    let end = t0 + Duration::from_secs(86_400);
+    while now < end {
+        let wall = wall0 + chrono::Duration::from_std(now - t0).unwrap();
+        if let (_, Show::Output(output, fade)) = scheduler.tick(now, wall) {
+            lamp.show(output, fade, now);
+        }
+        lamp.tick(now);
+        wakes_per_minute[((now - t0).as_secs() / 60) as usize] += 1;
+        let sample = scheduler
+            .next_wake_wall(now, wall)
+            .map(|at| t0 + (at - wall0).to_std().unwrap());
+        now = [lamp.next_wake(now), sample].into_iter().flatten().min().unwrap_or(end);
+    }
+    // Minute 0 holds the two-second fade from the lamp's own light into natural light.
+    let day = &wakes_per_minute[1..];
+    let total: u32 = day.iter().sum();
+    let busiest = day.iter().max().unwrap();
+    let quiet = day.iter().filter(|&&w| w <= 1).count();
+    println!(
+        "  natural light, simulated 2026-06-21 in London (core only): {:.1} wake-ups/min on average, {busiest} in the busiest minute, {quiet} of 1439 minutes with at most one",
+        f64::from(total) / 1439.0
     );
 }
 
