@@ -15,10 +15,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Wake, WallClock, timestamp};
-use crate::core::alarm::AlarmMemory;
 use crate::core::colour::Rgb;
-use crate::core::device::{AlarmCommand, ClockStatus, Device, Identity, ShadowMessage, ShadowOp, ShadowTopic};
+use crate::core::device::{
+    AlarmCommand, ClockStatus, Device, Identity, Memory, PairingView, ShadowMessage, ShadowOp, ShadowTopic,
+};
 use crate::core::light::{LightChange, LightState};
+use crate::core::pairing::Owner;
 use crate::core::shadow::Shadow;
 
 /// Room for a burst of commands; beyond it senders wait, which pushes back to the broker
@@ -52,6 +54,19 @@ pub enum Command {
         command: AlarmCommand,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Show a new pairing code (it appears on the `pairing` watch channel).
+    RequestPairingCode,
+    /// The cloud matched `code` to this lamp for `owner`.
+    Associate {
+        code: String,
+        owner: Owner,
+        reply: oneshot::Sender<Result<Owner, String>>,
+    },
+    /// Forget the owner; `source` is `lamp` or `cloud`.
+    Unpair {
+        source: &'static str,
+        reply: oneshot::Sender<Result<Owner, String>>,
+    },
     /// Answered as soon as the task gets to it: proof of life for the systemd watchdog.
     Ping(oneshot::Sender<()>),
 }
@@ -70,7 +85,7 @@ pub struct Snapshot {
 pub struct Saved {
     pub light: LightState,
     pub shadow: Arc<Shadow>,
-    pub alarms: AlarmMemory,
+    pub memory: Memory,
 }
 
 #[derive(Clone, Debug)]
@@ -80,6 +95,8 @@ pub struct LampHandle {
     /// The duty cycles being shown, every fade frame.
     pub output: watch::Receiver<Rgb>,
     pub saved: watch::Receiver<Saved>,
+    /// The active pairing code and the owner.
+    pub pairing: watch::Receiver<PairingView>,
 }
 
 pub struct LampTask {
@@ -90,6 +107,7 @@ pub struct LampTask {
     changes: watch::Sender<Snapshot>,
     output: watch::Sender<Rgb>,
     saved: watch::Sender<Saved>,
+    pairing: watch::Sender<PairingView>,
     shadow_out: mpsc::Sender<ShadowMessage>,
     dropped_replies: u64,
     events_out: mpsc::Sender<Value>,
@@ -130,7 +148,7 @@ impl LampTask {
         let device = Device::new(
             saved.light,
             Shadow::clone(&saved.shadow),
-            saved.alarms.clone(),
+            saved.memory.clone(),
             identity,
             transition,
             Instant::now().into_std(),
@@ -141,6 +159,7 @@ impl LampTask {
             client: String::new(),
         });
         let (output_tx, output_rx) = watch::channel(Rgb::OFF);
+        let (pairing_tx, pairing_rx) = watch::channel(device.pairing());
         let (saved_tx, saved_rx) = watch::channel(saved);
         let (shadow_tx, shadow_rx) = mpsc::channel(SHADOW_QUEUE);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
@@ -152,6 +171,7 @@ impl LampTask {
             changes: changes_tx,
             output: output_tx,
             saved: saved_tx,
+            pairing: pairing_tx,
             shadow_out: shadow_tx,
             dropped_replies: 0,
             events_out: events_tx,
@@ -162,6 +182,7 @@ impl LampTask {
             changes: changes_rx,
             output: output_rx,
             saved: saved_rx,
+            pairing: pairing_rx,
         };
         let outbox = Outbox {
             shadow: shadow_rx,
@@ -244,6 +265,19 @@ impl LampTask {
                 let _ = reply.send(self.device.alarm_command(command, now, timestamp));
                 (Vec::new(), None)
             }
+            Command::RequestPairingCode => {
+                let mut os_random = rand::TryRngCore::unwrap_err(rand::rngs::OsRng);
+                self.device.request_code(&mut os_random, now, timestamp);
+                (Vec::new(), None)
+            }
+            Command::Associate { code, owner, reply } => {
+                let _ = reply.send(self.device.associate(&code, owner, now, timestamp));
+                (Vec::new(), None)
+            }
+            Command::Unpair { source, reply } => {
+                let _ = reply.send(self.device.unpair(source, timestamp));
+                (Vec::new(), None)
+            }
             Command::Ping(reply) => {
                 let _ = reply.send(());
                 return;
@@ -286,7 +320,11 @@ impl LampTask {
         for event in self.device.take_events() {
             self.send_event(event);
         }
-        if messages.is_empty() && self.saved.borrow().alarms == *self.device.alarm_memory() {
+        let pairing = self.device.pairing();
+        self.pairing
+            .send_if_modified(|shown| std::mem::replace(shown, pairing.clone()) != pairing);
+        let memory = self.device.memory();
+        if messages.is_empty() && self.saved.borrow().memory == memory {
             return;
         }
         for message in messages {
@@ -304,7 +342,7 @@ impl LampTask {
         let saved = Saved {
             light: self.device.light(),
             shadow: Arc::new(self.device.shadow().clone()),
-            alarms: self.device.alarm_memory().clone(),
+            memory,
         };
         self.saved.send_replace(saved);
     }
@@ -341,7 +379,7 @@ mod tests {
         Saved {
             light: LightState::default(),
             shadow: Arc::default(),
-            alarms: AlarmMemory::default(),
+            memory: Memory::default(),
         }
     }
 

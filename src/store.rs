@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::core::alarm::AlarmMemory;
+use crate::core::device::Memory;
 use crate::core::light::LightState;
+use crate::core::pairing::Owner;
 use crate::core::shadow::Shadow;
 use crate::lamp_task::Saved;
 
@@ -36,13 +38,15 @@ struct StateFile {
     shadow: Shadow,
     #[serde(default)]
     alarm_clock: AlarmMemory,
+    #[serde(default)]
+    owner: Option<Owner>,
 }
 
 fn defaults() -> Saved {
     Saved {
         light: LightState::default(),
         shadow: Arc::default(),
-        alarms: AlarmMemory::default(),
+        memory: Memory::default(),
     }
 }
 
@@ -79,7 +83,10 @@ impl Store {
             Ok(file) if (1..=FORMAT).contains(&file.format) => Saved {
                 light: file.light,
                 shadow: Arc::new(file.shadow),
-                alarms: file.alarm_clock,
+                memory: Memory {
+                    alarm_clock: file.alarm_clock,
+                    owner: file.owner,
+                },
             },
             Ok(file) => {
                 self.quarantine(&path, &format!("unknown format {}", file.format));
@@ -114,7 +121,8 @@ impl Store {
             format: FORMAT,
             light: saved.light,
             shadow: Shadow::clone(&saved.shadow),
-            alarm_clock: saved.alarms.clone(),
+            alarm_clock: saved.memory.alarm_clock.clone(),
+            owner: saved.memory.owner.clone(),
         })?;
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
         let mut file = File::create(&tmp)?;
@@ -170,9 +178,15 @@ mod tests {
                 brightness: Unit::try_from(0.125).unwrap(),
             },
             shadow: Arc::new(shadow),
-            alarms: AlarmMemory {
-                settled: [("wake".to_owned(), 1_795_000_000)].into(),
-                active: None,
+            memory: Memory {
+                alarm_clock: AlarmMemory {
+                    settled: [("wake".to_owned(), 1_795_000_000)].into(),
+                    active: None,
+                },
+                owner: Some(Owner {
+                    id: "alice".into(),
+                    name: "Alice".into(),
+                }),
             },
         }
     }

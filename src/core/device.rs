@@ -9,12 +9,14 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::alarm::{AlarmEvent, AlarmMemory, Dismissal};
 use super::colour::{Rgb, state_for};
 use super::lamp::Lamp;
 use super::light::{LightChange, LightState, Unit};
+use super::pairing::{Owner, Pairing};
 use super::schedule::{Scheduler, Show};
 use super::schema;
 use super::shadow::{self, SectionUpdate, Shadow, ShadowError, UpdateRequest};
@@ -81,6 +83,23 @@ impl ShadowTopic {
     }
 }
 
+/// What a device remembers across restarts besides its light and shadow.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memory {
+    pub alarm_clock: AlarmMemory,
+    pub owner: Option<Owner>,
+}
+
+/// The pairing state the screen and the cloud see.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PairingView {
+    /// The active code and when it expires (epoch seconds).
+    pub code: Option<(String, u64)>,
+    /// The monotonic expiry, for a countdown on screen.
+    pub expires: Option<Instant>,
+    pub owner: Option<Owner>,
+}
+
 /// A remote or touchscreen command for the ringing alarm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AlarmCommand {
@@ -136,6 +155,9 @@ pub struct Device {
     clock: ClockStatus,
     /// Analytics events the core made, for the shell to send.
     events: Vec<Value>,
+    pairing: Pairing,
+    /// The active code's expiry in wall time, as registered with the cloud.
+    code_expires_wall: u64,
 }
 
 fn rounded(duty: Rgb) -> Rgb {
@@ -146,7 +168,7 @@ impl Device {
     pub fn new(
         light: LightState,
         shadow: Shadow,
-        alarm_memory: AlarmMemory,
+        memory: Memory,
         identity: Identity,
         transition: Duration,
         now: Instant,
@@ -167,7 +189,7 @@ impl Device {
             connected_since: None,
             pending_local: None,
             requests: 0,
-            scheduler: Scheduler::new(alarm_memory),
+            scheduler: Scheduler::new(memory.alarm_clock),
             settings_changed: true,
             report_due: true,
             wall: DateTime::default(),
@@ -176,12 +198,62 @@ impl Device {
                 require_sync: false,
             },
             events: Vec::new(),
+            pairing: Pairing::new(memory.owner),
+            code_expires_wall: 0,
         }
     }
 
-    /// What the alarm clock must remember across a restart.
-    pub fn alarm_memory(&self) -> &AlarmMemory {
-        self.scheduler.alarms.memory()
+    /// What must be remembered across a restart besides the light and shadow.
+    pub fn memory(&self) -> Memory {
+        Memory {
+            alarm_clock: self.scheduler.alarms.memory().clone(),
+            owner: self.pairing.owner().cloned(),
+        }
+    }
+
+    pub fn pairing(&self) -> PairingView {
+        PairingView {
+            code: self
+                .pairing
+                .active()
+                .map(|(code, _)| (code.to_owned(), self.code_expires_wall)),
+            expires: self.pairing.next_wake(),
+            owner: self.pairing.owner().cloned(),
+        }
+    }
+
+    /// A new pairing code to show, replacing any other; it lives a minute.
+    pub fn request_code(&mut self, rng: &mut impl rand::CryptoRng, now: Instant, timestamp: u64) -> String {
+        let code = self.pairing.new_code(rng, now);
+        self.code_expires_wall = timestamp + super::pairing::CODE_LIFE.as_secs();
+        code
+    }
+
+    /// The cloud's association of this lamp with `owner`, for the code the owner typed.
+    pub fn associate(&mut self, code: &str, owner: Owner, now: Instant, timestamp: u64) -> Result<Owner, String> {
+        match self.pairing.associate(code, owner.clone(), now) {
+            Ok(()) => {
+                self.report_due = true;
+                self.events
+                    .push(json!({"type": "paired", "owner": owner.id, "timestamp": timestamp}));
+                Ok(owner)
+            }
+            Err(refusal) => {
+                let reason = refusal.to_string();
+                self.events
+                    .push(json!({"type": "pairing_refused", "reason": reason, "timestamp": timestamp}));
+                Err(reason)
+            }
+        }
+    }
+
+    /// Forgets the owner (`source`: `lamp` or `cloud`).
+    pub fn unpair(&mut self, source: &str, timestamp: u64) -> Result<Owner, String> {
+        let owner = self.pairing.unpair().ok_or("the lamp is not paired")?;
+        self.report_due = true;
+        self.events
+            .push(json!({"type": "unpaired", "owner": owner.id, "source": source, "timestamp": timestamp}));
+        Ok(owner)
     }
 
     /// Analytics events made since the last call.
@@ -383,6 +455,7 @@ impl Device {
     /// settled or the interval has passed.
     pub fn tick(&mut self, now: Instant, timestamp: u64) -> Vec<ShadowMessage> {
         self.wall = wall_time(timestamp);
+        self.pairing.expire(now);
         self.run_schedules(now, timestamp);
         let output = rounded(self.lamp.tick(now));
         let settled = self.lamp.next_wake(now).is_none();
@@ -433,7 +506,10 @@ impl Device {
         }
         let scheduled = self.scheduler.next_wake_mono(now, self.wall);
         let pending = self.pending_local.as_ref().map(|(_, due)| *due);
-        let pending = [pending, scheduled].into_iter().flatten().min();
+        let pending = [pending, scheduled, self.pairing.next_wake()]
+            .into_iter()
+            .flatten()
+            .min();
         let fade = self.lamp.next_wake(now).map(|fade| {
             let output_due = rounded(self.lamp.output(now)) != self.reported_output;
             if output_due {
@@ -490,6 +566,9 @@ impl Device {
             "clock".into(),
             json!({"synchronised": self.clock.synchronised, "require_sync": self.clock.require_sync}),
         );
+        if let Some(owner) = self.pairing.owner() {
+            truth.insert("owner".into(), json!({"id": owner.id, "name": owner.name}));
+        }
         truth.insert(
             "light".into(),
             schema::light_value(&self.lamp.state(), self.transition_ms),
@@ -692,7 +771,7 @@ mod tests {
         let mut device = Device::new(
             LightState::default(),
             Shadow::default(),
-            AlarmMemory::default(),
+            Memory::default(),
             identity,
             FADE,
             now,
@@ -882,7 +961,7 @@ mod tests {
         let mut device = Device::new(
             LightState::default(),
             Shadow::default(),
-            AlarmMemory::default(),
+            Memory::default(),
             identity,
             Duration::ZERO,
             t0,
@@ -1179,5 +1258,53 @@ mod tests {
             device.shadow().reported["clock"],
             json!({"synchronised": false, "require_sync": true})
         );
+    }
+
+    #[test]
+    fn pairing_is_reported_and_a_wall_clock_jump_does_not_change_a_codes_life() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let t0 = Instant::now();
+        let mut device = device(t0);
+        let code = device.request_code(&mut rng, t0, 100_000);
+        assert_eq!(device.pairing().code, Some((code.clone(), 100_060)));
+        // NTP moves the wall clock back a day and then forward a year: the code still dies
+        // 60 s after it was shown, by the monotonic clock.
+        device.tick(t0 + Duration::from_secs(30), 100_000 - 86_400);
+        device.tick(t0 + Duration::from_secs(59), 100_000 + 365 * 86_400);
+        assert!(device.pairing().code.is_some());
+        assert_eq!(
+            device.next_wake(t0 + Duration::from_secs(59)),
+            Some(t0 + Duration::from_secs(60))
+        );
+        device.tick(t0 + Duration::from_secs(60), 100_000);
+        assert_eq!(device.pairing().code, None);
+        let alice = Owner::new("alice", "Alice").unwrap();
+        let late = device.associate(&code, alice.clone(), t0 + Duration::from_secs(60), 1060);
+        assert!(late.unwrap_err().starts_with("no pairing code is active"));
+
+        let code = device.request_code(&mut rng, t0 + Duration::from_secs(61), 1061);
+        assert_eq!(
+            device.associate(&code, alice.clone(), t0 + Duration::from_secs(62), 1062),
+            Ok(alice.clone())
+        );
+        device.tick(t0 + Duration::from_secs(62), 1062);
+        assert_eq!(
+            device.shadow().reported["owner"],
+            json!({"id": "alice", "name": "Alice"})
+        );
+        assert_eq!(device.memory().owner, Some(alice.clone()));
+        let events = device.take_events();
+        assert!(events.iter().any(|e| e["type"] == json!("pairing_refused")));
+        assert!(
+            events
+                .iter()
+                .any(|e| e["type"] == json!("paired") && e["owner"] == json!("alice"))
+        );
+
+        assert_eq!(device.unpair("cloud", 1063), Ok(alice));
+        device.tick(t0 + Duration::from_secs(63), 1063);
+        assert!(device.shadow().reported.get("owner").is_none());
+        assert_eq!(device.unpair("cloud", 1064), Err("the lamp is not paired".into()));
     }
 }

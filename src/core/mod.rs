@@ -7,6 +7,7 @@ pub mod device;
 pub mod lamp;
 pub mod light;
 pub mod natural;
+pub mod pairing;
 pub mod schedule;
 pub mod schema;
 pub mod shadow;

@@ -203,7 +203,7 @@ fn natural_light(path: &str, value: &Value) -> Checked {
 /// Fields both the cloud and the lamp may set.
 const SETTINGS: [&str; 5] = ["light", "mode", "timezone", "alarms", "natural_light"];
 /// Fields only the lamp reports.
-const REPORTED_ONLY: [&str; 5] = ["output", "firmware", "connected_since", "alarm", "clock"];
+const REPORTED_ONLY: [&str; 6] = ["output", "firmware", "connected_since", "alarm", "clock", "owner"];
 
 fn setting(path: &str, key: &str, value: &Value) -> Checked {
     match key {
@@ -248,6 +248,13 @@ pub fn validate(desired: &Map<String, Value>, reported: &Map<String, Value>) -> 
             "alarm" => {
                 let map = object(&path, value)?;
                 only_keys(&path, map, &["state", "ringing", "snoozed_until", "next"])?;
+            }
+            "owner" => {
+                let map = object(&path, value)?;
+                only_keys(&path, map, &["id", "name"])?;
+                if !map.values().all(Value::is_string) {
+                    return Err(format!("{path}: id and name must be text"));
+                }
             }
             "clock" => {
                 let map = object(&path, value)?;
