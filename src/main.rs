@@ -36,7 +36,8 @@ enum Commands {
     },
     /// Check the config file and print the settings that would be used.
     CheckConfig,
-    /// Talk to a lamp's shadow over MQTT (broker and thing from the config unless given).
+    /// Talk to a lamp over MQTT: its shadow, its pairing (broker and thing from the config
+    /// unless given).
     Ctl {
         /// Broker host (default: mqtt.host).
         #[arg(long, global = true)]
@@ -77,6 +78,22 @@ enum CtlAction {
     },
     /// Print deltas and reported changes as they happen, one JSON line each.
     Watch,
+    /// Ask the lamp for a pairing code (as its "Connect to cloud" button does) and print it.
+    PairCode,
+    /// Play the cloud portal: find the lamp showing CODE and make OWNER its owner.
+    PortalAssociate {
+        /// The code as shown on the lamp, e.g. ABCD-EFGH.
+        #[arg(long)]
+        code: String,
+        /// The owner's account id.
+        #[arg(long)]
+        owner: String,
+        /// The owner's display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Play the cloud portal: tell the lamp (--thing) it no longer has an owner.
+    PortalUnpair,
 }
 
 fn unit(text: &str) -> Result<f64, String> {
@@ -127,6 +144,7 @@ fn main() -> ExitCode {
                 host: host.unwrap_or_else(|| config.mqtt.host.clone()),
                 port: port.unwrap_or(config.mqtt.port),
                 shadow_prefix: config.shadow_topic_prefix(),
+                device_id: config.device_id(),
             };
             ctl_main(&target, action)
         }
@@ -210,6 +228,11 @@ fn ctl_main(target: &ctl::Target, action: CtlAction) -> ExitCode {
                 ctl::request(target, "update", request).await
             }
             CtlAction::Watch => ctl::watch(target).await.map(|()| serde_json::Value::Null),
+            CtlAction::PairCode => ctl::pair_code(target).await,
+            CtlAction::PortalAssociate { code, owner, name } => {
+                ctl::portal_associate(target, &code, &owner, &name).await
+            }
+            CtlAction::PortalUnpair => ctl::portal_unpair(target).await,
         }
     });
     match result {

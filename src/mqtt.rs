@@ -18,11 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MqttConfig, ShadowService};
 use crate::core::backoff::Backoff;
-use crate::core::device::{AlarmCommand, ShadowMessage, ShadowOp, ShadowRole, ShadowTopic};
+use crate::core::device::{AlarmCommand, PairingView, ShadowMessage, ShadowOp, ShadowRole, ShadowTopic};
+use crate::core::pairing::Owner;
 use crate::events::Spool;
 use crate::lamp_task::{Command, LampHandle, Outbox, Snapshot};
 use crate::protocol::homeassistant::{self, Entity};
 use crate::protocol::lampi;
+use crate::protocol::pairing::{self, PairingTopics};
 
 /// Notices wait here for the publisher; past this many they are dropped and logged, so a flood
 /// of garbage cannot grow memory.
@@ -45,6 +47,9 @@ pub struct Topics {
     /// Snooze or dismiss the ringing alarm; the answer goes to `alarm_result`.
     pub alarm: String,
     pub alarm_result: String,
+    pub pairing: PairingTopics,
+    /// LAMPI's retained association state.
+    pub associated: String,
     /// `$aws/things/<thing>/shadow/` when the lamp has a shadow, hosted or in the cloud.
     pub shadow: Option<String>,
     pub shadow_role: ShadowRole,
@@ -97,6 +102,8 @@ impl Topics {
             events: format!("lampi/{}/events", config.device_id()),
             alarm: format!("lampi/{}/alarm", config.device_id()),
             alarm_result: format!("lampi/{}/alarm/result", config.device_id()),
+            pairing: PairingTopics::new(&config.device_id()),
+            associated: format!("{prefix}lamp/associated"),
             shadow: (config.shadow.service != ShadowService::Off).then(|| config.shadow_topic_prefix()),
             shadow_role: match config.shadow.service {
                 ShadowService::Aws => ShadowRole::Client,
@@ -140,11 +147,17 @@ impl Topics {
             .homeassistant
             .iter()
             .flat_map(|ha| [ha.entity.command_topic.clone(), ha.status.clone()]);
-        [self.set_config.clone(), self.alarm.clone()]
-            .into_iter()
-            .chain(shadow)
-            .chain(homeassistant)
-            .collect()
+        [
+            self.set_config.clone(),
+            self.alarm.clone(),
+            self.pairing.request.clone(),
+            self.pairing.associate.clone(),
+            self.pairing.unpair.clone(),
+        ]
+        .into_iter()
+        .chain(shadow)
+        .chain(homeassistant)
+        .collect()
     }
 }
 
@@ -162,6 +175,11 @@ enum Incoming {
     Command(Command),
     /// A command for the alarm, whose answer is published.
     Alarm(AlarmCommand),
+    /// The portal's association or unpairing, answered on the pairing result topic.
+    Associate(pairing::Association),
+    Unpair {
+        token: Option<String>,
+    },
     Notice(Notice),
 }
 
@@ -228,6 +246,7 @@ pub async fn run(
     ));
     let outputs = Outputs {
         changes: lamp.changes,
+        pairing: lamp.pairing,
         notices: notices_rx,
         shadow: outbox.shadow,
         events: outbox.events,
@@ -266,6 +285,27 @@ fn decode(topics: &Topics, topic: &str, payload: &[u8]) -> Option<Incoming> {
             Err(error) => Incoming::Notice(Notice::Reply {
                 topic: topics.alarm_result.clone(),
                 payload: lampi::alarm_result(None, Err(&error)),
+            }),
+        });
+    }
+    if topic == topics.pairing.request {
+        return Some(Incoming::Command(Command::RequestPairingCode));
+    }
+    if topic == topics.pairing.associate {
+        return Some(match pairing::parse_association(payload) {
+            Ok(association) => Incoming::Associate(association),
+            Err((error, token)) => Incoming::Notice(Notice::Reply {
+                topic: topics.pairing.result.clone(),
+                payload: pairing::result(token.as_deref(), Err(&error)),
+            }),
+        });
+    }
+    if topic == topics.pairing.unpair {
+        return Some(match pairing::parse_unpair(payload) {
+            Ok(token) => Incoming::Unpair { token },
+            Err(error) => Incoming::Notice(Notice::Reply {
+                topic: topics.pairing.result.clone(),
+                payload: pairing::result(None, Err(&error)),
             }),
         });
     }
@@ -332,17 +372,45 @@ async fn poll(
             Ok(Event::Incoming(Packet::Publish(publish))) => match decode(&topics, &publish.topic, &publish.payload) {
                 Some(Incoming::Command(command)) => command,
                 Some(Incoming::Alarm(command)) => {
-                    let (reply, answer) = oneshot::channel::<Result<(), String>>();
-                    let notices = notices.clone();
-                    let topic = topics.alarm_result.clone();
-                    tokio::spawn(async move {
-                        if let Ok(result) = answer.await {
-                            let payload =
-                                lampi::alarm_result(Some(command), result.as_ref().map(|_| ()).map_err(String::as_str));
-                            let _ = notices.send(Notice::Reply { topic, payload }).await;
-                        }
-                    });
+                    let (reply, answer) = oneshot::channel();
+                    answer_later(
+                        &notices,
+                        topics.alarm_result.clone(),
+                        answer,
+                        move |result: Result<(), String>| {
+                            lampi::alarm_result(Some(command), result.as_ref().map(|_| ()).map_err(String::as_str))
+                        },
+                    );
                     Command::Alarm { command, reply }
+                }
+                Some(Incoming::Associate(association)) => {
+                    let (reply, answer) = oneshot::channel();
+                    let token = association.token;
+                    answer_later(
+                        &notices,
+                        topics.pairing.result.clone(),
+                        answer,
+                        move |result: Result<Owner, String>| {
+                            pairing::result(token.as_deref(), result.as_ref().map_err(String::as_str))
+                        },
+                    );
+                    Command::Associate {
+                        code: association.code,
+                        owner: association.owner,
+                        reply,
+                    }
+                }
+                Some(Incoming::Unpair { token }) => {
+                    let (reply, answer) = oneshot::channel();
+                    answer_later(
+                        &notices,
+                        topics.pairing.result.clone(),
+                        answer,
+                        move |result: Result<Owner, String>| {
+                            pairing::result(token.as_deref(), result.as_ref().map_err(String::as_str))
+                        },
+                    );
+                    Command::Unpair { source: "cloud", reply }
                 }
                 Some(Incoming::Notice(notice)) => {
                     if notices.try_send(notice).is_err() {
@@ -382,6 +450,22 @@ async fn poll(
     }
 }
 
+/// Publishes the lamp's answer to a command once it comes, without holding up the poller.
+fn answer_later<T: Send + 'static>(
+    notices: &mpsc::Sender<Notice>,
+    topic: String,
+    answer: oneshot::Receiver<T>,
+    render: impl FnOnce(T) -> Vec<u8> + Send + 'static,
+) {
+    let notices = notices.clone();
+    tokio::spawn(async move {
+        if let Ok(result) = answer.await {
+            let payload = render(result);
+            let _ = notices.send(Notice::Reply { topic, payload }).await;
+        }
+    });
+}
+
 fn tls_configuration(config: &MqttConfig) -> std::io::Result<TlsConfiguration> {
     let read = |path: &Option<std::path::PathBuf>| path.as_ref().map(std::fs::read).transpose();
     let ca = read(&config.ca_file)?.unwrap_or_default();
@@ -405,6 +489,7 @@ fn is_oversize(error: &rumqttc::ConnectionError) -> bool {
 /// What the publisher sends out.
 struct Outputs {
     changes: watch::Receiver<Snapshot>,
+    pairing: watch::Receiver<PairingView>,
     notices: mpsc::Receiver<Notice>,
     shadow: mpsc::Receiver<ShadowMessage>,
     events: mpsc::Receiver<serde_json::Value>,
@@ -422,6 +507,16 @@ async fn publish_state(client: &AsyncClient, topics: &Topics, snapshot: &Snapsho
             .publish(&ha.entity.state_topic, QoS::AtLeastOnce, true, state)
             .await;
     }
+}
+
+/// The pairing code for the cloud (retained; empty withdraws it) and LAMPI's association state.
+async fn publish_pairing(client: &AsyncClient, topics: &Topics, view: &PairingView) {
+    let code = pairing::code_payload(view);
+    let _ = client.publish(&topics.pairing.code, QoS::AtLeastOnce, true, code).await;
+    let associated = pairing::associated_payload(view);
+    let _ = client
+        .publish(&topics.associated, QoS::AtLeastOnce, true, associated)
+        .await;
 }
 
 async fn publish_discovery(client: &AsyncClient, topics: &Topics) {
@@ -442,6 +537,7 @@ async fn publish(
 ) -> bool {
     let Outputs {
         mut changes,
+        mut pairing,
         mut notices,
         mut shadow,
         mut events,
@@ -464,6 +560,8 @@ async fn publish(
                 let _ = client.publish(&topics.connection_state, QoS::AtLeastOnce, true, "1").await;
                 publish_discovery(client, topics).await;
                 publish_state(client, topics, &snapshot).await;
+                let view = pairing.borrow_and_update().clone();
+                publish_pairing(client, topics, &view).await;
                 match spool.drain(crate::clock::timestamp(std::time::SystemTime::now().into())) {
                     Ok(backlog) => {
                         for event in backlog {
@@ -495,6 +593,12 @@ async fn publish(
                 let snapshot = changes.borrow_and_update().clone();
                 if link.borrow().up {
                     publish_state(client, topics, &snapshot).await;
+                }
+            }
+            Ok(()) = pairing.changed() => {
+                let view = pairing.borrow_and_update().clone();
+                if link.borrow().up {
+                    publish_pairing(client, topics, &view).await;
                 }
             }
             Some(message) = shadow.recv() => {

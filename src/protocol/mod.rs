@@ -2,3 +2,4 @@
 
 pub mod homeassistant;
 pub mod lampi;
+pub mod pairing;

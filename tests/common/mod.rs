@@ -215,7 +215,12 @@ impl Client {
 
     /// The next message that `wanted` accepts (others are skipped), or a panic after [`TIMEOUT`].
     pub async fn next_where(&mut self, wanted: impl Fn(&Publish) -> bool) -> Publish {
-        let found = tokio::time::timeout(TIMEOUT, async {
+        self.next_within(TIMEOUT, wanted).await
+    }
+
+    /// The next message that `wanted` accepts within `limit` (others are skipped).
+    pub async fn next_within(&mut self, limit: Duration, wanted: impl Fn(&Publish) -> bool) -> Publish {
+        let found = tokio::time::timeout(limit, async {
             loop {
                 let message = self.messages.recv().await.expect("client alive");
                 if wanted(&message) {
@@ -224,7 +229,7 @@ impl Client {
             }
         })
         .await;
-        found.unwrap_or_else(|_| panic!("nothing wanted arrived within {TIMEOUT:?}"))
+        found.unwrap_or_else(|_| panic!("nothing wanted arrived within {limit:?}"))
     }
 
     /// Waits `quiet` and returns whatever arrived on `topic` meanwhile.

@@ -1,0 +1,168 @@
+//! The pairing protocol between the lamp and the cloud portal, on `lampi/<device id>/pairing/…`
+//! (docs/PROTOCOL.md): parsing what the portal sends and building what the lamp publishes.
+
+use serde_json::{Map, Value, json};
+
+use crate::core::device::PairingView;
+use crate::core::pairing::{Owner, display};
+
+/// Longest association or unpair message accepted.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Topics of one lamp's pairing, under `lampi/<device id>/pairing/`.
+#[derive(Clone, Debug)]
+pub struct PairingTopics {
+    /// Anyone allowed may ask for a code (the touchscreen does it internally).
+    pub request: String,
+    /// Retained `{"code", "expires"}` while a code is active, empty otherwise; for the cloud only.
+    pub code: String,
+    pub associate: String,
+    pub unpair: String,
+    /// The lamp's answers to `associate` and `unpair`, with the sender's `token`.
+    pub result: String,
+}
+
+impl PairingTopics {
+    pub fn new(device_id: &str) -> PairingTopics {
+        let base = format!("lampi/{device_id}/pairing/");
+        PairingTopics {
+            request: format!("{base}request"),
+            code: format!("{base}code"),
+            associate: format!("{base}associate"),
+            unpair: format!("{base}unpair"),
+            result: format!("{base}result"),
+        }
+    }
+}
+
+/// An association the portal sends: the code the owner typed, and who they are.
+#[derive(Debug, PartialEq)]
+pub struct Association {
+    pub code: String,
+    pub owner: Owner,
+    pub token: Option<String>,
+}
+
+fn object(payload: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, String> {
+    if payload.len() > MAX_MESSAGE_BYTES {
+        return Err(format!("payload over {MAX_MESSAGE_BYTES} bytes"));
+    }
+    let value: Value = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Value::Object(map) = value else {
+        return Err("must be a JSON object".into());
+    };
+    if let Some(key) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!("{key}: unknown field (allowed: {})", allowed.join(", ")));
+    }
+    Ok(map)
+}
+
+fn token(map: &Map<String, Value>) -> Result<Option<String>, String> {
+    match map.get("token") {
+        None => Ok(None),
+        Some(Value::String(t)) if t.len() <= 64 => Ok(Some(t.clone())),
+        Some(_) => Err("token: must be text of at most 64 bytes".into()),
+    }
+}
+
+/// `{"code": "ABCD-EFGH", "owner": "alice", "name": "Alice", "token": "..."}`.
+pub fn parse_association(payload: &[u8]) -> Result<Association, (String, Option<String>)> {
+    let map = object(payload, &["code", "owner", "name", "token"]).map_err(|e| (e, None))?;
+    let token = token(&map).map_err(|e| (e, None))?;
+    let text = |key: &str| match map.get(key) {
+        Some(Value::String(s)) => Ok(s.as_str()),
+        _ => Err((format!("{key}: required text"), token.clone())),
+    };
+    let code = text("code")?.to_owned();
+    let owner = Owner::new(text("owner")?, text("name")?).map_err(|e| (e.to_string(), token.clone()))?;
+    Ok(Association { code, owner, token })
+}
+
+/// `{"token": "..."}` (or `{}`) on `unpair`.
+pub fn parse_unpair(payload: &[u8]) -> Result<Option<String>, String> {
+    let map = object(payload, &["token"])?;
+    token(&map)
+}
+
+/// The answer on `result`.
+pub fn result(token: Option<&str>, outcome: Result<&Owner, &str>) -> Vec<u8> {
+    let mut answer = json!({ "ok": outcome.is_ok() });
+    if let Some(token) = token {
+        answer["token"] = json!(token);
+    }
+    match outcome {
+        Ok(owner) => answer["owner"] = json!({"id": owner.id, "name": owner.name}),
+        Err(error) => answer["error"] = json!(error),
+    }
+    answer.to_string().into_bytes()
+}
+
+/// What the retained `code` topic carries: the code and its expiry, or nothing.
+pub fn code_payload(view: &PairingView) -> Vec<u8> {
+    match &view.code {
+        Some((code, expires)) => json!({"code": code, "expires": expires}).to_string().into_bytes(),
+        None => Vec::new(),
+    }
+}
+
+/// LAMPI's retained `lamp/associated`: `{"code": "ABCD-EFGH", "associated": false}` while a code
+/// is shown, `{"associated": true}` once paired.
+pub fn associated_payload(view: &PairingView) -> Vec<u8> {
+    let mut payload = json!({"associated": view.owner.is_some()});
+    if let Some((code, _)) = &view.code {
+        payload["code"] = json!(display(code));
+    }
+    payload.to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn associations_are_parsed_and_refused_with_reasons() {
+        let good = parse_association(br#"{"code": "abcd-efgh", "owner": "alice", "name": "Alice", "token": "t1"}"#);
+        assert_eq!(
+            good,
+            Ok(Association {
+                code: "abcd-efgh".into(),
+                owner: Owner::new("alice", "Alice").unwrap(),
+                token: Some("t1".into()),
+            })
+        );
+        let cases: [(&[u8], &str); 5] = [
+            (b"{", "invalid JSON"),
+            (b"[]", "must be a JSON object"),
+            (
+                br#"{"code": "A", "owner": "a", "name": "b", "extra": 1}"#,
+                "extra: unknown field",
+            ),
+            (br#"{"owner": "a", "name": "b", "token": "t"}"#, "code: required"),
+            (br#"{"code": "A", "owner": "", "name": "b"}"#, "owner: id must be"),
+        ];
+        for (payload, expected) in cases {
+            let (error, _) = parse_association(payload).unwrap_err();
+            assert!(error.starts_with(expected), "{error}");
+        }
+        let (_, token) = parse_association(br#"{"owner": "a", "name": "b", "token": "t"}"#).unwrap_err();
+        assert_eq!(token.as_deref(), Some("t"), "the sender still gets its token back");
+    }
+
+    #[test]
+    fn lampi_associated_follows_the_course_format() {
+        let mut view = PairingView {
+            code: Some(("ABCDEFGH".into(), 100)),
+            ..Default::default()
+        };
+        let json = |p: Vec<u8>| serde_json::from_slice::<Value>(&p).unwrap();
+        assert_eq!(
+            json(associated_payload(&view)),
+            json!({"code": "ABCD-EFGH", "associated": false})
+        );
+        assert_eq!(json(code_payload(&view)), json!({"code": "ABCDEFGH", "expires": 100}));
+        view.code = None;
+        view.owner = Some(Owner::new("alice", "Alice").unwrap());
+        assert_eq!(json(associated_payload(&view)), json!({"associated": true}));
+        assert!(code_payload(&view).is_empty());
+    }
+}
