@@ -13,9 +13,11 @@
 //! - [`core::sun`]: the sun's elevation, sunrise and sunset (NOAA's equations).
 //! - [`core::natural`]: natural-light mode: sun elevation to colour temperature and brightness.
 //! - [`core::schedule`]: what shows — an alarm, natural light or the person's setting.
+//! - [`core::pairing`]: one-minute, single-use pairing codes and the lamp's owner.
 //! - [`core::backoff`]: reconnect delays with jitter.
 //! - [`protocol::lampi`]: LAMPI's `set_config` / `changed` JSON, parsed and validated.
 //! - [`protocol::homeassistant`]: Home Assistant's discovery, state and command JSON.
+//! - [`protocol::pairing`]: the pairing topics' JSON between the lamp and the cloud portal.
 //!
 //! Shell (tokio tasks around the core):
 //! - [`lamp_task`]: the one owner of a lamp's state; commands in, watch channels out; it sleeps

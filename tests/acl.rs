@@ -1,5 +1,5 @@
 //! The fleet ACL in docs/mosquitto-acl.conf keeps each lamp to its own topics: a client
-//! connected as one lamp cannot change another lamp's shadow.
+//! connected as one lamp cannot change another lamp's shadow, nor read its pairing code.
 
 mod common;
 
@@ -52,4 +52,40 @@ async fn a_lamp_cannot_write_another_lamps_shadow_under_the_acl() {
     let open = Broker::start();
     let (before, after) = version_after_impostor(&open).await;
     assert!(after > before, "without the ACL the update should have been applied");
+}
+
+/// Whether a client calling itself lamp A sees the pairing code lamp B shows.
+async fn code_seen_by_impostor(broker: &Broker) -> bool {
+    let state = tempfile::tempdir().unwrap();
+    let lamp_b = RunningLamp::start_with(broker.port, state.path(), |c| {
+        c.device.id = Some("lampB".into());
+        c.mqtt.client_id = "lampB".into();
+        c.mqtt.topic_prefix = "devices/lampB/".into();
+    })
+    .await;
+    let mut impostor = Client::connect(broker.port, "lampA").await;
+    impostor.subscribe("lampi/lampB/pairing/code").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lamp_b
+        .handle
+        .commands
+        .send(lampi::lamp_task::Command::RequestPairingCode)
+        .await
+        .unwrap();
+    let seen = impostor
+        .drain("lampi/lampB/pairing/code", Duration::from_millis(700))
+        .await;
+    lamp_b.stop().await;
+    seen.iter().any(|m| !m.payload.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lamp_cannot_read_another_lamps_pairing_code_under_the_acl() {
+    let guarded = Broker::start_custom(false, "", format!("acl_file {ACL}\n"));
+    assert!(
+        !code_seen_by_impostor(&guarded).await,
+        "lamp A read lamp B's pairing code"
+    );
+    // Without the ACL the code is there to read, so it is the ACL that hid it.
+    assert!(code_seen_by_impostor(&Broker::start()).await);
 }
