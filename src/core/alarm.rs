@@ -360,10 +360,6 @@ impl AlarmClock {
         self.trusted = trusted;
     }
 
-    pub fn is_trusted(&self) -> bool {
-        self.trusted
-    }
-
     /// The wall clock was set (not slewed): nothing between the old and new time rings.
     pub fn clock_stepped(&mut self, wall: DateTime<Utc>) {
         self.settle_all(wall);

@@ -64,14 +64,6 @@ impl Scheduler {
         }
     }
 
-    pub fn zone(&self) -> Tz {
-        self.zone
-    }
-
-    pub fn is_natural(&self) -> bool {
-        self.natural.is_some()
-    }
-
     /// Takes the lamp's (validated) settings: `timezone`, `alarms`, `mode`, `natural_light`.
     pub fn configure(&mut self, settings: &Map<String, Value>, now: Instant, wall: DateTime<Utc>) -> Vec<AlarmEvent> {
         self.zone = settings
