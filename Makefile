@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need (Rust toolchain aside).
-TEST_PACKAGES = mosquitto mosquitto-clients openssl python3-ephem
+TEST_PACKAGES = mosquitto mosquitto-clients openssl python3-ephem systemd
 
 .PHONY: run test lint bench
 

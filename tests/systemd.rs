@@ -81,3 +81,37 @@ fn runs_until_told_to_stop_even_with_mqtt_disabled() {
     assert!(lamp.try_wait().unwrap().is_none(), "the daemon exited by itself");
     terminate(lamp);
 }
+
+/// The shipped unit with ExecStart pointing at the binary under test.
+fn unit_under_test(dir: &Path) -> std::path::PathBuf {
+    let unit = include_str!("../systemd/lampi.service").replace("/usr/bin/lampi", env!("CARGO_BIN_EXE_lampi"));
+    let path = dir.join("lampi.service");
+    std::fs::write(&path, unit).unwrap();
+    path
+}
+
+#[test]
+fn the_unit_verifies_and_its_exposure_is_below_2_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_under_test(dir.path());
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze (apt-get install systemd)");
+    let complaints = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success() && complaints.trim().is_empty(), "{complaints}");
+
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout);
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for lampi.service:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no overall exposure in:\n{report}"));
+    assert!(exposure < 2.5, "exposure {exposure}:\n{report}");
+}
