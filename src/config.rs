@@ -148,12 +148,23 @@ impl MqttConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LedBackendName {
-    #[default]
     Sim,
     Rpi,
+}
+
+impl Default for LedBackendName {
+    /// The real LED in a build made for the Pi (`--features rpi`), the simulated one otherwise,
+    /// so one config file serves both.
+    fn default() -> Self {
+        if cfg!(feature = "rpi") {
+            LedBackendName::Rpi
+        } else {
+            LedBackendName::Sim
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -192,7 +203,7 @@ pub struct LedConfig {
 impl Default for LedConfig {
     fn default() -> Self {
         LedConfig {
-            backend: LedBackendName::Sim,
+            backend: LedBackendName::default(),
             pins: Pins {
                 red: 19,
                 green: 26,
@@ -550,7 +561,7 @@ mod tests {
 
     #[test]
     fn clock_sync_requirement_follows_the_backend_and_a_virtual_clock_is_checked() {
-        assert!(!parse("").unwrap().config.require_sync());
+        assert_eq!(parse("").unwrap().config.require_sync(), cfg!(feature = "rpi"));
         assert!(parse("[led]\nbackend = \"rpi\"\n").unwrap().config.require_sync());
         let explicit = parse("[led]\nbackend = \"rpi\"\n[clock]\nrequire_sync = false\n").unwrap();
         assert!(!explicit.config.require_sync());
