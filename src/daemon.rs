@@ -14,7 +14,7 @@ use crate::clock::{SystemClock, VirtualClock, WallClock};
 use crate::config::{Config, OnShutdown, ShadowService};
 use crate::core::colour::Rgb;
 use crate::core::device::{Identity, ShadowRole};
-use crate::lamp_task::{Command, LampHandle, LampTask, Timekeeping};
+use crate::lamp_task::{Command, LampHandle, LampTask, Outbox, Timekeeping};
 use crate::led::Led;
 use crate::store::{self, Store};
 
@@ -43,18 +43,29 @@ pub async fn run(setup: LampSetup, shutdown: CancellationToken, on_ready: impl F
     };
     let time = timekeeping(&config);
     let (task, handle, outbox) = LampTask::new(initial, identity, config.light.transition(), time);
+    let Outbox {
+        shadow,
+        events,
+        updates,
+    } = outbox;
 
     let tracker = TaskTracker::new();
     let lamp_task = tracker.spawn(task.run(shutdown.clone()));
     let led_task = tracker.spawn(drive_led(led, handle.output.clone()));
     tracker.spawn(store::persist(store, handle.saved.clone()));
+    tracker.spawn(crate::updater::run(
+        state_dir.clone(),
+        updates,
+        handle.commands.clone(),
+        shutdown.clone(),
+    ));
     if config.mqtt.enabled {
         let handle = handle.clone();
         let shutdown = shutdown.clone();
         let topics = crate::mqtt::Topics::from_config(&config);
         let mqtt = config.mqtt.clone();
         let spool = crate::events::Spool::open(&state_dir);
-        tracker.spawn(async move { crate::mqtt::run(&mqtt, topics, handle, outbox, spool, shutdown).await });
+        tracker.spawn(async move { crate::mqtt::run(&mqtt, topics, handle, shadow, events, spool, shutdown).await });
     }
     tracker.close();
     on_ready(&handle);

@@ -19,6 +19,7 @@ use crate::core::colour::Rgb;
 use crate::core::device::{
     AlarmCommand, ClockStatus, Device, Identity, Memory, PairingView, ShadowMessage, ShadowOp, ShadowTopic,
 };
+use crate::core::firmware::{FirmwareRequest, UpdateStatus};
 use crate::core::light::{LightChange, LightState};
 use crate::core::pairing::Owner;
 use crate::core::shadow::Shadow;
@@ -67,6 +68,8 @@ pub enum Command {
         source: &'static str,
         reply: oneshot::Sender<Result<Owner, String>>,
     },
+    /// How the privileged updater is getting on.
+    FirmwareStatus(UpdateStatus),
     /// Answered as soon as the task gets to it: proof of life for the systemd watchdog.
     Ping(oneshot::Sender<()>),
 }
@@ -112,6 +115,7 @@ pub struct LampTask {
     dropped_replies: u64,
     events_out: mpsc::Sender<Value>,
     dropped_events: u64,
+    updates_out: mpsc::Sender<FirmwareRequest>,
 }
 
 /// What the lamp task sends out besides its watch channels: for the MQTT side.
@@ -120,6 +124,8 @@ pub struct Outbox {
     pub shadow: mpsc::Receiver<ShadowMessage>,
     /// Analytics events (`crate::events`).
     pub events: mpsc::Receiver<Value>,
+    /// Firmware versions for the privileged updater (`crate::updater`).
+    pub updates: mpsc::Receiver<FirmwareRequest>,
 }
 
 /// What woke the lamp task.
@@ -163,6 +169,8 @@ impl LampTask {
         let (saved_tx, saved_rx) = watch::channel(saved);
         let (shadow_tx, shadow_rx) = mpsc::channel(SHADOW_QUEUE);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        // One request at a time: the lamp asks for a version only once.
+        let (updates_tx, updates_rx) = mpsc::channel(4);
         let task = LampTask {
             device,
             clock: time.clock,
@@ -176,6 +184,7 @@ impl LampTask {
             dropped_replies: 0,
             events_out: events_tx,
             dropped_events: 0,
+            updates_out: updates_tx,
         };
         let handle = LampHandle {
             commands: command_tx,
@@ -187,6 +196,7 @@ impl LampTask {
         let outbox = Outbox {
             shadow: shadow_rx,
             events: events_rx,
+            updates: updates_rx,
         };
         (task, handle, outbox)
     }
@@ -278,6 +288,10 @@ impl LampTask {
                 let _ = reply.send(self.device.unpair(source, timestamp));
                 (Vec::new(), None)
             }
+            Command::FirmwareStatus(status) => {
+                self.device.firmware_progress(status);
+                (Vec::new(), None)
+            }
             Command::Ping(reply) => {
                 let _ = reply.send(());
                 return;
@@ -319,6 +333,12 @@ impl LampTask {
     fn emit(&mut self, messages: Vec<ShadowMessage>) {
         for event in self.device.take_events() {
             self.send_event(event);
+        }
+        for request in self.device.take_update_requests() {
+            // Closed: no updater runs (tests, a lamp without a state directory to share).
+            if let Err(TrySendError::Full(request)) = self.updates_out.try_send(request) {
+                tracing::warn!(version = %request.version, "firmware update queue full; request dropped");
+            }
         }
         let pairing = self.device.pairing();
         self.pairing

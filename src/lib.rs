@@ -14,6 +14,7 @@
 //! - [`core::natural`]: natural-light mode: sun elevation to colour temperature and brightness.
 //! - [`core::schedule`]: what shows — an alarm, natural light or the person's setting.
 //! - [`core::pairing`]: one-minute, single-use pairing codes and the lamp's owner.
+//! - [`core::firmware`]: whether to ask for a firmware version, and how the update went.
 //! - [`core::backoff`]: reconnect delays with jitter.
 //! - [`protocol::lampi`]: LAMPI's `set_config` / `changed` JSON, parsed and validated.
 //! - [`protocol::homeassistant`]: Home Assistant's discovery, state and command JSON.
@@ -26,6 +27,7 @@
 //! - [`ctl`]: `lampi ctl`, a command-line client for a lamp's shadow.
 //! - [`events`]: usage analytics events and their offline spool.
 //! - [`store`]: atomic, coalesced persistence of the state in the state directory.
+//! - [`updater`]: hands firmware update requests to the privileged `lampi-update` service.
 //! - [`led`]: the LED trait and its backends (`sim`, and `rpi` behind the `rpi` feature).
 //! - [`clock`]: the wall clock: the system's (NTP sync flag, clock-set notice) or a virtual one.
 //! - [`daemon`]: wires one lamp's tasks together; no globals, so many lamps fit one process.
@@ -45,6 +47,7 @@ pub mod led;
 pub mod mqtt;
 pub mod protocol;
 pub mod store;
+pub mod updater;
 
 /// The firmware version and the commit it was built from.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LAMPI_GIT_COMMIT"), ")");

@@ -21,7 +21,7 @@ use crate::core::backoff::Backoff;
 use crate::core::device::{AlarmCommand, PairingView, ShadowMessage, ShadowOp, ShadowRole, ShadowTopic};
 use crate::core::pairing::Owner;
 use crate::events::Spool;
-use crate::lamp_task::{Command, LampHandle, Outbox, Snapshot};
+use crate::lamp_task::{Command, LampHandle, Snapshot};
 use crate::protocol::homeassistant::{self, Entity};
 use crate::protocol::lampi;
 use crate::protocol::pairing::{self, PairingTopics};
@@ -197,7 +197,8 @@ pub async fn run(
     config: &MqttConfig,
     topics: Topics,
     lamp: LampHandle,
-    outbox: Outbox,
+    shadow: mpsc::Receiver<ShadowMessage>,
+    events: mpsc::Receiver<serde_json::Value>,
     spool: Spool,
     shutdown: CancellationToken,
 ) {
@@ -248,8 +249,8 @@ pub async fn run(
         changes: lamp.changes,
         pairing: lamp.pairing,
         notices: notices_rx,
-        shadow: outbox.shadow,
-        events: outbox.events,
+        shadow,
+        events,
         spool,
     };
     let said_goodbye = publish(&client, &topics, outputs, link_rx, shutdown).await;

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::core::alarm::AlarmMemory;
 use crate::core::device::Memory;
+use crate::core::firmware::UpdateStatus;
 use crate::core::light::LightState;
 use crate::core::pairing::Owner;
 use crate::core::shadow::Shadow;
@@ -40,6 +41,8 @@ struct StateFile {
     alarm_clock: AlarmMemory,
     #[serde(default)]
     owner: Option<Owner>,
+    #[serde(default)]
+    firmware_update: Option<UpdateStatus>,
 }
 
 fn defaults() -> Saved {
@@ -86,6 +89,7 @@ impl Store {
                 memory: Memory {
                     alarm_clock: file.alarm_clock,
                     owner: file.owner,
+                    firmware_update: file.firmware_update,
                 },
             },
             Ok(file) => {
@@ -123,6 +127,7 @@ impl Store {
             shadow: Shadow::clone(&saved.shadow),
             alarm_clock: saved.memory.alarm_clock.clone(),
             owner: saved.memory.owner.clone(),
+            firmware_update: saved.memory.firmware_update.clone(),
         })?;
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
         let mut file = File::create(&tmp)?;
@@ -163,6 +168,7 @@ pub async fn persist(store: Store, mut changes: watch::Receiver<Saved>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::firmware::UpdateState;
     use crate::core::light::Unit;
 
     fn dim() -> Saved {
@@ -186,6 +192,11 @@ mod tests {
                 owner: Some(Owner {
                     id: "alice".into(),
                     name: "Alice".into(),
+                }),
+                firmware_update: Some(UpdateStatus {
+                    state: UpdateState::Failed,
+                    version: "9.9.9".into(),
+                    error: Some("not found".into()),
                 }),
             },
         }

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::alarm::{AlarmEvent, AlarmMemory, Dismissal};
 use super::colour::{Rgb, state_for};
+use super::firmware::{Firmware, FirmwareRequest, UpdateStatus};
 use super::lamp::Lamp;
 use super::light::{LightChange, LightState, Unit};
 use super::pairing::{Owner, Pairing};
@@ -88,6 +89,8 @@ impl ShadowTopic {
 pub struct Memory {
     pub alarm_clock: AlarmMemory,
     pub owner: Option<Owner>,
+    /// The last firmware update asked for, and how it went.
+    pub firmware_update: Option<UpdateStatus>,
 }
 
 /// The pairing state the screen and the cloud see.
@@ -158,6 +161,9 @@ pub struct Device {
     pairing: Pairing,
     /// The active code's expiry in wall time, as registered with the cloud.
     code_expires_wall: u64,
+    firmware: Firmware,
+    /// Requests for the privileged updater, for the shell to pass on.
+    update_requests: Vec<FirmwareRequest>,
 }
 
 fn rounded(duty: Rgb) -> Rgb {
@@ -179,6 +185,7 @@ impl Device {
             .and_then(|l| l.get("transition_ms"))
             .and_then(Value::as_u64)
             .unwrap_or(transition.as_millis() as u64);
+        let identity_firmware = identity.firmware.clone();
         Device {
             lamp: Lamp::new(light, Duration::from_millis(transition_ms), now),
             shadow,
@@ -200,6 +207,20 @@ impl Device {
             events: Vec::new(),
             pairing: Pairing::new(memory.owner),
             code_expires_wall: 0,
+            firmware: Firmware::new(&identity_firmware, memory.firmware_update),
+            update_requests: Vec::new(),
+        }
+    }
+
+    /// Firmware versions to ask the updater for, made since the last call.
+    pub fn take_update_requests(&mut self) -> Vec<FirmwareRequest> {
+        std::mem::take(&mut self.update_requests)
+    }
+
+    /// The updater's progress with the version asked of it.
+    pub fn firmware_progress(&mut self, status: UpdateStatus) {
+        if self.firmware.progress(status) {
+            self.report_due = true;
         }
     }
 
@@ -208,6 +229,7 @@ impl Device {
         Memory {
             alarm_clock: self.scheduler.alarms.memory().clone(),
             owner: self.pairing.owner().cloned(),
+            firmware_update: self.firmware.status().cloned(),
         }
     }
 
@@ -481,6 +503,8 @@ impl Device {
     fn run_schedules(&mut self, now: Instant, timestamp: u64) {
         if self.settings_changed {
             self.settings_changed = false;
+            self.update_requests
+                .extend(self.firmware.desire(self.shadow.desired.get("firmware")));
             let events = self.scheduler.configure(&self.settings(), now, self.wall);
             self.alarm_events(events, now, timestamp);
             self.report_due = true;
@@ -575,7 +599,7 @@ impl Device {
         );
         let Rgb { r, g, b } = self.reported_output;
         truth.insert("output".into(), json!({"r": r, "g": g, "b": b}));
-        truth.insert("firmware".into(), json!({"version": self.identity.firmware}));
+        truth.insert("firmware".into(), self.firmware.report());
         if let Some(since) = self.connected_since {
             truth.insert("connected_since".into(), json!(since));
         }

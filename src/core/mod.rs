@@ -4,6 +4,7 @@ pub mod alarm;
 pub mod backoff;
 pub mod colour;
 pub mod device;
+pub mod firmware;
 pub mod lamp;
 pub mod light;
 pub mod natural;

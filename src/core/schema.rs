@@ -201,9 +201,23 @@ fn natural_light(path: &str, value: &Value) -> Checked {
 }
 
 /// Fields both the cloud and the lamp may set.
-const SETTINGS: [&str; 5] = ["light", "mode", "timezone", "alarms", "natural_light"];
+const SETTINGS: [&str; 6] = ["light", "mode", "timezone", "alarms", "natural_light", "firmware"];
 /// Fields only the lamp reports.
-const REPORTED_ONLY: [&str; 6] = ["output", "firmware", "connected_since", "alarm", "clock", "owner"];
+const REPORTED_ONLY: [&str; 5] = ["output", "connected_since", "alarm", "clock", "owner"];
+
+/// `desired.firmware`: the version the cloud wants running.
+fn desired_firmware(path: &str, value: &Value) -> Checked {
+    let map = object(path, value)?;
+    only_keys(path, map, &["version", "allow_downgrade"])?;
+    match map.get("version").and_then(Value::as_str) {
+        Some(v) if super::firmware::Version::parse(v).is_some() => {}
+        _ => return Err(format!("{path}.version: required, as \"major.minor.patch\"")),
+    }
+    match map.get("allow_downgrade") {
+        Some(flag) => boolean(&format!("{path}.allow_downgrade"), flag),
+        None => Ok(()),
+    }
+}
 
 fn setting(path: &str, key: &str, value: &Value) -> Checked {
     match key {
@@ -211,6 +225,7 @@ fn setting(path: &str, key: &str, value: &Value) -> Checked {
         "mode" => one_of(path, value, &["manual", "natural"]),
         "timezone" => timezone(path, value),
         "alarms" => alarms(path, value),
+        "firmware" => desired_firmware(path, value),
         _ => natural_light(path, value),
     }
 }
@@ -242,7 +257,7 @@ pub fn validate(desired: &Map<String, Value>, reported: &Map<String, Value>) -> 
             }
             "firmware" => {
                 let map = object(&path, value)?;
-                only_keys(&path, map, &["version"])?;
+                only_keys(&path, map, &["version", "update"])?;
             }
             "connected_since" => integer_in(&path, value, 0, u64::MAX)?,
             "alarm" => {
@@ -385,6 +400,14 @@ mod tests {
                 "desired.natural_light.demo_period_s",
             ),
             (json!({"output": {"r": 1}}), "desired.output: unknown field"),
+            (
+                json!({"firmware": {"version": "latest"}}),
+                "desired.firmware.version: required",
+            ),
+            (
+                json!({"firmware": {"version": "1.2.3", "channel": "beta"}}),
+                "desired.firmware.channel: unknown field",
+            ),
             (json!({"alarm": {}}), "desired.alarm: unknown field"),
             (json!({"mode": "natural"}), "desired.mode: natural light needs"),
             (
