@@ -20,6 +20,22 @@ pub struct Config {
     pub shadow: ShadowConfig,
     pub homeassistant: HomeAssistantConfig,
     pub clock: ClockConfig,
+    pub update: UpdateConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct UpdateConfig {
+    /// Where the privileged `lampi-update` reports progress (it must match the updater's).
+    pub status_file: PathBuf,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            status_file: PathBuf::from("/var/lib/lampi-update/status.json"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

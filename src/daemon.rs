@@ -55,6 +55,7 @@ pub async fn run(setup: LampSetup, shutdown: CancellationToken, on_ready: impl F
     tracker.spawn(store::persist(store, handle.saved.clone()));
     tracker.spawn(crate::updater::run(
         state_dir.clone(),
+        config.update.status_file.clone(),
         updates,
         handle.commands.clone(),
         shutdown.clone(),

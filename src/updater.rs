@@ -1,6 +1,7 @@
 //! Remote firmware updates, the unprivileged half: the lamp cannot install packages, so it
 //! writes what it wants into `<state_dir>/update/request.json`, which the privileged
-//! `lampi-update.path` unit watches, and follows `<state_dir>/update/status.json`, which
+//! `lampi-update.path` unit watches, and follows the status file (by default
+//! `/var/lib/lampi-update/status.json`, root-owned so the lamp cannot plant links in it) that
 //! `lampi-update` (run as root by `lampi-update.service`) writes as it goes. Nothing here runs
 //! while no update is in flight.
 
@@ -15,10 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::core::firmware::{FirmwareRequest, UpdateState, UpdateStatus};
 use crate::lamp_task::Command;
 
-/// The directory shared with `lampi-update`, inside the state directory.
-pub const UPDATE_DIR: &str = "update";
+/// Where requests go, inside the state directory (lampi-update.path watches it).
+pub const REQUEST_DIR: &str = "update";
 const REQUEST_FILE: &str = "request.json";
-const STATUS_FILE: &str = "status.json";
 /// How often the status file is read while an update runs.
 const POLL: Duration = Duration::from_secs(1);
 /// An update that has not finished by then is reported as failed.
@@ -27,13 +27,14 @@ const GIVE_UP: Duration = Duration::from_secs(30 * 60);
 /// Hands each request to the privileged updater and reports its progress to the lamp.
 pub async fn run(
     state_dir: PathBuf,
+    status_file: PathBuf,
     mut requests: mpsc::Receiver<FirmwareRequest>,
     lamp: mpsc::Sender<Command>,
     shutdown: CancellationToken,
 ) {
-    let dir = state_dir.join(UPDATE_DIR);
+    let dir = state_dir.join(REQUEST_DIR);
     // What the updater last said: after an upgrade it restarted this lamp, which reports it.
-    if let Some(status) = read_status(&dir) {
+    if let Some(status) = read_status(&status_file) {
         let _ = lamp.send(Command::FirmwareStatus(status)).await;
     }
     loop {
@@ -46,12 +47,12 @@ pub async fn run(
         };
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = follow(&dir, &request, &lamp) => {}
+            () = follow(&dir, &status_file, &request, &lamp) => {}
         }
     }
 }
 
-async fn follow(dir: &Path, request: &FirmwareRequest, lamp: &mpsc::Sender<Command>) {
+async fn follow(dir: &Path, status_file: &Path, request: &FirmwareRequest, lamp: &mpsc::Sender<Command>) {
     let failed = |error: String| UpdateStatus {
         state: UpdateState::Failed,
         version: request.version.clone(),
@@ -68,7 +69,7 @@ async fn follow(dir: &Path, request: &FirmwareRequest, lamp: &mpsc::Sender<Comma
     let deadline = tokio::time::Instant::now() + GIVE_UP;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(POLL).await;
-        let Some(status) = read_status(dir).filter(|s| s.version == request.version) else {
+        let Some(status) = read_status(status_file).filter(|s| s.version == request.version) else {
             continue;
         };
         if last.as_ref() == Some(&status) {
@@ -95,8 +96,8 @@ fn write_request(dir: &Path, request: &FirmwareRequest) -> io::Result<()> {
     fs::rename(&tmp, dir.join(REQUEST_FILE))
 }
 
-fn read_status(dir: &Path) -> Option<UpdateStatus> {
-    let bytes = fs::read(dir.join(STATUS_FILE)).ok()?;
+fn read_status(file: &Path) -> Option<UpdateStatus> {
+    let bytes = fs::read(file).ok()?;
     serde_json::from_slice(&bytes)
         .inspect_err(|e| tracing::warn!("unreadable firmware update status: {e}"))
         .ok()
@@ -114,7 +115,7 @@ mod tests {
     }
 
     fn write_status(dir: &Path, status: &str) {
-        fs::write(dir.join(UPDATE_DIR).join(STATUS_FILE), status).unwrap();
+        fs::write(dir.join("status.json"), status).unwrap();
     }
 
     #[tokio::test(start_paused = true)]
@@ -123,7 +124,8 @@ mod tests {
         let (requests_tx, requests) = mpsc::channel(1);
         let (lamp, mut commands) = mpsc::channel(8);
         let shutdown = CancellationToken::new();
-        tokio::spawn(run(state.path().to_owned(), requests, lamp, shutdown.clone()));
+        let status = state.path().join("status.json");
+        tokio::spawn(run(state.path().to_owned(), status, requests, lamp, shutdown.clone()));
         requests_tx.send(request("0.2.0")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let written = fs::read_to_string(state.path().join("update/request.json")).unwrap();
@@ -151,7 +153,14 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let (requests_tx, requests) = mpsc::channel(1);
         let (lamp, mut commands) = mpsc::channel(8);
-        tokio::spawn(run(state.path().to_owned(), requests, lamp, CancellationToken::new()));
+        let status = state.path().join("status.json");
+        tokio::spawn(run(
+            state.path().to_owned(),
+            status,
+            requests,
+            lamp,
+            CancellationToken::new(),
+        ));
         requests_tx.send(request("0.2.0")).await.unwrap();
         let Some(Command::FirmwareStatus(status)) = commands.recv().await else {
             panic!("no failure reported")

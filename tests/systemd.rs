@@ -82,21 +82,28 @@ fn runs_until_told_to_stop_even_with_mqtt_disabled() {
     terminate(lamp);
 }
 
-/// The shipped unit with ExecStart pointing at the binary under test.
-fn unit_under_test(dir: &Path) -> std::path::PathBuf {
-    let unit = include_str!("../systemd/lampi.service").replace("/usr/bin/lampi", env!("CARGO_BIN_EXE_lampi"));
-    let path = dir.join("lampi.service");
-    std::fs::write(&path, unit).unwrap();
-    path
+/// The shipped units, with their programs where this tree has them.
+fn units_under_test(dir: &Path) -> std::path::PathBuf {
+    let updater = concat!(env!("CARGO_MANIFEST_DIR"), "/debian/lampi-update");
+    for name in ["lampi.service", "lampi-update.service", "lampi-update.path"] {
+        let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd").join(name))
+            .unwrap()
+            .replace("/usr/lib/lampi/lampi-update", updater)
+            .replace("/usr/bin/lampi", env!("CARGO_BIN_EXE_lampi"));
+        std::fs::write(dir.join(name), unit).unwrap();
+    }
+    dir.join("lampi.service")
 }
 
 #[test]
-fn the_unit_verifies_and_its_exposure_is_below_2_5() {
+fn the_units_verify_and_the_lamps_exposure_is_below_2_5() {
     let dir = tempfile::tempdir().unwrap();
-    let unit = unit_under_test(dir.path());
+    let unit = units_under_test(dir.path());
     let verify = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&unit)
+        .arg(dir.path().join("lampi-update.service"))
+        .arg(dir.path().join("lampi-update.path"))
         .output()
         .expect("systemd-analyze (apt-get install systemd)");
     let complaints = String::from_utf8_lossy(&verify.stderr);
