@@ -10,6 +10,7 @@ test:
 	scripts/deps.sh $(TEST_PACKAGES)
 	cargo test
 	scripts/test-arm64.sh
+	scripts/test-deb.sh
 
 lint:
 	cargo fmt --check
