@@ -6,11 +6,12 @@ TEST_PACKAGES = mosquitto mosquitto-clients openssl python3-ephem systemd
 run:
 	scripts/run.sh
 
+# Each step says how long it took: CI caches nothing, and must stay well under its limit.
 test:
 	scripts/deps.sh $(TEST_PACKAGES)
-	cargo test
-	scripts/test-arm64.sh
-	scripts/test-deb.sh
+	@start=$$(date +%s) && cargo test && echo "cargo test: $$(( $$(date +%s) - start )) s"
+	@start=$$(date +%s) && scripts/test-arm64.sh && echo "test-arm64: $$(( $$(date +%s) - start )) s"
+	@start=$$(date +%s) && scripts/test-deb.sh && echo "test-deb: $$(( $$(date +%s) - start )) s"
 
 lint:
 	cargo fmt --check

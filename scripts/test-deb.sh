@@ -9,7 +9,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || exec sudo "$0" "$@"
-scripts/deps.sh debootstrap reprepro gnupg mosquitto mosquitto-clients python3
+scripts/deps.sh debootstrap reprepro gnupg mosquitto mosquitto-clients python3 lintian
 say() { echo "== $*"; }
 fail() { echo "test-deb: FAILED: $*" >&2; exit 1; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -32,6 +32,22 @@ v2=$(echo "$v1" | awk -F. '{ printf "%d.%d.%d", $1, $2, $3 + 1 }')
 say "packages: $v1 from this tree, and $v2 with a changed default config"
 scripts/deb.sh
 cp "target/debian/lampi_${v1}-1_amd64.deb" "$work/v1.deb"
+
+say "control data, contents, lintian"
+dpkg-deb -I "$work/v1.deb" > "$work/control"
+for field in "Package: lampi" "Version: $v1-1" "Architecture: amd64" "Depends: .*adduser"; do
+    grep -q "^ $field" "$work/control" || { cat "$work/control"; fail "control lacks $field"; }
+done
+for script in postinst prerm postrm; do
+    grep -q "  $script " "$work/control" || fail "no $script"
+done
+dpkg-deb -c "$work/v1.deb" > "$work/contents"
+for file in ./usr/bin/lampi ./etc/lampi/lampi.toml ./usr/lib/systemd/system/lampi.service \
+    ./usr/lib/systemd/system/lampi-update.path ./usr/lib/systemd/system/lampi-update.service \
+    ./usr/lib/lampi/lampi-update ./usr/share/doc/lampi/copyright ./usr/share/man/man1/lampi.1.gz; do
+    grep -q " $file\$" "$work/contents" || { cat "$work/contents"; fail "$file is not in the package"; }
+done
+lintian --fail-on error,warning "$work/v1.deb" || fail "lintian"
 mkdir "$work/src"
 tar --exclude=./target --exclude=./.git -cf - . | tar -xf - -C "$work/src"
 (
