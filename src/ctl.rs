@@ -195,6 +195,21 @@ pub async fn portal_associate(target: &Target, code: &str, owner: &str, name: &s
     })
 }
 
+/// `lampi ctl alarm snooze|dismiss`: acts on the ringing alarm, as the touchscreen's buttons do.
+pub async fn alarm(target: &Target, command: &str) -> anyhow::Result<Value> {
+    let topic = crate::protocol::lampi::alarm_topic(&target.device_id);
+    let results = format!("{topic}/result");
+    let (client, mut eventloop) = connect(target, std::slice::from_ref(&results)).await?;
+    let token = unique_token();
+    let request = json!({"command": command, "token": token});
+    client
+        .publish(&topic, QoS::AtLeastOnce, false, request.to_string())
+        .await?;
+    let result = lamp_result(&mut eventloop, &token).await;
+    let _ = client.disconnect().await;
+    result
+}
+
 /// `lampi ctl portal-unpair`: the cloud tells the lamp it no longer has an owner.
 pub async fn portal_unpair(target: &Target) -> anyhow::Result<Value> {
     let topics = PairingTopics::new(&target.device_id);

@@ -94,6 +94,11 @@ enum CtlAction {
     },
     /// Play the cloud portal: tell the lamp (--thing) it no longer has an owner.
     PortalUnpair,
+    /// Snooze or dismiss the ringing alarm.
+    Alarm {
+        #[arg(value_parser = ["snooze", "dismiss"])]
+        command: String,
+    },
 }
 
 fn unit(text: &str) -> Result<f64, String> {
@@ -233,6 +238,7 @@ fn ctl_main(target: &ctl::Target, action: CtlAction) -> ExitCode {
                 ctl::portal_associate(target, &code, &owner, &name).await
             }
             CtlAction::PortalUnpair => ctl::portal_unpair(target).await,
+            CtlAction::Alarm { command } => ctl::alarm(target, &command).await,
         }
     });
     match result {

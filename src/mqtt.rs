@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MqttConfig, ShadowService};
 use crate::core::backoff::Backoff;
-use crate::core::device::{AlarmCommand, PairingView, ShadowMessage, ShadowOp, ShadowRole, ShadowTopic};
+use crate::core::device::{PairingView, ShadowMessage, ShadowOp, ShadowRole, ShadowTopic};
 use crate::core::pairing::Owner;
 use crate::events::Spool;
 use crate::lamp_task::{Command, LampHandle, Snapshot};
@@ -100,8 +100,8 @@ impl Topics {
             changed: format!("{prefix}lamp/changed"),
             connection_state,
             events: format!("lampi/{}/events", config.device_id()),
-            alarm: format!("lampi/{}/alarm", config.device_id()),
-            alarm_result: format!("lampi/{}/alarm/result", config.device_id()),
+            alarm: lampi::alarm_topic(&config.device_id()),
+            alarm_result: format!("{}/result", lampi::alarm_topic(&config.device_id())),
             pairing: PairingTopics::new(&config.device_id()),
             associated: format!("{prefix}lamp/associated"),
             shadow: (config.shadow.service != ShadowService::Off).then(|| config.shadow_topic_prefix()),
@@ -174,7 +174,7 @@ enum Notice {
 enum Incoming {
     Command(Command),
     /// A command for the alarm, whose answer is published.
-    Alarm(AlarmCommand),
+    Alarm(lampi::AlarmRequest),
     /// The portal's association or unpairing, answered on the pairing result topic.
     Associate(pairing::Association),
     Unpair {
@@ -282,10 +282,10 @@ fn decode(topics: &Topics, topic: &str, payload: &[u8]) -> Option<Incoming> {
     }
     if topic == topics.alarm {
         return Some(match lampi::parse_alarm_command(payload) {
-            Ok(command) => Incoming::Alarm(command),
-            Err(error) => Incoming::Notice(Notice::Reply {
+            Ok(request) => Incoming::Alarm(request),
+            Err((error, token)) => Incoming::Notice(Notice::Reply {
                 topic: topics.alarm_result.clone(),
-                payload: lampi::alarm_result(None, Err(&error)),
+                payload: lampi::alarm_result(None, token.as_deref(), Err(&error)),
             }),
         });
     }
@@ -372,14 +372,16 @@ async fn poll(
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => match decode(&topics, &publish.topic, &publish.payload) {
                 Some(Incoming::Command(command)) => command,
-                Some(Incoming::Alarm(command)) => {
+                Some(Incoming::Alarm(request)) => {
                     let (reply, answer) = oneshot::channel();
+                    let command = request.command;
                     answer_later(
                         &notices,
                         topics.alarm_result.clone(),
                         answer,
                         move |result: Result<(), String>| {
-                            lampi::alarm_result(Some(command), result.as_ref().map(|_| ()).map_err(String::as_str))
+                            let result = result.as_ref().map(|_| ()).map_err(String::as_str);
+                            lampi::alarm_result(Some(command), request.token.as_deref(), result)
                         },
                     );
                     Command::Alarm { command, reply }

@@ -122,31 +122,53 @@ pub fn rejection_payload(rejection: &Rejection) -> Vec<u8> {
 /// Longest alarm command accepted.
 pub const MAX_ALARM_COMMAND_BYTES: usize = 256;
 
-/// `{"command": "snooze"}` or `{"command": "dismiss"}` on `lampi/<id>/alarm`.
-pub fn parse_alarm_command(payload: &[u8]) -> Result<AlarmCommand, String> {
+/// Where a lamp takes alarm commands; the answers go to the same topic + `/result`.
+pub fn alarm_topic(device_id: &str) -> String {
+    format!("lampi/{device_id}/alarm")
+}
+
+/// A command for the ringing alarm, with the sender's optional token for the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlarmRequest {
+    pub command: AlarmCommand,
+    pub token: Option<String>,
+}
+
+/// `{"command": "snooze"}` or `{"command": "dismiss"}`, optionally with `"token"` (≤ 64
+/// bytes), on `lampi/<id>/alarm`. A refusal keeps the token when it could be read.
+pub fn parse_alarm_command(payload: &[u8]) -> Result<AlarmRequest, (String, Option<String>)> {
     if payload.len() > MAX_ALARM_COMMAND_BYTES {
-        return Err(format!("payload over {MAX_ALARM_COMMAND_BYTES} bytes"));
+        return Err((format!("payload over {MAX_ALARM_COMMAND_BYTES} bytes"), None));
     }
-    let value: Value = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
-    let object = value.as_object().ok_or("must be a JSON object")?;
-    if let Some(key) = object.keys().find(|k| k.as_str() != "command") {
-        return Err(format!("{key}: unknown field (allowed: command)"));
+    let value: Value = serde_json::from_slice(payload).map_err(|e| (format!("invalid JSON: {e}"), None))?;
+    let object = value.as_object().ok_or(("must be a JSON object".to_owned(), None))?;
+    let token = match object.get("token") {
+        None => None,
+        Some(Value::String(t)) if t.len() <= 64 => Some(t.clone()),
+        Some(_) => return Err(("token: must be text of at most 64 bytes".into(), None)),
+    };
+    if let Some(key) = object.keys().find(|k| !["command", "token"].contains(&k.as_str())) {
+        return Err((format!("{key}: unknown field (allowed: command, token)"), token));
     }
-    match object.get("command").and_then(Value::as_str) {
-        Some("snooze") => Ok(AlarmCommand::Snooze),
-        Some("dismiss") => Ok(AlarmCommand::Dismiss),
-        _ => Err("command: must be \"snooze\" or \"dismiss\"".into()),
-    }
+    let command = match object.get("command").and_then(Value::as_str) {
+        Some("snooze") => AlarmCommand::Snooze,
+        Some("dismiss") => AlarmCommand::Dismiss,
+        _ => return Err(("command: must be \"snooze\" or \"dismiss\"".into(), token)),
+    };
+    Ok(AlarmRequest { command, token })
 }
 
 /// The answer on `lampi/<id>/alarm/result`.
-pub fn alarm_result(command: Option<AlarmCommand>, result: Result<(), &str>) -> Vec<u8> {
+pub fn alarm_result(command: Option<AlarmCommand>, token: Option<&str>, result: Result<(), &str>) -> Vec<u8> {
     let mut answer = json!({ "ok": result.is_ok() });
     if let Some(command) = command {
         answer["command"] = json!(match command {
             AlarmCommand::Snooze => "snooze",
             AlarmCommand::Dismiss => "dismiss",
         });
+    }
+    if let Some(token) = token {
+        answer["token"] = json!(token);
     }
     if let Err(error) = result {
         answer["error"] = json!(error);
@@ -220,6 +242,46 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"color":{"h":0.33,"s":1.0},"brightness":0.5,"on":true,"client":"me"})
+        );
+    }
+
+    #[test]
+    fn alarm_commands_are_parsed_and_refusals_keep_the_token() {
+        assert_eq!(
+            parse_alarm_command(br#"{"command": "snooze", "token": "t1"}"#),
+            Ok(AlarmRequest {
+                command: AlarmCommand::Snooze,
+                token: Some("t1".into())
+            })
+        );
+        let cases: [(&[u8], &str, Option<&str>); 4] = [
+            (
+                br#"{"command": "louder", "token": "t2"}"#,
+                "command: must be",
+                Some("t2"),
+            ),
+            (
+                br#"{"command": "dismiss", "volume": 11}"#,
+                "volume: unknown field",
+                None,
+            ),
+            (b"snooze", "invalid JSON", None),
+            (br#"{"command": "snooze", "token": 7}"#, "token: must be text", None),
+        ];
+        for (payload, error, token) in cases {
+            let (got, got_token) = parse_alarm_command(payload).unwrap_err();
+            assert!(got.starts_with(error), "{got}");
+            assert_eq!(got_token.as_deref(), token);
+        }
+        let answer: Value = serde_json::from_slice(&alarm_result(
+            Some(AlarmCommand::Dismiss),
+            Some("t3"),
+            Err("no alarm is ringing"),
+        ))
+        .unwrap();
+        assert_eq!(
+            answer,
+            json!({"ok": false, "command": "dismiss", "token": "t3", "error": "no alarm is ringing"})
         );
     }
 }
