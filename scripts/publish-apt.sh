@@ -9,6 +9,8 @@
 # the public key lamps need in /usr/share/keyrings/. A lamp's source line:
 #   deb [signed-by=/usr/share/keyrings/lampi-archive-keyring.gpg] http://HOST/ bookworm main
 # in /etc/apt/sources.list.d/lampi.list (lampi-update refreshes only that list).
+# reprepro (5.3 in Debian 12) keeps one version per package: to send lamps back to an older
+# one, `reprepro --basedir REPO_DIR remove bookworm lampi` and publish the older package.
 set -eu
 repo=${1:?usage: $0 REPO_DIR PACKAGE.deb...}
 shift

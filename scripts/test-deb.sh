@@ -2,7 +2,8 @@
 # The package end to end in a throwaway Debian root made by debootstrap: install; the remote
 # update path (a signed reprepro repository served on loopback, desired.firmware.version set
 # through the shadow, lampi-update installing it) with a conffile edit kept and the lamp's
-# state surviving; a version that does not exist reported as failed; purge.
+# state surviving; a version that does not exist reported as failed; a downgrade refused until
+# it is allowed, then done; purge.
 # No systemd runs in the root, so the harness does what lampi-update.path and the package's
 # restart of lampi.service would (tests/systemd.rs checks the units). Needs root.
 # Usage: scripts/test-deb.sh          (LAMPI_DEBIAN_MIRROR overrides deb.debian.org)
@@ -118,14 +119,17 @@ say "remote update to $v2"
 mosquitto_pub -p "$port" -t '$aws/things/debtest/shadow/update' \
     -m "{\"state\": {\"desired\": {\"firmware\": {\"version\": \"$v2\"}}}}"
 request="$root/var/lib/lampi/update/request.json"
-for _ in $(seq 30); do [ -f "$request" ] && break; sleep 1; done
-[ -f "$request" ] || fail "the lamp did not ask for $v2"
-# As lampi-update.path would start lampi-update.service:
-in_root /usr/lib/lampi/lampi-update || { cat "$root/var/lib/lampi-update/apt.log"; fail "lampi-update"; }
-[ "$(in_root dpkg-query -W -f='${Version}' lampi)" = "$v2-1" ] || fail "$v2 is not installed"
-# As the package's restart of lampi.service would:
-stop_lamp
-start_lamp
+# As lampi-update.path would start lampi-update.service when the lamp asks for VERSION, then as
+# the package's restart of lampi.service would:
+update_to() { # VERSION
+    for _ in $(seq 30); do grep -q "\"$1\"" "$request" 2>/dev/null && break; sleep 1; done
+    grep -q "\"$1\"" "$request" 2>/dev/null || fail "the lamp did not ask for $1"
+    in_root /usr/lib/lampi/lampi-update || { cat "$root/var/lib/lampi-update/apt.log"; fail "lampi-update $1"; }
+    [ "$(in_root dpkg-query -W -f='${Version}' lampi)" = "$1-1" ] || fail "$1 is not installed"
+    stop_lamp
+    start_lamp
+}
+update_to "$v2"
 reported_until firmware.version "$v2"
 reported_until firmware.update.state succeeded
 reported_until light.brightness 0.3
@@ -139,6 +143,22 @@ for _ in $(seq 30); do grep -q 9.9.9 "$request" 2>/dev/null && break; sleep 1; d
 in_root /usr/lib/lampi/lampi-update && fail "lampi-update installed a version that does not exist"
 reported_until firmware.update.state failed
 shadow_get | json_get state.reported.firmware.update.error | grep -q "not in the repository" || fail "no reason given"
+
+say "a downgrade to $v1: refused, then allowed"
+mosquitto_pub -p "$port" -t '$aws/things/debtest/shadow/update' \
+    -m "{\"state\": {\"desired\": {\"firmware\": {\"version\": \"$v1\"}}}}"
+reported_until firmware.update.version "$v1"
+reported_until firmware.update.state failed
+shadow_get | json_get state.reported.firmware.update.error | grep -q "allow_downgrade" || fail "no reason given"
+grep -q "\"$v1\"" "$request" && fail "the lamp asked for a downgrade nobody allowed"
+# The repository is rolled back to $v1, as publish-apt.sh describes.
+GNUPGHOME="$work/repo/gnupg" reprepro --basedir "$work/repo" remove bookworm lampi >>"$work/publish.log" 2>&1
+scripts/publish-apt.sh "$work/repo" "$work/v1.deb" >>"$work/publish.log" 2>&1 || { cat "$work/publish.log"; fail "republish"; }
+mosquitto_pub -p "$port" -t '$aws/things/debtest/shadow/update' \
+    -m "{\"state\": {\"desired\": {\"firmware\": {\"version\": \"$v1\", \"allow_downgrade\": true}}}}"
+update_to "$v1"
+reported_until firmware.version "$v1"
+reported_until firmware.update.state succeeded
 
 say "purge"
 stop_lamp

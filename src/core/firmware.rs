@@ -10,6 +10,9 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// The end of the reason a downgrade was refused: the cloud may then ask again, allowing it.
+const DOWNGRADE_REFUSED: &str = "a downgrade needs allow_downgrade";
+
 /// `major.minor.patch`, as in Cargo.toml.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Version(u64, u64, u64);
@@ -91,7 +94,11 @@ impl Firmware {
     pub fn desire(&mut self, desired: Option<&Value>) -> Option<FirmwareRequest> {
         let wanted = desired?.get("version")?.as_str()?;
         let allow_downgrade = desired?.get("allow_downgrade").and_then(Value::as_bool) == Some(true);
-        if wanted == self.running || self.status.as_ref().is_some_and(|s| s.version == wanted) {
+        let asked_before = self.status.as_ref().is_some_and(|s| {
+            let refused_downgrade = s.error.as_deref().is_some_and(|e| e.ends_with(DOWNGRADE_REFUSED));
+            s.version == wanted && !(allow_downgrade && refused_downgrade)
+        });
+        if wanted == self.running || asked_before {
             return None;
         }
         let order = Version::parse(wanted)
@@ -102,7 +109,7 @@ impl Firmware {
                 state: UpdateState::Failed,
                 version: wanted.to_owned(),
                 error: Some(format!(
-                    "{wanted} is older than the running {}: a downgrade needs allow_downgrade",
+                    "{wanted} is older than the running {}: {DOWNGRADE_REFUSED}",
                     self.running
                 )),
             });
@@ -182,8 +189,9 @@ mod tests {
         let report = firmware.report();
         assert_eq!(report["update"]["state"], json!("failed"));
         assert!(report["update"]["error"].as_str().unwrap().contains("allow_downgrade"));
-        let mut firmware = Firmware::new("0.3.0", None);
+        // Asked again, allowing it, it goes ahead — once.
         assert!(firmware.desire(Some(&desired("0.2.0", true))).is_some());
+        assert_eq!(firmware.desire(Some(&desired("0.2.0", true))), None);
     }
 
     #[test]
