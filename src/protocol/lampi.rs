@@ -137,19 +137,9 @@ pub struct AlarmRequest {
 /// `{"command": "snooze"}` or `{"command": "dismiss"}`, optionally with `"token"` (≤ 64
 /// bytes), on `lampi/<id>/alarm`. A refusal keeps the token when it could be read.
 pub fn parse_alarm_command(payload: &[u8]) -> Result<AlarmRequest, (String, Option<String>)> {
-    if payload.len() > MAX_ALARM_COMMAND_BYTES {
-        return Err((format!("payload over {MAX_ALARM_COMMAND_BYTES} bytes"), None));
-    }
-    let value: Value = serde_json::from_slice(payload).map_err(|e| (format!("invalid JSON: {e}"), None))?;
-    let object = value.as_object().ok_or(("must be a JSON object".to_owned(), None))?;
-    let token = match object.get("token") {
-        None => None,
-        Some(Value::String(t)) if t.len() <= 64 => Some(t.clone()),
-        Some(_) => return Err(("token: must be text of at most 64 bytes".into(), None)),
-    };
-    if let Some(key) = object.keys().find(|k| !["command", "token"].contains(&k.as_str())) {
-        return Err((format!("{key}: unknown field (allowed: command, token)"), token));
-    }
+    let object = super::small_object(payload, MAX_ALARM_COMMAND_BYTES).map_err(|e| (e, None))?;
+    let token = super::token(&object).map_err(|e| (e, None))?;
+    super::only_keys(&object, &["command", "token"]).map_err(|e| (e, token.clone()))?;
     let command = match object.get("command").and_then(Value::as_str) {
         Some("snooze") => AlarmCommand::Snooze,
         Some("dismiss") => AlarmCommand::Dismiss,

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::{only_keys, small_object, token};
 use crate::core::device::PairingView;
 use crate::core::pairing::{Owner, display};
 
@@ -44,25 +45,9 @@ pub struct Association {
 }
 
 fn object(payload: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, String> {
-    if payload.len() > MAX_MESSAGE_BYTES {
-        return Err(format!("payload over {MAX_MESSAGE_BYTES} bytes"));
-    }
-    let value: Value = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
-    let Value::Object(map) = value else {
-        return Err("must be a JSON object".into());
-    };
-    if let Some(key) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(format!("{key}: unknown field (allowed: {})", allowed.join(", ")));
-    }
+    let map = small_object(payload, MAX_MESSAGE_BYTES)?;
+    only_keys(&map, allowed)?;
     Ok(map)
-}
-
-fn token(map: &Map<String, Value>) -> Result<Option<String>, String> {
-    match map.get("token") {
-        None => Ok(None),
-        Some(Value::String(t)) if t.len() <= 64 => Ok(Some(t.clone())),
-        Some(_) => Err("token: must be text of at most 64 bytes".into()),
-    }
 }
 
 /// `{"code": "ABCD-EFGH", "owner": "alice", "name": "Alice", "token": "..."}`.
