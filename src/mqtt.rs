@@ -386,35 +386,15 @@ async fn poll(
                     );
                     Command::Alarm { command, reply }
                 }
-                Some(Incoming::Associate(association)) => {
-                    let (reply, answer) = oneshot::channel();
-                    let token = association.token;
-                    answer_later(
-                        &notices,
-                        topics.pairing.result.clone(),
-                        answer,
-                        move |result: Result<Owner, String>| {
-                            pairing::result(token.as_deref(), result.as_ref().map_err(String::as_str))
-                        },
-                    );
-                    Command::Associate {
-                        code: association.code,
-                        owner: association.owner,
-                        reply,
-                    }
-                }
-                Some(Incoming::Unpair { token }) => {
-                    let (reply, answer) = oneshot::channel();
-                    answer_later(
-                        &notices,
-                        topics.pairing.result.clone(),
-                        answer,
-                        move |result: Result<Owner, String>| {
-                            pairing::result(token.as_deref(), result.as_ref().map_err(String::as_str))
-                        },
-                    );
-                    Command::Unpair { source: "cloud", reply }
-                }
+                Some(Incoming::Associate(association)) => Command::Associate {
+                    code: association.code,
+                    owner: association.owner,
+                    reply: pairing_reply(&notices, &topics, association.token),
+                },
+                Some(Incoming::Unpair { token }) => Command::Unpair {
+                    source: "cloud",
+                    reply: pairing_reply(&notices, &topics, token),
+                },
                 Some(Incoming::Notice(notice)) => {
                     if notices.try_send(notice).is_err() {
                         tracing::warn!("too many notices queued; this one is only logged");
@@ -467,6 +447,23 @@ fn answer_later<T: Send + 'static>(
             let _ = notices.send(Notice::Reply { topic, payload }).await;
         }
     });
+}
+
+/// Where the lamp's answer to an association or unpairing goes: the pairing result topic,
+/// with the sender's token.
+fn pairing_reply(
+    notices: &mpsc::Sender<Notice>,
+    topics: &Topics,
+    token: Option<String>,
+) -> oneshot::Sender<Result<Owner, String>> {
+    let (reply, answer) = oneshot::channel();
+    answer_later(
+        notices,
+        topics.pairing.result.clone(),
+        answer,
+        move |result: Result<Owner, String>| pairing::result(token.as_deref(), result.as_ref().map_err(String::as_str)),
+    );
+    reply
 }
 
 fn tls_configuration(config: &MqttConfig) -> std::io::Result<TlsConfiguration> {
