@@ -10,15 +10,20 @@ use serde_json::json;
 
 const ACL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/mosquitto-acl.conf");
 
-/// Lamp B's shadow version after a client calling itself lamp A tried to change it.
-async fn version_after_impostor(broker: &Broker) -> (u64, u64) {
-    let state = tempfile::tempdir().unwrap();
-    let lamp_b = RunningLamp::start_with(broker.port, state.path(), |c| {
+/// Lamp B, configured as the ACL expects: its device id as client id and topic prefix.
+async fn start_lamp_b(broker: &Broker, state: &std::path::Path) -> RunningLamp {
+    RunningLamp::start_with(broker.port, state, |c| {
         c.device.id = Some("lampB".into());
         c.mqtt.client_id = "lampB".into();
         c.mqtt.topic_prefix = "devices/lampB/".into();
     })
-    .await;
+    .await
+}
+
+/// Lamp B's shadow version after a client calling itself lamp A tried to change it.
+async fn version_after_impostor(broker: &Broker) -> (u64, u64) {
+    let state = tempfile::tempdir().unwrap();
+    let lamp_b = start_lamp_b(broker, state.path()).await;
     // Let lamp B connect and settle its own reports.
     let mut saved = lamp_b.handle.saved.clone();
     tokio::time::timeout(
@@ -57,12 +62,7 @@ async fn a_lamp_cannot_write_another_lamps_shadow_under_the_acl() {
 /// Whether a client calling itself lamp A sees the pairing code lamp B shows.
 async fn code_seen_by_impostor(broker: &Broker) -> bool {
     let state = tempfile::tempdir().unwrap();
-    let lamp_b = RunningLamp::start_with(broker.port, state.path(), |c| {
-        c.device.id = Some("lampB".into());
-        c.mqtt.client_id = "lampB".into();
-        c.mqtt.topic_prefix = "devices/lampB/".into();
-    })
-    .await;
+    let lamp_b = start_lamp_b(broker, state.path()).await;
     let mut impostor = Client::connect(broker.port, "lampA").await;
     impostor.subscribe("lampi/lampB/pairing/code").await;
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -6,25 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Broker, RunningLamp};
+use common::{Broker, RunningLamp, ctl_command};
 use serde_json::{Value, json};
-
-/// `lampi ctl` aimed at lamp1 on the test broker.
-fn ctl_command(port: u16, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lampi"));
-    command
-        .args([
-            "ctl",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--thing",
-            "lamp1",
-        ])
-        .args(args);
-    command
-}
 
 fn ctl(port: u16, args: &[&str]) -> Output {
     ctl_command(port, args).output().unwrap()

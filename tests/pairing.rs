@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Broker, Client, RunningLamp, json};
+use common::{Broker, Client, RunningLamp, ctl_command, json};
 use serde_json::{Value, json};
 
 const ASSOCIATED: &str = "lamp/associated";
@@ -17,18 +16,7 @@ const RESULT: &str = "lampi/lamp1/pairing/result";
 /// `lampi ctl … ARGS` against lamp1 on the test broker, off the async threads; its JSON output
 /// on success, its error text otherwise.
 async fn ctl(port: u16, args: &[&str]) -> Result<Value, String> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lampi"));
-    command
-        .args([
-            "ctl",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--thing",
-            "lamp1",
-        ])
-        .args(args);
+    let mut command = ctl_command(port, args);
     let out = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();

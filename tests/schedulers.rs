@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Broker, Client, RunningLamp, json};
+use common::{Broker, Client, RunningLamp, ctl_command, json};
 use serde_json::{Value, json};
 
 const PREFIX: &str = "$aws/things/lamp1/shadow/";
@@ -22,18 +22,7 @@ async fn reported_until(client: &mut Client, wanted: impl Fn(&Value) -> bool) ->
 
 /// `lampi ctl alarm COMMAND` for lamp1, off the async threads.
 async fn ctl_alarm(port: u16, command: &str) -> std::process::Output {
-    let mut ctl = std::process::Command::new(env!("CARGO_BIN_EXE_lampi"));
-    ctl.args([
-        "ctl",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--thing",
-        "lamp1",
-        "alarm",
-        command,
-    ]);
+    let mut ctl = ctl_command(port, &["alarm", command]);
     tokio::task::spawn_blocking(move || ctl.output().unwrap())
         .await
         .unwrap()

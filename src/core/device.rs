@@ -1084,16 +1084,20 @@ mod tests {
 
     const LONDON: &str = r#"{"latitude": 51.5, "longitude": -0.12}"#;
 
-    fn natural(device: &mut Device, now: Instant) {
-        let place: Value = serde_json::from_str(LONDON).unwrap();
-        let update = json!({"state": {"desired": {"mode": "natural", "natural_light": place}}});
-        let messages = request(device, ShadowOp::Update, update, now);
+    /// A desired update that the lamp must accept.
+    fn desire(device: &mut Device, desired: Value, now: Instant) {
+        let messages = request(device, ShadowOp::Update, json!({"state": {"desired": desired}}), now);
         assert_eq!(
             messages[0].topic,
             ShadowTopic::UpdateAccepted,
             "{:?}",
             messages[0].payload
         );
+    }
+
+    fn natural(device: &mut Device, now: Instant) {
+        let place: Value = serde_json::from_str(LONDON).unwrap();
+        desire(device, json!({"mode": "natural", "natural_light": place}), now);
     }
 
     #[test]
@@ -1156,14 +1160,7 @@ mod tests {
     }
 
     fn alarm_at_noon(device: &mut Device, now: Instant, spec: Value) {
-        let update = json!({"state": {"desired": {"alarms": {"noon": spec}}}});
-        let messages = request(device, ShadowOp::Update, update, now);
-        assert_eq!(
-            messages[0].topic,
-            ShadowTopic::UpdateAccepted,
-            "{:?}",
-            messages[0].payload
-        );
+        desire(device, json!({"alarms": {"noon": spec}}), now);
     }
 
     #[test]

@@ -249,6 +249,23 @@ pub fn json(publish: &Publish) -> serde_json::Value {
     serde_json::from_slice(&publish.payload).expect("payload is JSON")
 }
 
+/// `lampi ctl ARGS` aimed at lamp1 on the test broker at `port`.
+pub fn ctl_command(port: u16, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lampi"));
+    command
+        .args([
+            "ctl",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--thing",
+            "lamp1",
+        ])
+        .args(args);
+    command
+}
+
 /// A config file for a lamp talking to `port`, keeping state in `state_dir`.
 pub fn write_config(dir: &Path, port: u16, state_dir: &Path, client_id: &str) -> PathBuf {
     let path = dir.join("lampi.toml");
