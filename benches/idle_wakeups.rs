@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::{Broker, Client, write_config};
@@ -61,17 +61,7 @@ async fn measure(name: &str, desired: Value, seconds: u64) -> f64 {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), broker.port, &dir.path().join("state"), "idle");
-    let lamp = Lamp(
-        Command::new(env!("CARGO_BIN_EXE_lampi"))
-            .arg("--config")
-            .arg(config)
-            .arg("run")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
-    );
+    let lamp = Lamp(common::lampi_run(&config).process_group(0).spawn().unwrap());
     let mut app = Client::connect(broker.port, "bench").await;
     app.subscribe("$aws/things/test/shadow/update/accepted").await;
     app.subscribe("lamp/changed").await;

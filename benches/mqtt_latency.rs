@@ -8,7 +8,7 @@
 mod common;
 
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{Broker, Client, rss_kib, write_config};
@@ -52,15 +52,7 @@ fn relay(port: u16) -> Peer {
 
 fn lamp(port: u16, dir: &std::path::Path) -> Peer {
     let config = write_config(dir, port, &dir.join("state"), "lamp_service");
-    let child = Command::new(env!("CARGO_BIN_EXE_lampi"))
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let child = common::lampi_run(&config).process_group(0).spawn().unwrap();
     Peer { name: "lampi", child }
 }
 

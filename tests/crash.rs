@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{Broker, Client, rss_kib, write_config};
@@ -16,14 +16,7 @@ const ROUNDS: u32 = 8;
 const UPDATES: u32 = 1000;
 
 fn spawn_lamp(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_lampi"))
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
+    common::lampi_run(config).spawn().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

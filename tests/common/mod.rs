@@ -249,6 +249,18 @@ pub fn json(publish: &Publish) -> serde_json::Value {
     serde_json::from_slice(&publish.payload).expect("payload is JSON")
 }
 
+/// `lampi --config CONFIG run`, the built binary, quiet but for warnings.
+pub fn lampi_run(config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lampi"));
+    command
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    command
+}
+
 /// `lampi ctl ARGS` aimed at lamp1 on the test broker at `port`.
 pub fn ctl_command(port: u16, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lampi"));
