@@ -1,4 +1,5 @@
-//! Records the git commit in the binary, so `lampi --version` says exactly what runs.
+//! Records the git commit in the binary, so `lampi --version` says exactly what runs, and
+//! compiles the touchscreen UI in `ui/`.
 
 use std::process::Command;
 
@@ -15,4 +16,13 @@ fn main() {
     println!("cargo:rustc-env=LAMPI_GIT_COMMIT={commit}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
+
+    // Debug info names elements after their ids, which the UI tests find controls by; the font
+    // goes into the binary so the screen looks the same whatever fonts the system has.
+    let ui = slint_build::CompilerConfiguration::new()
+        .with_debug_info(true)
+        .embed_resources(slint_build::EmbedResourcesKind::EmbedFiles);
+    if let Err(e) = slint_build::compile_with_config("ui/app.slint", ui) {
+        panic!("ui/app.slint: {e}");
+    }
 }

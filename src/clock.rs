@@ -30,6 +30,8 @@ pub trait WallClock: Debug + Send {
     /// Sleeps until the wall clock reads `at` (forever if `None`), returning early if the
     /// clock is set.
     fn sleep_until(&mut self, at: Option<DateTime<Utc>>) -> Sleep<'_>;
+    /// Another clock that reads the same time, for a second task (the screen's clock).
+    fn replica(&self) -> Box<dyn WallClock>;
 }
 
 /// Seconds since the epoch, for shadow timestamps; 0 before 1970.
@@ -74,10 +76,14 @@ impl WallClock for SystemClock {
             timer.wait(at).await
         })
     }
+
+    fn replica(&self) -> Box<dyn WallClock> {
+        Box::new(SystemClock::default())
+    }
 }
 
 /// A clock that starts at a chosen time and runs `speed` times faster than tokio's clock.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct VirtualClock {
     start: DateTime<Utc>,
     origin: tokio::time::Instant,
@@ -109,6 +115,10 @@ impl WallClock for VirtualClock {
 
     fn synchronised(&self) -> bool {
         self.synchronised
+    }
+
+    fn replica(&self) -> Box<dyn WallClock> {
+        Box::new(self.clone())
     }
 
     fn sleep_until(&mut self, at: Option<DateTime<Utc>>) -> Sleep<'_> {
@@ -191,15 +201,15 @@ mod realtime {
         }
 
         pub async fn wait(&mut self, at: Option<DateTime<Utc>>) -> Wake {
-            if self.armed != Some(at) {
-                if let Err(e) = self.arm(at) {
-                    // Wall-clock wake-ups are then lost; say so once, not at every frame.
-                    if !self.failed {
-                        tracing::error!("cannot arm the realtime timer: {e}");
-                        self.failed = true;
-                    }
-                    std::future::pending::<()>().await;
+            if self.armed != Some(at)
+                && let Err(e) = self.arm(at)
+            {
+                // Wall-clock wake-ups are then lost; say so once, not at every frame.
+                if !self.failed {
+                    tracing::error!("cannot arm the realtime timer: {e}");
+                    self.failed = true;
                 }
+                std::future::pending::<()>().await;
             }
             loop {
                 let Ok(mut ready) = self.fd.readable().await else {

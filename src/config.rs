@@ -21,6 +21,56 @@ pub struct Config {
     pub homeassistant: HomeAssistantConfig,
     pub clock: ClockConfig,
     pub update: UpdateConfig,
+    pub ui: UiConfig,
+}
+
+/// Where the touchscreen UI is shown.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Display {
+    /// The Pi's screen without a desktop when built with `linuxkms`; a window when a desktop
+    /// is running and the build has `winit`; otherwise none.
+    #[default]
+    Auto,
+    Linuxkms,
+    Winit,
+    None,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct UiConfig {
+    pub display: Display,
+    /// The clock's format until changed on the screen.
+    pub clock_24h: bool,
+    /// The screen's size in pixels (the official 7" touchscreen is 800 × 480).
+    pub width: u32,
+    pub height: u32,
+    /// Seconds without a touch before the screen dims.
+    pub idle_dim_s: u64,
+    /// The dimmed backlight level, 0.0–1.0.
+    pub dim_level: f64,
+    /// When the idle screen goes dark instead of dim, "HH:MM" local time.
+    pub night_start: String,
+    pub night_end: String,
+    /// "auto" (the first device in /sys/class/backlight), a device directory, or "none".
+    pub backlight: String,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            display: Display::Auto,
+            clock_24h: true,
+            width: 800,
+            height: 480,
+            idle_dim_s: 30,
+            dim_level: 0.15,
+            night_start: "22:00".into(),
+            night_end: "07:00".into(),
+            backlight: "auto".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -336,26 +386,24 @@ impl Config {
 
     fn validate(&self, file: &Path) -> Result<(), ConfigError> {
         let invalid = |key, reason| ConfigError::invalid(file, key, reason);
-        if let Some(id) = &self.device.id {
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(invalid(
-                    "device.id",
-                    format!(
-                        "{id:?} must be non-empty ASCII letters, digits, '-' or '_' (it becomes part of MQTT topics)"
-                    ),
-                ));
-            }
+        if let Some(id) = &self.device.id
+            && (id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return Err(invalid(
+                "device.id",
+                format!("{id:?} must be non-empty ASCII letters, digits, '-' or '_' (it becomes part of MQTT topics)"),
+            ));
         }
         if self.mqtt.host.is_empty() {
             return Err(invalid("mqtt.host", "must not be empty".into()));
         }
-        if let Some(start) = &self.clock.start {
-            if start.parse::<chrono::DateTime<chrono::Utc>>().is_err() {
-                return Err(invalid(
-                    "clock.start",
-                    format!("{start:?} is not an RFC 3339 time such as \"2026-11-27T06:58:00Z\""),
-                ));
-            }
+        if let Some(start) = &self.clock.start
+            && start.parse::<chrono::DateTime<chrono::Utc>>().is_err()
+        {
+            return Err(invalid(
+                "clock.start",
+                format!("{start:?} is not an RFC 3339 time such as \"2026-11-27T06:58:00Z\""),
+            ));
         }
         if let Some(speed) = self.clock.speed {
             if !(speed.is_finite() && (0.001..=100_000.0).contains(&speed)) {
@@ -367,6 +415,29 @@ impl Config {
                     "only a virtual clock (clock.start) has a speed".into(),
                 ));
             }
+        }
+        for (key, time) in [
+            ("ui.night_start", &self.ui.night_start),
+            ("ui.night_end", &self.ui.night_end),
+        ] {
+            if chrono::NaiveTime::parse_from_str(time, "%H:%M").is_err() {
+                return Err(invalid(key, format!("{time:?} must be \"HH:MM\", 24-hour")));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.ui.dim_level) {
+            return Err(invalid(
+                "ui.dim_level",
+                format!("{} must be from 0.0 to 1.0", self.ui.dim_level),
+            ));
+        }
+        if !(160..=7680).contains(&self.ui.width) || !(120..=4320).contains(&self.ui.height) {
+            return Err(invalid(
+                "ui.width",
+                format!(
+                    "{} × {} is not a screen size (160–7680 × 120–4320)",
+                    self.ui.width, self.ui.height
+                ),
+            ));
         }
         if self.mqtt.port == 0 {
             return Err(invalid("mqtt.port", "must be 1–65535".into()));
@@ -386,13 +457,13 @@ impl Config {
                 format!("{:?} must not contain MQTT wildcards", self.mqtt.topic_prefix),
             ));
         }
-        if let Some(prefix) = &self.shadow.topic_prefix {
-            if prefix.contains(['+', '#', '\0']) || !prefix.ends_with('/') {
-                return Err(invalid(
-                    "shadow.topic_prefix",
-                    format!("{prefix:?} must end with '/' and contain no MQTT wildcards"),
-                ));
-            }
+        if let Some(prefix) = &self.shadow.topic_prefix
+            && (prefix.contains(['+', '#', '\0']) || !prefix.ends_with('/'))
+        {
+            return Err(invalid(
+                "shadow.topic_prefix",
+                format!("{prefix:?} must end with '/' and contain no MQTT wildcards"),
+            ));
         }
         self.validate_credentials(file)?;
         let discovery = &self.homeassistant.discovery_prefix;

@@ -120,10 +120,10 @@ async fn answer<T>(
 ) -> anyhow::Result<T> {
     let found = tokio::time::timeout(ANSWER_TIMEOUT, async {
         loop {
-            if let Event::Incoming(Packet::Publish(p)) = eventloop.poll().await? {
-                if let Some(found) = wanted(&p) {
-                    return Ok::<_, rumqttc::ConnectionError>(found);
-                }
+            if let Event::Incoming(Packet::Publish(p)) = eventloop.poll().await?
+                && let Some(found) = wanted(&p)
+            {
+                return Ok::<_, rumqttc::ConnectionError>(found);
             }
         }
     })

@@ -26,9 +26,14 @@ pub struct LampSetup {
 }
 
 /// Runs a lamp until `shutdown` is cancelled, then stops cleanly: state flushed, broker told,
-/// LED left as configured. `on_ready` gets the lamp's handle once it runs (tests watch the LED
-/// through it; the binary tells systemd it is ready).
-pub async fn run(setup: LampSetup, shutdown: CancellationToken, on_ready: impl FnOnce(&LampHandle)) {
+/// LED left as configured. `on_ready` gets the lamp's handle and a replica of its wall clock once
+/// it runs (tests watch the LED through it; the binary tells systemd it is ready and starts the
+/// screen).
+pub async fn run(
+    setup: LampSetup,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(&LampHandle, Box<dyn WallClock>),
+) {
     let LampSetup { config, state_dir, led } = setup;
     let store = Store::new(&state_dir);
     let initial = store.load();
@@ -42,6 +47,7 @@ pub async fn run(setup: LampSetup, shutdown: CancellationToken, on_ready: impl F
         },
     };
     let time = timekeeping(&config);
+    let clock = time.clock.replica();
     let (task, handle, outbox) = LampTask::new(initial, identity, config.light.transition(), time);
     let Outbox {
         shadow,
@@ -69,7 +75,7 @@ pub async fn run(setup: LampSetup, shutdown: CancellationToken, on_ready: impl F
         tracker.spawn(async move { crate::mqtt::run(&mqtt, topics, handle, shadow, events, spool, shutdown).await });
     }
     tracker.close();
-    on_ready(&handle);
+    on_ready(&handle, clock);
 
     if let Ok(last) = lamp_task.await {
         tracing::info!(light = ?last.light, "lamp stopped");

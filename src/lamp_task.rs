@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -50,6 +50,13 @@ pub enum Command {
     Cloud { topic: ShadowTopic, payload: Vec<u8> },
     /// The broker connection came up.
     Connected,
+    /// The broker connection was lost.
+    Disconnected,
+    /// A change to the settings in `desired` (alarms, mode, natural light) made on the lamp.
+    Settings {
+        patch: Map<String, Value>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Snooze or dismiss the ringing alarm; the answer says why not when there is none.
     Alarm {
         command: AlarmCommand,
@@ -100,6 +107,8 @@ pub struct LampHandle {
     pub saved: watch::Receiver<Saved>,
     /// The active pairing code and the owner.
     pub pairing: watch::Receiver<PairingView>,
+    /// Whether the broker connection is up.
+    pub online: watch::Receiver<bool>,
 }
 
 pub struct LampTask {
@@ -111,6 +120,7 @@ pub struct LampTask {
     output: watch::Sender<Rgb>,
     saved: watch::Sender<Saved>,
     pairing: watch::Sender<PairingView>,
+    online: watch::Sender<bool>,
     shadow_out: mpsc::Sender<ShadowMessage>,
     dropped_replies: u64,
     events_out: mpsc::Sender<Value>,
@@ -167,6 +177,7 @@ impl LampTask {
         let (output_tx, output_rx) = watch::channel(Rgb::OFF);
         let (pairing_tx, pairing_rx) = watch::channel(device.pairing());
         let (saved_tx, saved_rx) = watch::channel(saved);
+        let (online_tx, online_rx) = watch::channel(false);
         let (shadow_tx, shadow_rx) = mpsc::channel(SHADOW_QUEUE);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         // One request at a time: the lamp asks for a version only once.
@@ -180,6 +191,7 @@ impl LampTask {
             output: output_tx,
             saved: saved_tx,
             pairing: pairing_tx,
+            online: online_tx,
             shadow_out: shadow_tx,
             dropped_replies: 0,
             events_out: events_tx,
@@ -192,6 +204,7 @@ impl LampTask {
             output: output_rx,
             saved: saved_rx,
             pairing: pairing_rx,
+            online: online_rx,
         };
         let outbox = Outbox {
             shadow: shadow_rx,
@@ -270,7 +283,24 @@ impl LampTask {
             }
             Command::Shadow { op, payload } => (self.device.shadow_request(op, &payload, now, timestamp), None),
             Command::Cloud { topic, payload } => (self.device.cloud_message(topic, &payload, now, timestamp), None),
-            Command::Connected => (self.device.connected(timestamp), None),
+            Command::Connected => {
+                self.online.send_replace(true);
+                (self.device.connected(timestamp), None)
+            }
+            Command::Disconnected => {
+                self.online.send_replace(false);
+                return;
+            }
+            Command::Settings { patch, reply } => match self.device.local_settings(patch, now, timestamp) {
+                Ok(messages) => {
+                    let _ = reply.send(Ok(()));
+                    (messages, None)
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            },
             Command::Alarm { command, reply } => {
                 let _ = reply.send(self.device.alarm_command(command, now, timestamp));
                 (Vec::new(), None)
@@ -350,7 +380,7 @@ impl LampTask {
         for message in messages {
             if let Err(TrySendError::Full(_)) = self.shadow_out.try_send(message) {
                 // One line per thousand, so a flood of requests cannot flood the journal too.
-                if self.dropped_replies % 1000 == 0 {
+                if self.dropped_replies.is_multiple_of(1000) {
                     tracing::warn!(
                         dropped = self.dropped_replies + 1,
                         "shadow reply queue full; replies dropped"

@@ -14,6 +14,7 @@
 //! - [`core::natural`]: natural-light mode: sun elevation to colour temperature and brightness.
 //! - [`core::schedule`]: what shows — an alarm, natural light or the person's setting.
 //! - [`core::pairing`]: one-minute, single-use pairing codes and the lamp's owner.
+//! - [`core::screen`]: when the touchscreen's backlight dims, goes dark and wakes.
 //! - [`core::firmware`]: whether to ask for a firmware version, and how the update went.
 //! - [`core::backoff`]: reconnect delays with jitter.
 //! - [`protocol::lampi`]: LAMPI's `set_config` / `changed` JSON, parsed and validated.
@@ -32,6 +33,8 @@
 //! - [`clock`]: the wall clock: the system's (NTP sync flag, clock-set notice) or a virtual one.
 //! - [`daemon`]: wires one lamp's tasks together; no globals, so many lamps fit one process.
 //! - [`config`]: the TOML config, its defaults and validation.
+//! - [`ui`]: the touchscreen (Slint): a pure view of the lamp's state, the bridge to the UI's
+//!   `Api` global, the live screen's task, headless screenshots, the backlight.
 //!
 //! The `lampi` binary (`src/main.rs`) parses the command line, sets up logging and systemd
 //! notification, and calls [`daemon::run`].
@@ -47,6 +50,7 @@ pub mod led;
 pub mod mqtt;
 pub mod protocol;
 pub mod store;
+pub mod ui;
 pub mod updater;
 
 /// The firmware version and the commit it was built from.

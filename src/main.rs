@@ -9,9 +9,12 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use lampi::config::{self, Config};
+use lampi::config::{self, Config, Display};
 use lampi::ctl;
 use lampi::daemon::{self, LampSetup};
+use lampi::ui::bridge::{self, Action};
+use lampi::ui::{AppWindow, live, screenshot};
+use slint::ComponentHandle;
 
 #[derive(Parser)]
 #[command(name = "lampi", version = lampi::VERSION, about = "Firmware daemon for the LAMPI smart lamp")]
@@ -33,6 +36,20 @@ enum Commands {
         /// Keep state here instead of the configured state directory.
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// No touchscreen UI whatever the config says (fleet simulation, servers).
+        #[arg(long)]
+        no_ui: bool,
+    },
+    /// Render one screen of the touchscreen UI to a PNG, headless.
+    Screenshot {
+        /// home, alarm (ringing), alarms, natural, pairing or settings.
+        #[arg(long)]
+        screen: String,
+        /// JSON laid over the screen's example state, e.g. '{"light": {"on": false}}'.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Check the config file and print the settings that would be used.
     CheckConfig,
@@ -134,7 +151,8 @@ fn main() -> ExitCode {
             println!("{config:#?}");
             ExitCode::SUCCESS
         }
-        Commands::Run { sim, state_dir } => run(config, sim, state_dir),
+        Commands::Run { sim, state_dir, no_ui } => run(config, sim, state_dir, no_ui),
+        Commands::Screenshot { screen, state, out } => screenshot(&config, &screen, state.as_deref(), &out),
         Commands::Ctl {
             host,
             port,
@@ -156,7 +174,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config, sim: bool, state_dir: Option<PathBuf>) -> ExitCode {
+fn run(config: Config, sim: bool, state_dir: Option<PathBuf>, no_ui: bool) -> ExitCode {
     let state_dir = state_dir.unwrap_or_else(|| {
         // A developer trying `lampi run --sim` has no /var/lib/lampi; use their own state dir.
         let unconfigured = config.device.state_dir.is_none() && std::env::var_os("STATE_DIRECTORY").is_none();
@@ -172,15 +190,44 @@ fn run(config: Config, sim: bool, state_dir: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let display = if no_ui { Display::None } else { config.ui.display };
+    let backend = match live::backend_for(display) {
+        Ok(backend) => backend,
+        Err(e) => {
+            eprintln!("lampi: {e}");
+            return ExitCode::from(78);
+        }
+    };
+    tracing::info!(version = lampi::VERSION, device = %config.device_id(), "lampi starting");
+    let setup = LampSetup { config, state_dir, led };
+    let shutdown = CancellationToken::new();
+    let Some(backend) = backend else {
+        tracing::info!("no touchscreen UI");
+        return run_lamp(setup, shutdown, |_, _| {});
+    };
+    match open_screen(backend, &setup) {
+        Ok((window, actions)) => run_with_screen(setup, shutdown, window, actions),
+        Err(e) => {
+            // The light matters more than the screen: run without it.
+            tracing::error!(backend, "cannot start the touchscreen UI, running without it: {e}");
+            run_lamp(setup, shutdown, |_, _| {})
+        }
+    }
+}
+
+/// The lamp's tasks on a tokio runtime until a signal; `with_lamp` starts whatever else needs
+/// the lamp (the screen).
+fn run_lamp(
+    setup: LampSetup,
+    shutdown: CancellationToken,
+    with_lamp: impl FnOnce(&lampi::lamp_task::LampHandle, Box<dyn lampi::clock::WallClock>),
+) -> ExitCode {
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
     };
-    tracing::info!(version = lampi::VERSION, device = %config.device_id(), "lampi starting");
     runtime.block_on(async {
-        let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        let setup = LampSetup { config, state_dir, led };
-        daemon::run(setup, shutdown, |handle| {
+        daemon::run(setup, shutdown, |handle, clock| {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
             let mut usec = 0;
             if sd_notify::watchdog_enabled(false, &mut usec) {
@@ -188,11 +235,86 @@ fn run(config: Config, sim: bool, state_dir: Option<PathBuf>) -> ExitCode {
                 let interval = Duration::from_micros(usec) / 2;
                 tokio::spawn(daemon::watchdog(handle.clone(), interval));
             }
+            with_lamp(handle, clock);
         })
         .await;
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     });
     ExitCode::SUCCESS
+}
+
+fn open_screen(
+    backend: &str,
+    setup: &LampSetup,
+) -> anyhow::Result<(AppWindow, tokio::sync::mpsc::UnboundedReceiver<Action>)> {
+    slint::BackendSelector::new()
+        .backend_name(backend.into())
+        .renderer_name("software".into())
+        .select()?;
+    let window = AppWindow::new()?;
+    let ui = &setup.config.ui;
+    window.window().set_size(slint::PhysicalSize::new(ui.width, ui.height));
+    let (actions, received) = tokio::sync::mpsc::unbounded_channel();
+    bridge::connect(&window, move |action| {
+        // Closed only while shutting down.
+        let _ = actions.send(action);
+    });
+    Ok((window, received))
+}
+
+/// Slint owns the main thread (some backends insist); the lamp runs on a thread of its own,
+/// and whichever ends first ends the other.
+fn run_with_screen(
+    setup: LampSetup,
+    shutdown: CancellationToken,
+    window: AppWindow,
+    actions: tokio::sync::mpsc::UnboundedReceiver<Action>,
+) -> ExitCode {
+    let weak = window.as_weak();
+    let screen_setup = live::ScreenSetup::new(&setup.config, &setup.state_dir);
+    let lamp_shutdown = shutdown.clone();
+    let lamp = std::thread::Builder::new().name("lamp".into()).spawn(move || {
+        let stop = lamp_shutdown.clone();
+        let code = run_lamp(setup, lamp_shutdown, move |handle, clock| {
+            tokio::spawn(live::drive(weak, handle.clone(), clock, actions, screen_setup, stop));
+        });
+        // The lamp has stopped: so does the screen.
+        let _ = slint::quit_event_loop();
+        code
+    });
+    let lamp = match lamp {
+        Ok(lamp) => lamp,
+        Err(e) => {
+            eprintln!("lampi: cannot start the lamp thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let closed = shutdown.clone();
+    window.window().on_close_requested(move || {
+        closed.cancel();
+        slint::CloseRequestResponse::HideWindow
+    });
+    if let Err(e) = window.show().and_then(|()| slint::run_event_loop_until_quit()) {
+        tracing::error!("touchscreen UI: {e}");
+    }
+    shutdown.cancel();
+    lamp.join().unwrap_or(ExitCode::FAILURE)
+}
+
+fn screenshot(config: &Config, screen: &str, state: Option<&str>, out: &std::path::Path) -> ExitCode {
+    let rendered = screenshot::screen_named(screen)
+        .and_then(|screen| {
+            let input = screenshot::input_with(screen, state)?;
+            screenshot::render(screen, &input, config.ui.width, config.ui.height)
+        })
+        .and_then(|rendered| rendered.write_png(out));
+    match rendered {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lampi screenshot: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {

@@ -409,7 +409,10 @@ async fn poll(
             }
             Ok(_) => continue,
             Err(e) => {
-                link.send_if_modified(|l| std::mem::replace(&mut l.up, false));
+                if link.send_if_modified(|l| std::mem::replace(&mut l.up, false)) {
+                    // Only the screen's status icon waits on this; never stall reconnecting for it.
+                    let _ = commands.try_send(Command::Disconnected);
+                }
                 if is_oversize(&e) {
                     // The broker would redeliver the packet to the persistent session forever;
                     // one clean session discards it (and whatever else was queued).

@@ -129,14 +129,23 @@ impl Store {
             owner: saved.memory.owner.clone(),
             firmware_update: saved.memory.firmware_update.clone(),
         })?;
-        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-        let mut file = File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, self.path())?;
-        File::open(&self.dir)?.sync_all()
+        write_atomic(&self.path(), &bytes)
     }
+}
+
+/// Replaces `path` with `bytes` so that after a power cut it holds either the old or the new
+/// contents: a fsynced temporary file renamed over it, and the directory fsynced.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
 }
 
 /// Writes the lamp's state whenever it changes, at most once per [`FLUSH_INTERVAL`], until the

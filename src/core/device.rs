@@ -404,6 +404,38 @@ impl Device {
         }
     }
 
+    /// Settings changed on the lamp itself (the touchscreen's alarms, natural light): checked as
+    /// a shadow update would be, then written to `desired` at once — or asked of the cloud
+    /// service when the lamp is its client — so every app sees them. A refused change changes
+    /// nothing and says why.
+    pub fn local_settings(
+        &mut self,
+        patch: Map<String, Value>,
+        now: Instant,
+        timestamp: u64,
+    ) -> Result<Vec<ShadowMessage>, String> {
+        let request = |patch| UpdateRequest {
+            desired: Some(SectionUpdate::Merge(patch)),
+            reported: None,
+            client_token: None,
+            version: None,
+        };
+        let mut trial = self.shadow.clone();
+        let accepted = trial
+            .update(request(patch.clone()), timestamp, schema::validate)
+            .map_err(|e| e.message)?;
+        let mut messages = self.flush_local(timestamp);
+        if self.identity.role == ShadowRole::Client {
+            messages.push(self.update_request(Some(SectionUpdate::Merge(patch)), None, timestamp));
+            return Ok(messages);
+        }
+        self.shadow = trial;
+        messages.extend(accepted_messages(accepted));
+        self.act_on_delta(now, timestamp);
+        messages.extend(self.report(timestamp));
+        Ok(messages)
+    }
+
     /// Puts pending local changes into the shadow.
     pub fn flush_local(&mut self, timestamp: u64) -> Vec<ShadowMessage> {
         let Some((mut patch, _)) = self.pending_local.take() else {

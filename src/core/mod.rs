@@ -11,5 +11,6 @@ pub mod natural;
 pub mod pairing;
 pub mod schedule;
 pub mod schema;
+pub mod screen;
 pub mod shadow;
 pub mod sun;

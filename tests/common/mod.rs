@@ -318,7 +318,7 @@ impl RunningLamp {
         };
         let shutdown = CancellationToken::new();
         let (ready_tx, ready) = tokio::sync::oneshot::channel();
-        let done = tokio::spawn(daemon::run(setup, shutdown.clone(), move |handle| {
+        let done = tokio::spawn(daemon::run(setup, shutdown.clone(), move |handle, _clock| {
             let _ = ready_tx.send(handle.clone());
         }));
         let handle = ready.await.unwrap();

@@ -1,0 +1,492 @@
+//! The screen of a running lamp: a tokio task that watches the lamp task's channels, works out
+//! what the screen shows ([`view`]), hands it to the UI thread, and turns touches into lamp
+//! commands. It owns no lamp state; the lamp task does.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::AppWindow;
+use super::backlight::Backlight;
+use super::bridge::{self, Action};
+use super::view::{self, LightView, PairingInput, Prefs, StatusInput, View, ViewInput};
+use crate::clock::{Wake, WallClock};
+use crate::config::{Config, Display, ShadowService, UiConfig};
+use crate::core::device::AlarmCommand;
+use crate::core::light::{LightChange, Unit};
+use crate::core::screen::{ScreenPolicy, ScreenState};
+use crate::lamp_task::{Command, LampHandle};
+
+/// A finger on a slider makes 60–120 events a second; the lamp gets at most ~30 changes a
+/// second (the last one always), and fades between them.
+const MIN_COMMAND_GAP: Duration = Duration::from_millis(33);
+/// How long a notice (a refused change) stays up.
+const NOTICE_TIME: Duration = Duration::from_secs(5);
+/// Screen preferences are saved this long after the last change (a brightness drag would
+/// otherwise write the file at every step).
+const PREFS_SAVE_DELAY: Duration = Duration::from_secs(1);
+/// The day the demo toggle squeezes into, in seconds.
+const DEMO_PERIOD_S: u64 = 120;
+/// The screen preferences' file in the state directory.
+const PREFS_FILE: &str = "ui.json";
+
+/// The Slint backend to use for `display`, or `None` for no screen.
+pub fn backend_for(display: Display) -> Result<Option<&'static str>, String> {
+    let desktop = std::env::var_os("WAYLAND_DISPLAY").is_some() || std::env::var_os("DISPLAY").is_some();
+    let compiled = |name: &'static str, present: bool| {
+        if present {
+            Ok(Some(name))
+        } else {
+            Err(format!(
+                "ui.display = \"{name}\" needs a build with the `{name}` feature"
+            ))
+        }
+    };
+    match display {
+        Display::None => Ok(None),
+        Display::Winit => compiled("winit", cfg!(feature = "winit")),
+        Display::Linuxkms => compiled("linuxkms", cfg!(feature = "linuxkms")),
+        Display::Auto if desktop && cfg!(feature = "winit") => Ok(Some("winit")),
+        Display::Auto if !desktop && cfg!(feature = "linuxkms") && has_drm_card() => Ok(Some("linuxkms")),
+        Display::Auto => Ok(None),
+    }
+}
+
+fn has_drm_card() -> bool {
+    std::fs::read_dir("/dev/dri")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| entry.file_name().to_string_lossy().starts_with("card"))
+}
+
+/// What the screen needs to know that is not lamp state.
+pub struct ScreenSetup {
+    pub ui: UiConfig,
+    pub status: StatusInput,
+    pub prefs_path: PathBuf,
+    pub backlight: Option<Backlight>,
+}
+
+impl ScreenSetup {
+    pub fn new(config: &Config, state_dir: &std::path::Path) -> ScreenSetup {
+        let backlight = Backlight::open(&config.ui.backlight);
+        ScreenSetup {
+            ui: config.ui.clone(),
+            status: StatusInput {
+                device_id: config.device_id(),
+                firmware: crate::VERSION.into(),
+                addresses: Vec::new(),
+                broker: if config.mqtt.enabled {
+                    format!("{}:{}", config.mqtt.host, config.mqtt.port)
+                } else {
+                    String::new()
+                },
+                shadow_service: match config.shadow.service {
+                    ShadowService::Device => "device",
+                    ShadowService::Aws => "aws",
+                    ShadowService::Off => "off",
+                }
+                .into(),
+                has_backlight: backlight.is_some(),
+            },
+            prefs_path: state_dir.join(PREFS_FILE),
+            backlight,
+        }
+    }
+
+    fn load_prefs(&self) -> Prefs {
+        let defaults = Prefs {
+            clock_24h: self.ui.clock_24h,
+            ..Prefs::default()
+        };
+        match std::fs::read(&self.prefs_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(file = %self.prefs_path.display(), "screen preferences unreadable ({e}); using defaults");
+                defaults
+            }),
+            Err(_) => defaults,
+        }
+    }
+
+    fn policy(&self) -> ScreenPolicy {
+        let time = |text: &str| NaiveTime::parse_from_str(text, "%H:%M").unwrap_or(NaiveTime::MIN);
+        ScreenPolicy {
+            idle_dim: Duration::from_secs(self.ui.idle_dim_s),
+            dim_level: self.ui.dim_level,
+            night_start: time(&self.ui.night_start),
+            night_end: time(&self.ui.night_end),
+        }
+    }
+}
+
+/// Runs until the lamp stops or `shutdown` fires. `actions` come from [`bridge::connect`].
+pub async fn drive(
+    window: slint::Weak<AppWindow>,
+    lamp: LampHandle,
+    mut clock: Box<dyn WallClock>,
+    mut actions: mpsc::UnboundedReceiver<Action>,
+    mut setup: ScreenSetup,
+    shutdown: CancellationToken,
+) {
+    let LampHandle {
+        commands,
+        mut changes,
+        mut saved,
+        mut pairing,
+        mut online,
+        ..
+    } = lamp;
+    let policy = setup.policy();
+    let mut screen = ScreenSession {
+        commands,
+        pending_light: None,
+        last_light_command: None,
+        notice: None,
+        prefs_due: None,
+        last_touch: Instant::now(),
+        backlight_level: None,
+        last_code: None,
+    };
+    setup.status.addresses = addresses();
+    let mut input = ViewInput {
+        now: clock.now(),
+        clock_synchronised: clock.synchronised(),
+        light: light_view(&changes.borrow_and_update().state),
+        desired: Map::new(),
+        reported: Map::new(),
+        pairing: PairingInput::default(),
+        cloud_connected: *online.borrow_and_update(),
+        prefs: setup.load_prefs(),
+        status: setup.status.clone(),
+    };
+    let mut shown: Option<(View, String, bool)> = None;
+    loop {
+        {
+            let saved = saved.borrow_and_update();
+            input.desired.clone_from(&saved.shadow.desired);
+            input.reported.clone_from(&saved.shadow.reported);
+        }
+        input.light = light_view(&changes.borrow_and_update().state);
+        input.cloud_connected = *online.borrow_and_update();
+        input.pairing = screen.pairing_input(&pairing.borrow_and_update());
+        input.now = clock.now();
+        input.clock_synchronised = clock.synchronised();
+        let now = Instant::now();
+        let view = view::view(&input);
+        let light_state = ScreenState {
+            last_touch: screen.last_touch.into_std(),
+            brightness: input.prefs.screen_brightness,
+            dimming: input.prefs.night_dimming && setup.backlight.is_some(),
+            ringing: view.ringing,
+            local_time: input.clock_synchronised.then(|| local_time(input.now, &input)),
+        };
+        let backlight = policy.backlight(&light_state, now.into_std());
+        if screen.backlight_level != Some(backlight.level) {
+            if let Some(device) = &setup.backlight
+                && let Err(e) = device.set(backlight.level)
+            {
+                tracing::warn!("backlight: {e}");
+            }
+            screen.backlight_level = Some(backlight.level);
+        }
+        let notice = screen.notice(now);
+        let frame = (view, notice, backlight.asleep);
+        if shown.as_ref() != Some(&frame) {
+            let previous = shown.take().map(|(view, _, _)| view);
+            let (view, notice, asleep) = frame.clone();
+            let handed = window.upgrade_in_event_loop(move |window| {
+                bridge::show(&window, &view, previous.as_ref());
+                bridge::set_overlay(&window, &notice, asleep);
+            });
+            if handed.is_err() {
+                // The event loop is gone: the screen was closed.
+                return;
+            }
+            shown = Some(frame);
+        }
+
+        let next_minute = next_minute(input.now);
+        let mut wake = now + view::next_change(&input).max(Duration::from_millis(10));
+        for due in [
+            screen.light_due(),
+            screen.notice.as_ref().map(|(_, until)| *until),
+            screen.prefs_due,
+            backlight.next_change.map(Instant::from_std),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            wake = wake.min(due);
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+            changed = saved.changed() => if changed.is_err() { return },
+            changed = pairing.changed() => if changed.is_err() { return },
+            changed = online.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                input.status.addresses = addresses();
+            }
+            action = actions.recv() => match action {
+                Some(action) => screen.act(action, &mut input).await,
+                None => return,
+            },
+            woke = clock.sleep_until(Some(next_minute)) => if woke == Wake::Stepped {
+                tracing::debug!("the wall clock was set; the screen's clock follows");
+            },
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        screen.send_light().await;
+        if screen.prefs_due.is_some_and(|due| due <= Instant::now()) {
+            screen.prefs_due = None;
+            save_prefs(&setup.prefs_path, &input.prefs);
+        }
+    }
+}
+
+/// The screen's own bookkeeping between lamp updates.
+struct ScreenSession {
+    commands: mpsc::Sender<Command>,
+    /// Slider moves not yet sent, merged.
+    pending_light: Option<LightChange>,
+    last_light_command: Option<Instant>,
+    notice: Option<(String, Instant)>,
+    prefs_due: Option<Instant>,
+    last_touch: Instant,
+    backlight_level: Option<f64>,
+    /// The code last shown, to tell an expired code from one that was used.
+    last_code: Option<String>,
+}
+
+impl ScreenSession {
+    fn light_due(&self) -> Option<Instant> {
+        self.pending_light?;
+        Some(
+            self.last_light_command
+                .map_or_else(Instant::now, |last| last + MIN_COMMAND_GAP),
+        )
+    }
+
+    /// Sends the pending slider change if the gap since the last one has passed.
+    async fn send_light(&mut self) {
+        let Some(change) = self.pending_light else {
+            return;
+        };
+        if self.light_due().is_some_and(|due| due > Instant::now()) {
+            return;
+        }
+        let command = Command::Set {
+            change,
+            transition: None,
+            client: "touchscreen".into(),
+        };
+        // A full queue (the lamp busy with a burst from the broker) keeps the change for the
+        // next turn instead of stalling the screen.
+        if self.commands.try_send(command).is_ok() {
+            self.pending_light = None;
+        }
+        self.last_light_command = Some(Instant::now());
+    }
+
+    fn notice(&mut self, now: Instant) -> String {
+        match &self.notice {
+            Some((_, until)) if *until <= now => {
+                self.notice = None;
+                String::new()
+            }
+            Some((text, _)) => text.clone(),
+            None => String::new(),
+        }
+    }
+
+    fn show_notice(&mut self, text: String) {
+        self.notice = Some((text, Instant::now() + NOTICE_TIME));
+    }
+
+    fn pairing_input(&mut self, view: &crate::core::device::PairingView) -> PairingInput {
+        let code = view.code.as_ref().map(|(code, _)| code.clone());
+        let left_s = view.expires.map_or(0.0, |expires| {
+            expires
+                .saturating_duration_since(std::time::Instant::now())
+                .as_secs_f64()
+        });
+        let expired = match (&code, &self.last_code) {
+            (Some(_), _) => false,
+            // The code went without the lamp gaining an owner in the meantime.
+            (None, Some(_)) => view.owner.is_none(),
+            (None, None) => false,
+        };
+        if code.is_some() {
+            self.last_code.clone_from(&code);
+        } else if !expired {
+            self.last_code = None;
+        }
+        PairingInput { code, left_s, expired }
+    }
+
+    fn merge_light(&mut self, change: LightChange) {
+        let pending = self.pending_light.get_or_insert_with(LightChange::default);
+        pending.on = change.on.or(pending.on);
+        pending.hue = change.hue.or(pending.hue);
+        pending.saturation = change.saturation.or(pending.saturation);
+        pending.brightness = change.brightness.or(pending.brightness);
+    }
+
+    async fn act(&mut self, action: Action, input: &mut ViewInput) {
+        self.last_touch = Instant::now();
+        let unit = |v: f64| Unit::try_from(v.clamp(0.0, 1.0)).ok();
+        match action {
+            Action::Touched | Action::Woken => {}
+            Action::Power(on) => self.merge_light(LightChange {
+                on: Some(on),
+                ..LightChange::default()
+            }),
+            Action::Hue(v) => self.merge_light(LightChange {
+                hue: unit(v),
+                ..LightChange::default()
+            }),
+            Action::Saturation(v) => self.merge_light(LightChange {
+                saturation: unit(v),
+                ..LightChange::default()
+            }),
+            Action::Brightness(v) => self.merge_light(LightChange {
+                brightness: unit(v),
+                ..LightChange::default()
+            }),
+            Action::Snooze | Action::Dismiss => {
+                let command = if action == Action::Snooze {
+                    AlarmCommand::Snooze
+                } else {
+                    AlarmCommand::Dismiss
+                };
+                let (reply, answer) = oneshot::channel();
+                self.ask(Command::Alarm { command, reply }, answer).await;
+            }
+            Action::SaveAlarm(line) => {
+                let alarms = input.setting("alarms").and_then(Value::as_object);
+                let id = if line.id.is_empty() {
+                    view::new_alarm_id(alarms)
+                } else {
+                    line.id.clone()
+                };
+                self.settings(json!({"alarms": {id: view::alarm_patch(&line)}})).await;
+            }
+            Action::DeleteAlarm(id) => self.settings(json!({"alarms": {id: null}})).await,
+            Action::AlarmEnabled(id, on) => self.settings(json!({"alarms": {id: {"enabled": on}}})).await,
+            Action::Natural(on) => {
+                self.settings(json!({"mode": if on { "natural" } else { "manual" }}))
+                    .await;
+            }
+            Action::Demo(on) => {
+                let period = if on { DEMO_PERIOD_S } else { 0 };
+                self.settings(json!({"natural_light": {"demo_period_s": period}})).await;
+            }
+            Action::RequestPairingCode => self.send(Command::RequestPairingCode).await,
+            Action::Unpair => {
+                let (reply, answer) = oneshot::channel();
+                self.ask(Command::Unpair { source: "lamp", reply }, answer).await;
+            }
+            Action::Clock24h(on) => self.prefs(input, |p| p.clock_24h = on),
+            Action::ScreenBrightness(v) => self.prefs(input, |p| p.screen_brightness = v.clamp(0.05, 1.0)),
+            Action::NightDimming(on) => self.prefs(input, |p| p.night_dimming = on),
+        }
+    }
+
+    fn prefs(&mut self, input: &mut ViewInput, change: impl FnOnce(&mut Prefs)) {
+        change(&mut input.prefs);
+        self.prefs_due = Some(Instant::now() + PREFS_SAVE_DELAY);
+    }
+
+    async fn settings(&mut self, patch: Value) {
+        let Value::Object(patch) = patch else {
+            unreachable!("settings patches are objects");
+        };
+        let (reply, answer) = oneshot::channel();
+        self.ask(Command::Settings { patch, reply }, answer).await;
+    }
+
+    async fn send(&mut self, command: Command) {
+        if self.commands.send(command).await.is_err() {
+            self.show_notice("The lamp is shutting down".into());
+        }
+    }
+
+    /// Sends a command and shows the lamp's refusal, if it refuses.
+    async fn ask<T>(&mut self, command: Command, answer: oneshot::Receiver<Result<T, String>>) {
+        self.send(command).await;
+        if let Ok(Err(refusal)) = answer.await {
+            self.show_notice(refusal);
+        }
+    }
+}
+
+fn light_view(state: &crate::core::light::LightState) -> LightView {
+    LightView {
+        on: state.on,
+        hue: state.hue.get(),
+        saturation: state.saturation.get(),
+        brightness: state.brightness.get(),
+    }
+}
+
+fn local_time(now: DateTime<Utc>, input: &ViewInput) -> NaiveTime {
+    now.with_timezone(&input.zone()).time()
+}
+
+fn next_minute(now: DateTime<Utc>) -> DateTime<Utc> {
+    let minute = now.timestamp().div_euclid(60) + 1;
+    DateTime::from_timestamp(minute * 60, 0).unwrap_or(now)
+}
+
+fn save_prefs(path: &std::path::Path, prefs: &Prefs) {
+    let written = serde_json::to_vec_pretty(prefs)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| crate::store::write_atomic(path, &bytes));
+    if let Err(e) = written {
+        tracing::warn!(file = %path.display(), "cannot save the screen preferences: {e}");
+    }
+}
+
+/// The machine's addresses other than loopback, for the settings screen.
+fn addresses() -> Vec<String> {
+    let mut found = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list that freeifaddrs releases; each
+    // entry's address, when not null, points at a sockaddr of the family it names.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return found;
+        }
+        let mut entry = list;
+        while let Some(ifa) = entry.as_ref() {
+            entry = ifa.ifa_next;
+            let Some(addr) = ifa.ifa_addr.as_ref() else {
+                continue;
+            };
+            let ip: std::net::IpAddr = match i32::from(addr.sa_family) {
+                libc::AF_INET => {
+                    let v4 = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)).into()
+                }
+                libc::AF_INET6 => {
+                    let v6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr).into()
+                }
+                _ => continue,
+            };
+            if !ip.is_loopback() {
+                found.push(ip.to_string());
+            }
+        }
+        libc::freeifaddrs(list);
+    }
+    found
+}

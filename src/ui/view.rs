@@ -1,0 +1,626 @@
+//! What the touchscreen shows, decided without Slint: the lamp's state in, ready-made text,
+//! colours and rows out. Pure, so every screen's content is unit-tested, and the same code
+//! serves the live screen and `lampi screenshot`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::core::colour::duty_for;
+use crate::core::pairing::CODE_LIFE;
+use crate::core::schema::{DAYS, MAX_ALARMS};
+use crate::core::sun::{self, Daylight};
+
+/// Everything the screen depends on. The live UI builds it from the lamp's watch channels;
+/// `lampi screenshot --state` reads it as JSON over [`ViewInput::example`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewInput {
+    /// The lamp's wall clock.
+    pub now: DateTime<Utc>,
+    pub clock_synchronised: bool,
+    /// The person's light setting (what the sliders show).
+    pub light: LightView,
+    /// The shadow's sections: settings come from `desired` where set there (a change the lamp
+    /// is about to make), else `reported`; the alarm state and owner from `reported`.
+    pub desired: Map<String, Value>,
+    pub reported: Map<String, Value>,
+    pub pairing: PairingInput,
+    pub cloud_connected: bool,
+    pub prefs: Prefs,
+    pub status: StatusInput,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LightView {
+    pub on: bool,
+    pub hue: f64,
+    pub saturation: f64,
+    pub brightness: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingInput {
+    pub code: Option<String>,
+    /// How long the code has left.
+    pub left_s: f64,
+    /// The last code ran out without being used.
+    pub expired: bool,
+}
+
+/// The screen's own settings, changed on the screen and kept by the UI.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prefs {
+    pub clock_24h: bool,
+    pub night_dimming: bool,
+    /// Backlight level while in use, 0.0–1.0.
+    pub screen_brightness: f64,
+}
+
+impl Default for Prefs {
+    fn default() -> Prefs {
+        Prefs {
+            clock_24h: true,
+            night_dimming: true,
+            screen_brightness: 1.0,
+        }
+    }
+}
+
+/// Facts for the settings screen that are not lamp state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusInput {
+    pub device_id: String,
+    pub firmware: String,
+    pub addresses: Vec<String>,
+    /// `host:port`, or empty when MQTT is off.
+    pub broker: String,
+    /// `device`, `aws` or `off`.
+    pub shadow_service: String,
+    pub has_backlight: bool,
+}
+
+impl ViewInput {
+    /// A lamp in use on a winter morning: the default for screenshots, which `--state` edits.
+    pub fn example() -> ViewInput {
+        let desired = json!({});
+        let reported = json!({
+            "timezone": "America/New_York",
+            "mode": "manual",
+            "natural_light": {"latitude": 42.36, "longitude": -71.06},
+            "alarms": {
+                "work": {"time": "06:45", "days": ["mon", "tue", "wed", "thu", "fri"], "action": "sunrise",
+                         "ramp_minutes": 30, "label": "Work"},
+                "weekend": {"time": "09:00", "days": ["sat", "sun"], "action": "sunrise", "ramp_minutes": 45},
+                "pills": {"time": "21:30", "action": "blink", "enabled": false, "label": "Pills"}
+            },
+            "alarm": {"state": "idle", "next": {"id": "work", "label": "Work", "at": "2026-11-27T06:45:00-05:00"}},
+            "owner": {"id": "u-1", "name": "Ada"},
+            "clock": {"synchronised": true, "require_sync": true},
+            "connected_since": 1_795_000_000
+        });
+        ViewInput {
+            now: "2026-11-26T12:42:00Z".parse().expect("a valid instant"),
+            clock_synchronised: true,
+            light: LightView {
+                on: true,
+                hue: 0.08,
+                saturation: 0.55,
+                brightness: 0.7,
+            },
+            desired: as_map(desired),
+            reported: as_map(reported),
+            pairing: PairingInput::default(),
+            cloud_connected: true,
+            prefs: Prefs::default(),
+            status: StatusInput {
+                device_id: "lampi-b827eb123456".into(),
+                firmware: env!("CARGO_PKG_VERSION").into(),
+                addresses: vec!["192.168.1.42".into(), "fe80::ba27:ebff:fe12:3456".into()],
+                broker: "mqtt.example.net:8883".into(),
+                shadow_service: "device".into(),
+                has_backlight: true,
+            },
+        }
+    }
+
+    /// The example with what makes `screen` worth a picture: a ringing alarm, a fresh code.
+    pub fn example_for(screen: super::Screen) -> ViewInput {
+        let mut input = ViewInput::example();
+        match screen {
+            super::Screen::Alarm => {
+                input.now = "2026-11-27T11:45:10Z".parse().expect("a valid instant");
+                input.reported.insert(
+                    "alarm".into(),
+                    json!({"state": "ringing", "ringing": {"id": "work", "alarms": ["work"], "label": "Work",
+                           "action": "sunrise", "at": "2026-11-27T06:45:00-05:00"}}),
+                );
+            }
+            super::Screen::Pairing => {
+                input.reported.remove("owner");
+                input.pairing = PairingInput {
+                    code: Some("K7QP-M4XD".into()),
+                    left_s: 42.0,
+                    expired: false,
+                };
+            }
+            _ => {}
+        }
+        input
+    }
+
+    /// A setting as the lamp will have it: `desired` first.
+    pub fn setting(&self, key: &str) -> Option<&Value> {
+        self.desired.get(key).or_else(|| self.reported.get(key))
+    }
+
+    pub fn zone(&self) -> Tz {
+        self.setting("timezone")
+            .and_then(Value::as_str)
+            .and_then(|z| z.parse().ok())
+            .unwrap_or(Tz::UTC)
+    }
+}
+
+fn as_map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PairingPhase {
+    #[default]
+    Idle,
+    Showing,
+    Expired,
+    Paired,
+}
+
+/// One alarm as the list and the editor show it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AlarmLine {
+    pub id: String,
+    pub label: String,
+    pub hour: u32,
+    pub minute: u32,
+    /// Bit 0 is Monday.
+    pub day_mask: u8,
+    pub enabled: bool,
+    pub sunrise: bool,
+    pub ramp_minutes: u32,
+    pub time_text: String,
+    pub days_text: String,
+    pub action_text: String,
+}
+
+/// Everything on every screen, ready to show.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct View {
+    pub time_text: String,
+    pub meridiem: String,
+    pub date_text: String,
+    pub next_alarm_text: String,
+
+    pub power: bool,
+    pub hue: f32,
+    pub saturation: f32,
+    pub brightness: f32,
+    pub preview: [u8; 3],
+    /// Evenly spaced gradient stops, left to right.
+    pub hue_track: Vec<[u8; 3]>,
+    pub saturation_track: Vec<[u8; 3]>,
+    pub brightness_track: Vec<[u8; 3]>,
+
+    pub cloud_connected: bool,
+    pub paired: bool,
+    pub natural_mode: bool,
+
+    pub ringing: bool,
+    pub ringing_label: String,
+    pub ringing_time: String,
+
+    pub alarms: Vec<AlarmLine>,
+    pub can_add_alarm: bool,
+
+    pub natural_available: bool,
+    pub demo_mode: bool,
+    pub natural_text: String,
+    pub sun_path: String,
+    pub sun_now_minute: f32,
+    pub sun_now_elevation: f32,
+    pub sunrise_text: String,
+    pub sunset_text: String,
+
+    pub pairing_phase: PairingPhase,
+    pub pairing_code: String,
+    pub pairing_left: f32,
+    pub pairing_seconds: i32,
+    pub owner_name: String,
+
+    pub info: Vec<(String, String)>,
+    pub clock_24h: bool,
+    pub night_dimming: bool,
+    pub screen_brightness: f32,
+    pub has_backlight: bool,
+}
+
+/// Stops per slider track (as many as ui/api.slint's gradients have): the hue track passes
+/// through every primary and secondary colour; five follow the brightness curve closely.
+const HUE_STOPS: usize = 7;
+const TRACK_STOPS: usize = 5;
+/// The sun curve's resolution in minutes.
+const SUN_STEP_MINUTES: u32 = 10;
+
+pub fn view(input: &ViewInput) -> View {
+    let zone = input.zone();
+    let local = input.now.with_timezone(&zone);
+    let clock_24h = input.prefs.clock_24h;
+    let (time_text, meridiem) = if input.clock_synchronised {
+        clock_text(local.time(), clock_24h)
+    } else {
+        ("--:--".into(), String::new())
+    };
+    let date_text = if input.clock_synchronised {
+        local.format("%A %-d %B").to_string()
+    } else {
+        "Waiting for the time…".into()
+    };
+    let alarm_state = input.reported.get("alarm");
+    let state = alarm_state.and_then(|a| a.get("state")).and_then(Value::as_str);
+    let ringing_entry = alarm_state.and_then(|a| a.get("ringing"));
+    let light = input.light;
+    let track = |stops: usize, f: &dyn Fn(f64) -> (f64, f64, f64)| {
+        (0..stops)
+            .map(|i| {
+                let (h, s, b) = f(i as f64 / (stops - 1) as f64);
+                duty_for(true, h, s, b).to_srgb8()
+            })
+            .collect()
+    };
+    // The tracks show colour even when the light is off: they say what a touch would do.
+    let shown_brightness = light.brightness.max(0.35);
+    let (natural_available, natural_text, sun) = natural(input, zone);
+    let owner_name = input
+        .reported
+        .get("owner")
+        .and_then(|o| o.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let left = input.pairing.left_s.max(0.0);
+    View {
+        time_text,
+        meridiem,
+        date_text,
+        next_alarm_text: next_alarm_text(input, local.date_naive(), clock_24h),
+        power: light.on,
+        hue: light.hue as f32,
+        saturation: light.saturation as f32,
+        brightness: light.brightness as f32,
+        preview: duty_for(light.on, light.hue, light.saturation, light.brightness).to_srgb8(),
+        hue_track: track(HUE_STOPS, &|x| (x, light.saturation, shown_brightness)),
+        saturation_track: track(TRACK_STOPS, &|x| (light.hue, x, shown_brightness)),
+        brightness_track: track(TRACK_STOPS, &|x| (light.hue, light.saturation, x)),
+        cloud_connected: input.cloud_connected,
+        paired: !owner_name.is_empty(),
+        natural_mode: input.setting("mode").and_then(Value::as_str) == Some("natural"),
+        ringing: state == Some("ringing"),
+        ringing_label: ringing_entry
+            .and_then(|r| r.get("label"))
+            .and_then(Value::as_str)
+            .filter(|l| !l.is_empty())
+            .unwrap_or("Alarm")
+            .to_owned(),
+        ringing_time: ringing_entry
+            .and_then(|r| r.get("at"))
+            .and_then(Value::as_str)
+            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| joined_clock_text(at.time(), clock_24h))
+            .unwrap_or_default(),
+        alarms: alarm_lines(input, clock_24h),
+        can_add_alarm: alarm_count(input) < MAX_ALARMS,
+        natural_available,
+        demo_mode: input
+            .setting("natural_light")
+            .and_then(|n| n.get("demo_period_s"))
+            .and_then(Value::as_u64)
+            .is_some_and(|p| p > 0),
+        natural_text,
+        sun_path: sun.path,
+        sun_now_minute: sun.now_minute,
+        sun_now_elevation: sun.now_elevation,
+        sunrise_text: sun.sunrise_text,
+        sunset_text: sun.sunset_text,
+        pairing_phase: match (&input.pairing.code, input.pairing.expired, owner_name.is_empty()) {
+            (Some(_), _, _) => PairingPhase::Showing,
+            (None, true, _) => PairingPhase::Expired,
+            (None, false, false) => PairingPhase::Paired,
+            (None, false, true) => PairingPhase::Idle,
+        },
+        pairing_code: input.pairing.code.clone().unwrap_or_default(),
+        pairing_left: (left / CODE_LIFE.as_secs_f64()).min(1.0) as f32,
+        pairing_seconds: left.ceil() as i32,
+        owner_name,
+        info: info(input, zone, clock_24h),
+        clock_24h,
+        night_dimming: input.prefs.night_dimming,
+        screen_brightness: input.prefs.screen_brightness as f32,
+        has_backlight: input.status.has_backlight,
+    }
+}
+
+/// "07:05" and "", or "7:05" and "AM".
+fn clock_text(time: NaiveTime, clock_24h: bool) -> (String, String) {
+    if clock_24h {
+        return (time.format("%H:%M").to_string(), String::new());
+    }
+    let (pm, hour) = time.hour12();
+    (
+        format!("{hour}:{:02}", time.minute()),
+        if pm { "PM" } else { "AM" }.into(),
+    )
+}
+
+fn joined_clock_text(time: NaiveTime, clock_24h: bool) -> String {
+    let (time, meridiem) = clock_text(time, clock_24h);
+    format!("{time} {meridiem}").trim_end().to_owned()
+}
+
+fn next_alarm_text(input: &ViewInput, today: chrono::NaiveDate, clock_24h: bool) -> String {
+    let Some(alarm) = input.reported.get("alarm") else {
+        return String::new();
+    };
+    let at = |value: Option<&Value>| {
+        value
+            .and_then(Value::as_str)
+            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+    };
+    if let Some(until) = at(alarm.get("snoozed_until")) {
+        return format!("Snoozed until {}", joined_clock_text(until.time(), clock_24h));
+    }
+    let Some(next) = alarm.get("next") else {
+        return "No alarm set".into();
+    };
+    let Some(when) = at(next.get("at")) else {
+        return String::new();
+    };
+    let day = match (when.date_naive() - today).num_days() {
+        0 => "Today".to_owned(),
+        1 => "Tomorrow".to_owned(),
+        2..=6 => when.format("%A").to_string(),
+        _ => when.format("%a %-d %b").to_string(),
+    };
+    let label = next.get("label").and_then(Value::as_str).unwrap_or_default();
+    let time = joined_clock_text(when.time(), clock_24h);
+    if label.is_empty() {
+        format!("Alarm: {day} {time}")
+    } else {
+        format!("Alarm: {day} {time} · {label}")
+    }
+}
+
+fn alarm_count(input: &ViewInput) -> usize {
+    input.setting("alarms").and_then(Value::as_object).map_or(0, Map::len)
+}
+
+fn alarm_lines(input: &ViewInput, clock_24h: bool) -> Vec<AlarmLine> {
+    let Some(alarms) = input.setting("alarms").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let mut lines: Vec<AlarmLine> = alarms
+        .iter()
+        .map(|(id, alarm)| {
+            let text = |key| alarm.get(key).and_then(Value::as_str);
+            let time = text("time")
+                .and_then(|t| NaiveTime::parse_from_str(t, "%H:%M").ok())
+                .unwrap_or(NaiveTime::MIN);
+            let day_mask = alarm
+                .get("days")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|d| DAYS.iter().position(|day| Some(*day) == d.as_str()))
+                .fold(0u8, |mask, i| mask | 1 << i);
+            // The core's defaults: sunrise over 20 minutes unless told otherwise.
+            let sunrise = text("action") != Some("blink");
+            let ramp_minutes = alarm.get("ramp_minutes").and_then(Value::as_u64).unwrap_or(20) as u32;
+            AlarmLine {
+                id: id.clone(),
+                label: text("label").unwrap_or_default().to_owned(),
+                hour: time.hour(),
+                minute: time.minute(),
+                day_mask,
+                enabled: alarm.get("enabled").and_then(Value::as_bool).unwrap_or(true),
+                sunrise,
+                ramp_minutes,
+                time_text: joined_clock_text(time, clock_24h),
+                days_text: days_text(day_mask),
+                action_text: if sunrise {
+                    format!("Sunrise over {ramp_minutes} min")
+                } else {
+                    "Blink".into()
+                },
+            }
+        })
+        .collect();
+    lines.sort_by(|a, b| (a.hour, a.minute, &a.id).cmp(&(b.hour, b.minute, &b.id)));
+    lines
+}
+
+fn days_text(mask: u8) -> String {
+    const NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    match mask {
+        0 => "Once".into(),
+        0b111_1111 => "Every day".into(),
+        0b001_1111 => "Weekdays".into(),
+        0b110_0000 => "Weekends".into(),
+        _ => (0..7)
+            .filter(|i| mask & 1 << i != 0)
+            .map(|i| NAMES[i])
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// The alarm as the settings want it after an edit on the screen: only the fields the editor
+/// owns, so a label or snooze time set from the app survives.
+pub fn alarm_patch(line: &AlarmLine) -> Value {
+    let days: Vec<&str> = (0..7)
+        .filter(|i| line.day_mask & 1 << i != 0)
+        .map(|i| DAYS[i])
+        .collect();
+    let mut alarm = json!({
+        "time": format!("{:02}:{:02}", line.hour, line.minute),
+        "days": days,
+        "enabled": line.enabled,
+        "action": if line.sunrise { "sunrise" } else { "blink" },
+    });
+    if line.sunrise {
+        alarm["ramp_minutes"] = json!(line.ramp_minutes);
+    }
+    alarm
+}
+
+/// An id for a new alarm that no alarm has yet.
+pub fn new_alarm_id(input_alarms: Option<&Map<String, Value>>) -> String {
+    (1..)
+        .map(|n| format!("alarm-{n}"))
+        .find(|id| input_alarms.is_none_or(|alarms| !alarms.contains_key(id)))
+        .expect("fewer alarms than numbers")
+}
+
+#[derive(Default)]
+struct SunView {
+    path: String,
+    now_minute: f32,
+    now_elevation: f32,
+    sunrise_text: String,
+    sunset_text: String,
+}
+
+fn natural(input: &ViewInput, zone: Tz) -> (bool, String, SunView) {
+    let place = input.setting("natural_light");
+    let coordinate = |key| place.and_then(|p| p.get(key)).and_then(Value::as_f64);
+    let (Some(latitude), Some(longitude)) = (coordinate("latitude"), coordinate("longitude")) else {
+        return (
+            false,
+            "Natural light needs the lamp's location: set natural_light.latitude and .longitude from the app.".into(),
+            SunView::default(),
+        );
+    };
+    let local = input.now.with_timezone(&zone);
+    let midnight = zone
+        .from_local_datetime(&local.date_naive().and_time(NaiveTime::MIN))
+        .earliest()
+        .map_or(input.now, |m| m.with_timezone(&Utc));
+    let minute_of_day = |at: DateTime<Utc>| (at - midnight).num_seconds() as f32 / 60.0;
+    let mut path = String::new();
+    for minute in (0..=24 * 60).step_by(SUN_STEP_MINUTES as usize) {
+        let at = midnight + chrono::Duration::minutes(minute.into());
+        let y = 90.0 - sun::elevation(at, latitude, longitude);
+        let command = if minute == 0 { 'M' } else { 'L' };
+        path.push_str(&format!("{command}{minute} {y:.1} "));
+    }
+    let (sunrise_text, sunset_text) = match sun::daylight(input.now.date_naive(), latitude, longitude) {
+        Daylight::Rises { sunrise, sunset } => {
+            let time = |at: DateTime<Utc>| joined_clock_text(at.with_timezone(&zone).time(), input.prefs.clock_24h);
+            (format!("☀↑ {}", time(sunrise)), format!("☀↓ {}", time(sunset)))
+        }
+        Daylight::PolarDay => ("The sun does not set today".into(), String::new()),
+        Daylight::PolarNight => ("The sun does not rise today".into(), String::new()),
+    };
+    let text = format!(
+        "Following the sun at {:.2}° {}, {:.2}° {}.",
+        latitude.abs(),
+        if latitude >= 0.0 { "N" } else { "S" },
+        longitude.abs(),
+        if longitude >= 0.0 { "E" } else { "W" }
+    );
+    let sun = SunView {
+        path: path.trim_end().to_owned(),
+        now_minute: minute_of_day(input.now),
+        now_elevation: sun::elevation(input.now, latitude, longitude) as f32,
+        sunrise_text,
+        sunset_text,
+    };
+    (true, text, sun)
+}
+
+fn info(input: &ViewInput, zone: Tz, clock_24h: bool) -> Vec<(String, String)> {
+    let status = &input.status;
+    let reported_u64 = |key| input.reported.get(key).and_then(Value::as_u64);
+    let broker = match (status.broker.as_str(), input.cloud_connected) {
+        ("", _) => "MQTT off".to_owned(),
+        (broker, true) => match reported_u64("connected_since").and_then(|t| Utc.timestamp_opt(t as i64, 0).single()) {
+            Some(since) => format!(
+                "{broker}, connected since {}",
+                joined_clock_text(since.with_timezone(&zone).time(), clock_24h)
+            ),
+            None => format!("{broker}, connected"),
+        },
+        (broker, false) => format!("{broker}, offline"),
+    };
+    let shadow = match status.shadow_service.as_str() {
+        "aws" => "AWS IoT (the lamp is its client)".to_owned(),
+        "off" => "off".to_owned(),
+        _ => "hosted on the lamp".to_owned(),
+    };
+    let firmware = match input
+        .reported
+        .get("firmware")
+        .and_then(|f| f.get("update"))
+        .and_then(|u| Some((u.get("state")?.as_str()?, u.get("version")?.as_str()?)))
+    {
+        Some((state, version)) => format!("{} (update to {version}: {state})", status.firmware),
+        None => status.firmware.clone(),
+    };
+    let owner = input
+        .reported
+        .get("owner")
+        .and_then(|o| o.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("nobody");
+    let addresses = if status.addresses.is_empty() {
+        "none".to_owned()
+    } else {
+        status.addresses.join(", ")
+    };
+    let clock = if input.clock_synchronised {
+        "synchronised"
+    } else {
+        "not synchronised: alarms wait"
+    };
+    [
+        ("Device", status.device_id.clone()),
+        ("Addresses", addresses),
+        ("Firmware", firmware),
+        ("Broker", broker),
+        ("Shadow", shadow),
+        ("Owner", owner.to_owned()),
+        ("Time zone", zone.name().to_owned()),
+        ("Clock", clock.to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
+}
+
+/// How long until the screen's text changes by itself: the clock's next minute, or the
+/// pairing countdown's next second.
+pub fn next_change(input: &ViewInput) -> Duration {
+    let to_next_minute = 60.0 - f64::from(input.now.second()) - f64::from(input.now.timestamp_subsec_nanos()) / 1e9;
+    let mut wait = to_next_minute;
+    if input.pairing.code.is_some() {
+        wait = wait.min(input.pairing.left_s.fract().max(0.05));
+    }
+    Duration::from_secs_f64(wait.max(0.01))
+}
