@@ -19,7 +19,7 @@ fn offline_lamp(dir: &Path, env: &[(&str, &Path)]) -> Child {
         .arg(env!("CARGO_BIN_EXE_lampi"))
         .arg("--config")
         .arg(&config)
-        .args(["run", "--sim", "--state-dir"])
+        .args(["run", "--sim", "--no-ui", "--state-dir"])
         .arg(dir.join("state"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());

@@ -255,7 +255,8 @@ pub fn lampi_run(config: &Path) -> Command {
     command
         .arg("--config")
         .arg(config)
-        .arg("run")
+        // A developer's desktop session would otherwise give every test lamp a window.
+        .args(["run", "--no-ui"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
     command

@@ -1,0 +1,223 @@
+//! The touchscreen against a real lamp task, through Slint's testing backend: controls are
+//! found by their accessible labels and worked as a screen reader would, and every check looks
+//! at the lamp's own state, not the screen's.
+//!
+//! Slint's testing backend allows one event loop per process, so this file has one test: the
+//! event loop runs on the test's thread, the lamp on a tokio runtime, and the scenario on a
+//! thread of its own that reaches the window through `invoke_from_event_loop`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use i_slint_backend_testing::ElementHandle;
+use lampi::clock::VirtualClock;
+use lampi::config::UiConfig;
+use lampi::core::device::{Identity, Memory, ShadowOp};
+use lampi::core::light::LightState;
+use lampi::lamp_task::{Command, LampHandle, LampTask, Saved, Timekeeping};
+use lampi::ui::bridge::{self, Action};
+use lampi::ui::live::{self, ScreenSetup};
+use lampi::ui::view::StatusInput;
+use lampi::ui::{Api, AppWindow, Screen};
+use slint::ComponentHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Runs `f` on the UI thread and returns what it returns.
+fn on_ui<R: Send + 'static>(f: impl FnOnce(&AppWindow) -> R + Send + 'static, weak: &slint::Weak<AppWindow>) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    weak.upgrade_in_event_loop(move |window| {
+        let _ = tx.send(f(&window));
+    })
+    .expect("the event loop runs");
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the UI thread answered")
+}
+
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn element(window: &AppWindow, label: &str) -> ElementHandle {
+    let found: Vec<_> = ElementHandle::find_by_accessible_label(window, label).collect();
+    assert_eq!(found.len(), 1, "exactly one control labelled {label:?} on screen");
+    found.into_iter().next().unwrap()
+}
+
+fn press(weak: &slint::Weak<AppWindow>, label: &'static str) {
+    on_ui(move |w| element(w, label).invoke_accessible_default_action(), weak);
+}
+
+fn value_of(weak: &slint::Weak<AppWindow>, label: &'static str) -> Option<String> {
+    on_ui(
+        move |w| {
+            ElementHandle::find_by_accessible_label(w, label)
+                .next()
+                .and_then(|e| e.accessible_value())
+                .map(|v| v.to_string())
+        },
+        weak,
+    )
+}
+
+fn go_to(weak: &slint::Weak<AppWindow>, screen: Screen) {
+    on_ui(move |w| w.global::<Api>().set_screen(screen), weak);
+}
+
+fn alarm_state(lamp: &LampHandle) -> String {
+    let saved = lamp.saved.borrow();
+    saved.shadow.reported["alarm"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn scenario(weak: slint::Weak<AppWindow>, lamp: LampHandle) {
+    // The alarm set through the shadow rings two seconds after the start; the screen turns to it.
+    until("the ringing screen shows", || {
+        on_ui(|w| w.global::<Api>().get_screen() == Screen::Alarm, &weak)
+    });
+    assert_eq!(alarm_state(&lamp), "ringing");
+    press(&weak, "Snooze");
+    until("the lamp's alarm is snoozed", || alarm_state(&lamp) == "snoozed");
+    until("the screen returns to the clock", || {
+        on_ui(|w| w.global::<Api>().get_screen() == Screen::Home, &weak)
+    });
+    let next = value_of(&weak, "Next alarm").unwrap();
+    assert!(next.starts_with("Snoozed until 07:"), "{next}");
+    assert_eq!(value_of(&weak, "Time").as_deref(), Some("07:00"));
+
+    // The brightness slider moves the lamp.
+    on_ui(|w| element(w, "Brightness").set_accessible_value("0.25"), &weak);
+    until("the lamp's brightness is 0.25", || {
+        lamp.changes.borrow().state.brightness.get() == 0.25
+    });
+    assert_eq!(lamp.changes.borrow().client, "touchscreen");
+    until("the slider shows the lamp's value", || {
+        value_of(&weak, "Brightness").as_deref() == Some("0.25")
+    });
+
+    // The power toggle, both ways.
+    press(&weak, "Light");
+    until("the lamp is off", || !lamp.changes.borrow().state.on);
+    until("the toggle shows it", || {
+        on_ui(|w| element(w, "Light").accessible_checked(), &weak) == Some(false)
+    });
+    press(&weak, "Light");
+    until("the lamp is on again", || lamp.changes.borrow().state.on);
+
+    // Pairing: the screen asks the lamp for a code, and shows the lamp's code and time left.
+    go_to(&weak, Screen::Pairing);
+    press(&weak, "Connect to cloud");
+    until("the lamp has a code", || lamp.pairing.borrow().code.is_some());
+    let code = lamp.pairing.borrow().code.clone().unwrap().0;
+    until("the screen shows it", || {
+        value_of(&weak, "Pairing code").as_deref() == Some(&code)
+    });
+    let left: u32 = value_of(&weak, "Time left").unwrap().parse().unwrap();
+    assert!((55..=60).contains(&left), "{left} s left of a new code");
+
+    // An alarm added on the screen reaches the lamp's desired settings.
+    go_to(&weak, Screen::Alarms);
+    press(&weak, "+ Add alarm");
+    press(&weak, "Hour up");
+    press(&weak, "Save alarm");
+    until("the lamp has the new alarm", || {
+        lamp.saved.borrow().shadow.desired["alarms"].get("alarm-1").is_some()
+    });
+    let added = lamp.saved.borrow().shadow.desired["alarms"]["alarm-1"].clone();
+    assert_eq!(added["time"], "08:00");
+    assert_eq!(added["days"], serde_json::json!(["mon", "tue", "wed", "thu", "fri"]));
+    until("the list shows both alarms", || on_ui(bridge::alarm_count, &weak) == 2);
+    on_ui(
+        |w| element(w, "Alarm 07:00 enabled").invoke_accessible_default_action(),
+        &weak,
+    );
+    until("the lamp disabled the first alarm", || {
+        lamp.saved.borrow().shadow.desired["alarms"]["wake"]["enabled"] == false
+    });
+
+    // Natural light without a place is refused by the lamp, and the screen says why.
+    go_to(&weak, Screen::Natural);
+    assert_eq!(
+        on_ui(|w| element(w, "Natural light").accessible_enabled(), &weak),
+        Some(false)
+    );
+    on_ui(|w| w.global::<Api>().invoke_set_natural(true), &weak);
+    until("the refusal shows", || notice(&weak).contains("latitude"));
+    assert_eq!(lamp.saved.borrow().shadow.desired.get("mode"), None);
+}
+
+fn notice(weak: &slint::Weak<AppWindow>) -> String {
+    on_ui(|w| w.global::<Api>().get_notice().to_string(), weak)
+}
+
+#[test]
+fn the_touchscreen_drives_the_lamp_and_shows_its_state() {
+    i_slint_backend_testing::init_integration_test_with_system_time();
+    let window = AppWindow::new().unwrap();
+    let (actions, received) = tokio::sync::mpsc::unbounded_channel::<Action>();
+    bridge::connect(&window, move |action| {
+        let _ = actions.send(action);
+    });
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+
+    let clock = VirtualClock::new("2026-11-26T06:59:58Z".parse().unwrap(), 1.0, true);
+    let saved = Saved {
+        light: LightState::default(),
+        shadow: Arc::default(),
+        memory: Memory::default(),
+    };
+    let identity = Identity {
+        thing: "ui-test".into(),
+        firmware: "0.0.0".into(),
+        role: Default::default(),
+    };
+    let lamp = runtime.block_on(async {
+        let replica = lampi::clock::WallClock::replica(&clock);
+        let time = Timekeeping {
+            clock: Box::new(clock),
+            require_sync: false,
+        };
+        let (task, lamp, _outbox) = LampTask::new(saved, identity, Duration::from_millis(100), time);
+        tokio::spawn(task.run(shutdown.clone()));
+        let alarm = br#"{"state": {"desired": {"timezone": "UTC",
+            "alarms": {"wake": {"time": "07:00", "action": "blink", "label": "Wake"}}}}}"#;
+        let (op, payload) = (ShadowOp::Update, alarm.to_vec());
+        lamp.commands.send(Command::Shadow { op, payload }).await.unwrap();
+        let setup = ScreenSetup {
+            ui: UiConfig::default(),
+            status: StatusInput::default(),
+            prefs_path: state_dir.path().join("ui.json"),
+            backlight: None,
+        };
+        let drive = live::drive(
+            window.as_weak(),
+            lamp.clone(),
+            replica,
+            received,
+            setup,
+            shutdown.clone(),
+        );
+        tokio::spawn(drive);
+        lamp
+    });
+
+    let weak = window.as_weak();
+    let steps = std::thread::spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(weak, lamp)));
+        let _ = slint::quit_event_loop();
+        outcome
+    });
+    window.show().unwrap();
+    slint::run_event_loop_until_quit().unwrap();
+    shutdown.cancel();
+    if let Err(panic) = steps.join().unwrap() {
+        std::panic::resume_unwind(panic);
+    }
+}
