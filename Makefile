@@ -1,7 +1,10 @@
 # The two commands of the README. Both install what they need (Rust toolchain aside).
-TEST_PACKAGES = mosquitto mosquitto-clients openssl python3-ephem systemd
+# (The UI's text needs fontconfig; udev, libinput and xkbcommon are the Pi touchscreen's, for
+# lint, which builds the linuxkms backend too.)
+TEST_PACKAGES = mosquitto mosquitto-clients openssl python3-ephem systemd pkg-config \
+	libfontconfig-dev libudev-dev libinput-dev libxkbcommon-dev
 
-.PHONY: run test lint bench deb deb-arm64 deb-armhf
+.PHONY: run test lint bench deb deb-arm64 deb-armhf screenshots
 
 run:
 	scripts/run.sh
@@ -14,12 +17,13 @@ test:
 	@start=$$(date +%s) && scripts/test-deb.sh && echo "test-deb: $$(( $$(date +%s) - start )) s"
 
 lint:
+	scripts/deps.sh pkg-config libudev-dev libinput-dev libxkbcommon-dev
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --all-targets --features rpi -- -D warnings
+	cargo clippy --all-targets --features rpi,linuxkms -- -D warnings
 
 bench:
-	scripts/deps.sh $(TEST_PACKAGES) coreutils
+	scripts/deps.sh $(TEST_PACKAGES) coreutils xvfb
 	cargo bench
 
 # Debian packages in target/debian/: for this machine (simulated LED), and for Raspberry Pi OS
@@ -32,3 +36,7 @@ deb-arm64:
 
 deb-armhf:
 	scripts/deb.sh armv7-unknown-linux-gnueabihf
+
+# The README's pictures of the touchscreen (docs/screens/), rendered headless.
+screenshots:
+	scripts/screenshots.sh

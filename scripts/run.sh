@@ -4,10 +4,11 @@
 # localhost:1883, a private Mosquitto is started there for as long as the lamp runs.
 set -eu
 cd "$(dirname "$0")/.."
-scripts/deps.sh mosquitto mosquitto-clients pkg-config
+scripts/deps.sh mosquitto mosquitto-clients pkg-config libfontconfig-dev
 
 if grep -qs "Raspberry Pi" /proc/device-tree/model; then
-    features="--features rpi"; mode=""
+    scripts/deps.sh libudev-dev libinput-dev libxkbcommon-dev
+    features="--features rpi,linuxkms"; mode=""
 else
     features=""; mode="--sim"
 fi

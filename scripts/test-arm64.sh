@@ -1,13 +1,14 @@
 #!/bin/sh
-# The Raspberry Pi OS 64-bit build, run under qemu-user: `lampi --version`, then a short run
-# with the simulated LED that takes a set_config from a real Mosquitto and reports it.
+# The Raspberry Pi OS 64-bit build (real LED, touchscreen on linuxkms), run under qemu-user:
+# `lampi --version`, a headless screenshot, then a short run with the simulated LED that takes
+# a set_config from a real Mosquitto and reports it.
 # Usage: scripts/test-arm64.sh   (builds target/aarch64-unknown-linux-gnu/release/lampi first)
 set -eu
 cd "$(dirname "$0")/.."
 target=aarch64-unknown-linux-gnu
-scripts/deps.sh gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user mosquitto mosquitto-clients
-rustup target add "$target" >/dev/null 2>&1 || rustup target list --installed | grep -qx "$target"
-cargo build --release --target "$target" --features rpi
+scripts/cross-deps.sh "$target"
+scripts/deps.sh qemu-user mosquitto mosquitto-clients
+cargo build --release --target "$target" --no-default-features --features rpi,linuxkms
 bin="target/$target/release/lampi"
 qemu="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 
@@ -23,6 +24,10 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
+# The screen renders on arm64 as it does here: a PNG of the clock, 800 x 480.
+$qemu "$bin" --config /dev/null screenshot --screen home --out "$dir/home.png"
+python3 -c 'import struct, sys; d = open(sys.argv[1], "rb").read(24); assert d[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", d[16:24]) == (800, 480), d' "$dir/home.png"
+echo "arm64 under qemu: screenshot rendered"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 user=""; [ "$(id -u)" -eq 0 ] && user="user root"
 printf 'listener %s 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n%s\n' "$port" "$user" > "$dir/mosquitto.conf"
@@ -33,7 +38,7 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 printf '[device]\nid = "arm64"\n[mqtt]\nhost = "127.0.0.1"\nport = %s\n[led]\nswatch = false\n' "$port" > "$dir/lampi.toml"
-RUST_LOG=warn $qemu "$bin" --config "$dir/lampi.toml" run --sim --state-dir "$dir/state" >"$dir/lampi.log" 2>&1 &
+RUST_LOG=warn $qemu "$bin" --config "$dir/lampi.toml" run --sim --no-ui --state-dir "$dir/state" >"$dir/lampi.log" 2>&1 &
 lamp=$!
 
 # The lamp announces itself (retained), then answers a set_config.
