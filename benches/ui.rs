@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use lampi::ui::Screen;
 use lampi::ui::screenshot::{HeadlessScreen, SCREENS};
 use lampi::ui::view::{ViewInput, view};
+use slint::ComponentHandle;
 
 const FRAMES: usize = 40;
 

@@ -17,8 +17,9 @@ use super::bridge::{self, Action};
 use super::view::{self, LightView, PairingInput, Prefs, StatusInput, View, ViewInput};
 use crate::clock::{Wake, WallClock};
 use crate::config::{Config, Display, ShadowService, UiConfig};
-use crate::core::device::AlarmCommand;
+use crate::core::device::{AlarmCommand, PairingView};
 use crate::core::light::{LightChange, Unit};
+use crate::core::pairing::Owner;
 use crate::core::screen::{ScreenPolicy, ScreenState};
 use crate::lamp_task::{Command, LampHandle};
 
@@ -145,13 +146,12 @@ pub async fn drive(
     let policy = setup.policy();
     let mut screen = ScreenSession {
         commands,
-        pending_light: None,
-        last_light_command: None,
+        light: Throttle::default(),
         notice: None,
         prefs_due: None,
         last_touch: Instant::now(),
         backlight_level: None,
-        last_code: None,
+        shown_code: None,
     };
     setup.status.addresses = addresses();
     let mut input = ViewInput {
@@ -214,7 +214,7 @@ pub async fn drive(
         let next_minute = next_minute(input.now);
         let mut wake = now + view::next_change(&input).max(Duration::from_millis(10));
         for due in [
-            screen.light_due(),
+            screen.light.due().map(Instant::from_std),
             screen.notice.as_ref().map(|(_, until)| *until),
             screen.prefs_due,
             backlight.next_change.map(Instant::from_std),
@@ -244,7 +244,7 @@ pub async fn drive(
             },
             () = tokio::time::sleep_until(wake) => {}
         }
-        screen.send_light().await;
+        screen.send_light();
         if screen.prefs_due.is_some_and(|due| due <= Instant::now()) {
             screen.prefs_due = None;
             save_prefs(&setup.prefs_path, &input.prefs);
@@ -252,48 +252,78 @@ pub async fn drive(
     }
 }
 
+/// Slider moves, merged, let through at most once per [`MIN_COMMAND_GAP`]; the last one
+/// always goes, so the lamp ends where the finger stopped.
+#[derive(Debug, Default)]
+struct Throttle {
+    pending: Option<LightChange>,
+    last_sent: Option<std::time::Instant>,
+}
+
+impl Throttle {
+    fn offer(&mut self, change: LightChange) {
+        let pending = self.pending.get_or_insert_with(LightChange::default);
+        pending.on = change.on.or(pending.on);
+        pending.hue = change.hue.or(pending.hue);
+        pending.saturation = change.saturation.or(pending.saturation);
+        pending.brightness = change.brightness.or(pending.brightness);
+    }
+
+    /// When the pending change may go; `None` when there is none.
+    fn due(&self) -> Option<std::time::Instant> {
+        self.pending?;
+        Some(
+            self.last_sent
+                .map_or_else(std::time::Instant::now, |last| last + MIN_COMMAND_GAP),
+        )
+    }
+
+    fn take(&mut self, now: std::time::Instant) -> Option<LightChange> {
+        self.pending?;
+        if self.last_sent.is_some_and(|last| now < last + MIN_COMMAND_GAP) {
+            return None;
+        }
+        self.last_sent = Some(now);
+        self.pending.take()
+    }
+
+    /// A change that could not be sent waits for the next turn, under anything newer.
+    fn put_back(&mut self, change: LightChange) {
+        let newer = self.pending.replace(change);
+        if let Some(newer) = newer {
+            self.offer(newer);
+        }
+    }
+}
+
 /// The screen's own bookkeeping between lamp updates.
 struct ScreenSession {
     commands: mpsc::Sender<Command>,
-    /// Slider moves not yet sent, merged.
-    pending_light: Option<LightChange>,
-    last_light_command: Option<Instant>,
+    light: Throttle,
     notice: Option<(String, Instant)>,
     prefs_due: Option<Instant>,
     last_touch: Instant,
     backlight_level: Option<f64>,
-    /// The code last shown, to tell an expired code from one that was used.
-    last_code: Option<String>,
+    /// The code last shown and the owner at the time, to tell a code that expired from one that
+    /// was used.
+    shown_code: Option<(String, Option<Owner>)>,
 }
 
 impl ScreenSession {
-    fn light_due(&self) -> Option<Instant> {
-        self.pending_light?;
-        Some(
-            self.last_light_command
-                .map_or_else(Instant::now, |last| last + MIN_COMMAND_GAP),
-        )
-    }
-
-    /// Sends the pending slider change if the gap since the last one has passed.
-    async fn send_light(&mut self) {
-        let Some(change) = self.pending_light else {
+    /// Sends the slider's change when the throttle lets it through. A full queue (the lamp
+    /// busy with a burst from the broker) keeps it for the next turn instead of stalling.
+    fn send_light(&mut self) {
+        let Some(change) = self.light.take(std::time::Instant::now()) else {
             return;
         };
-        if self.light_due().is_some_and(|due| due > Instant::now()) {
-            return;
-        }
         let command = Command::Set {
             change,
             transition: None,
             client: "touchscreen".into(),
         };
-        // A full queue (the lamp busy with a burst from the broker) keeps the change for the
-        // next turn instead of stalling the screen.
-        if self.commands.try_send(command).is_ok() {
-            self.pending_light = None;
+        if self.commands.try_send(command).is_err() {
+            self.light.put_back(change);
         }
-        self.last_light_command = Some(Instant::now());
     }
 
     fn notice(&mut self, now: Instant) -> String {
@@ -311,33 +341,26 @@ impl ScreenSession {
         self.notice = Some((text, Instant::now() + NOTICE_TIME));
     }
 
-    fn pairing_input(&mut self, view: &crate::core::device::PairingView) -> PairingInput {
+    fn pairing_input(&mut self, view: &PairingView) -> PairingInput {
         let code = view.code.as_ref().map(|(code, _)| code.clone());
         let left_s = view.expires.map_or(0.0, |expires| {
             expires
                 .saturating_duration_since(std::time::Instant::now())
                 .as_secs_f64()
         });
-        let expired = match (&code, &self.last_code) {
-            (Some(_), _) => false,
-            // The code went without the lamp gaining an owner in the meantime.
-            (None, Some(_)) => view.owner.is_none(),
-            (None, None) => false,
-        };
-        if code.is_some() {
-            self.last_code.clone_from(&code);
-        } else if !expired {
-            self.last_code = None;
+        if let Some(code) = &code {
+            self.shown_code = Some((code.clone(), view.owner.clone()));
+        }
+        // A code went away and nobody new owns the lamp: it ran out.
+        let expired = code.is_none()
+            && self
+                .shown_code
+                .as_ref()
+                .is_some_and(|(_, owner_then)| *owner_then == view.owner);
+        if code.is_none() && !expired {
+            self.shown_code = None;
         }
         PairingInput { code, left_s, expired }
-    }
-
-    fn merge_light(&mut self, change: LightChange) {
-        let pending = self.pending_light.get_or_insert_with(LightChange::default);
-        pending.on = change.on.or(pending.on);
-        pending.hue = change.hue.or(pending.hue);
-        pending.saturation = change.saturation.or(pending.saturation);
-        pending.brightness = change.brightness.or(pending.brightness);
     }
 
     async fn act(&mut self, action: Action, input: &mut ViewInput) {
@@ -345,19 +368,19 @@ impl ScreenSession {
         let unit = |v: f64| Unit::try_from(v.clamp(0.0, 1.0)).ok();
         match action {
             Action::Touched | Action::Woken => {}
-            Action::Power(on) => self.merge_light(LightChange {
+            Action::Power(on) => self.light.offer(LightChange {
                 on: Some(on),
                 ..LightChange::default()
             }),
-            Action::Hue(v) => self.merge_light(LightChange {
+            Action::Hue(v) => self.light.offer(LightChange {
                 hue: unit(v),
                 ..LightChange::default()
             }),
-            Action::Saturation(v) => self.merge_light(LightChange {
+            Action::Saturation(v) => self.light.offer(LightChange {
                 saturation: unit(v),
                 ..LightChange::default()
             }),
-            Action::Brightness(v) => self.merge_light(LightChange {
+            Action::Brightness(v) => self.light.offer(LightChange {
                 brightness: unit(v),
                 ..LightChange::default()
             }),
@@ -489,4 +512,97 @@ fn addresses() -> Vec<String> {
         libc::freeifaddrs(list);
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brightness(v: f64) -> LightChange {
+        LightChange {
+            brightness: Unit::try_from(v).ok(),
+            ..LightChange::default()
+        }
+    }
+
+    #[test]
+    fn a_drag_sends_at_most_thirty_changes_a_second_and_always_the_last() {
+        let mut throttle = Throttle::default();
+        let t0 = std::time::Instant::now();
+        let mut sent = Vec::new();
+        // A finger at 120 events a second for one second, the lamp's loop turning at each.
+        for i in 0..120 {
+            let now = t0 + Duration::from_micros(8_333 * i);
+            throttle.offer(brightness(i as f64 / 119.0));
+            sent.extend(throttle.take(now));
+        }
+        assert!((29..=31).contains(&sent.len()), "{} changes", sent.len());
+        let last = throttle.due().expect("the last move is still pending");
+        assert!(last <= t0 + Duration::from_secs(1) + MIN_COMMAND_GAP);
+        sent.extend(throttle.take(last));
+        assert_eq!(sent.last().unwrap().brightness.unwrap().get(), 1.0);
+        assert_eq!(throttle.due(), None);
+    }
+
+    #[test]
+    fn moves_of_different_sliders_merge_and_a_refused_send_is_kept_under_newer_moves() {
+        let mut throttle = Throttle::default();
+        let t0 = std::time::Instant::now();
+        throttle.offer(brightness(0.5));
+        let first = throttle.take(t0).unwrap();
+        throttle.offer(LightChange {
+            hue: Unit::try_from(0.3).ok(),
+            ..LightChange::default()
+        });
+        throttle.offer(LightChange {
+            on: Some(false),
+            ..LightChange::default()
+        });
+        assert_eq!(throttle.take(t0 + Duration::from_millis(5)), None, "too soon");
+        throttle.put_back(first);
+        throttle.offer(brightness(0.7));
+        let merged = throttle.take(t0 + MIN_COMMAND_GAP).unwrap();
+        assert_eq!(merged.brightness.unwrap().get(), 0.7);
+        assert_eq!(merged.hue.unwrap().get(), 0.3);
+        assert_eq!(merged.on, Some(false));
+    }
+
+    #[test]
+    fn a_code_that_runs_out_shows_as_expired_but_one_that_was_used_does_not() {
+        let (commands, _rx) = mpsc::channel(1);
+        let mut screen = ScreenSession {
+            commands,
+            light: Throttle::default(),
+            notice: None,
+            prefs_due: None,
+            last_touch: Instant::now(),
+            backlight_level: None,
+            shown_code: None,
+        };
+        let ada = Owner {
+            id: "a".into(),
+            name: "Ada".into(),
+        };
+        let showing = |owner: Option<Owner>| PairingView {
+            code: Some(("ABCD-EFGH".into(), 0)),
+            expires: Some(std::time::Instant::now() + Duration::from_secs(30)),
+            owner,
+        };
+        let gone = |owner: Option<Owner>| PairingView {
+            code: None,
+            expires: None,
+            owner,
+        };
+        assert!(!screen.pairing_input(&showing(None)).expired);
+        assert!(screen.pairing_input(&gone(None)).expired);
+        assert!(
+            screen.pairing_input(&gone(None)).expired,
+            "until another code is asked for"
+        );
+        screen.pairing_input(&showing(None));
+        assert!(!screen.pairing_input(&gone(Some(ada.clone()))).expired, "used");
+        // Pairing again while paired: running out leaves the old owner, and is still expiry.
+        screen.pairing_input(&showing(Some(ada.clone())));
+        assert!(screen.pairing_input(&gone(Some(ada))).expired);
+    }
 }
