@@ -10,7 +10,10 @@ scripts/cross-deps.sh "$target"
 scripts/deps.sh qemu-user mosquitto mosquitto-clients
 cargo build --release --target "$target" --no-default-features --features rpi,linuxkms
 bin="target/$target/release/lampi"
-qemu="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+# The binary links the target's multiarch libraries (libinput, udev…), which come with the
+# multiarch glibc in /lib/aarch64-linux-gnu; the cross toolchain's own copy in
+# /usr/aarch64-linux-gnu is a different build, and mixing the two hangs the first thread start.
+qemu="qemu-aarch64"
 
 version=$($qemu "$bin" --version)
 echo "under qemu: $version"
