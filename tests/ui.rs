@@ -89,6 +89,12 @@ fn scenario(weak: slint::Weak<AppWindow>, lamp: LampHandle) {
     let next = value_of(&weak, "Next alarm").unwrap();
     assert!(next.starts_with("Snoozed until 07:"), "{next}");
     assert_eq!(value_of(&weak, "Time").as_deref(), Some("07:00"));
+    // A snoozed alarm can be dismissed from the clock.
+    press(&weak, "Dismiss snoozed alarm");
+    until("the lamp's alarm is dismissed", || alarm_state(&lamp) == "idle");
+    until("the clock stops saying snoozed", || {
+        value_of(&weak, "Next alarm").is_some_and(|n| !n.starts_with("Snoozed"))
+    });
 
     // The brightness slider moves the lamp.
     on_ui(|w| element(w, "Brightness").set_accessible_value("0.25"), &weak);
@@ -132,13 +138,16 @@ fn scenario(weak: slint::Weak<AppWindow>, lamp: LampHandle) {
     assert_eq!(added["time"], "08:00");
     assert_eq!(added["days"], serde_json::json!(["mon", "tue", "wed", "thu", "fri"]));
     until("the list shows both alarms", || on_ui(bridge::alarm_count, &weak) == 2);
+    // The one-off alarm switched itself off when dismissed; its switch turns it back on.
+    let wake_enabled = || lamp.saved.borrow().shadow.desired["alarms"]["wake"]["enabled"].clone();
+    assert_eq!(wake_enabled(), false);
+    let switch_checked = on_ui(|w| element(w, "Alarm 07:00 enabled").accessible_checked(), &weak);
+    assert_eq!(switch_checked, Some(false));
     on_ui(
         |w| element(w, "Alarm 07:00 enabled").invoke_accessible_default_action(),
         &weak,
     );
-    until("the lamp disabled the first alarm", || {
-        lamp.saved.borrow().shadow.desired["alarms"]["wake"]["enabled"] == false
-    });
+    until("the lamp enabled the first alarm again", || wake_enabled() == true);
 
     // Natural light without a place is refused by the lamp, and the screen says why.
     go_to(&weak, Screen::Natural);

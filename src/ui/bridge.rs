@@ -98,6 +98,7 @@ pub fn show(window: &AppWindow, view: &View, previous: Option<&View>) {
     api.set_natural_mode(view.natural_mode);
 
     api.set_ringing(view.ringing);
+    api.set_snoozed(view.snoozed);
     api.set_ringing_label(view.ringing_label.as_str().into());
     api.set_ringing_time(view.ringing_time.as_str().into());
     // A ring takes the screen; when it ends, the clock comes back.

@@ -225,6 +225,7 @@ pub struct View {
     pub natural_mode: bool,
 
     pub ringing: bool,
+    pub snoozed: bool,
     pub ringing_label: String,
     pub ringing_time: String,
 
@@ -314,6 +315,7 @@ pub fn view(input: &ViewInput) -> View {
         paired: !owner_name.is_empty(),
         natural_mode: input.setting("mode").and_then(Value::as_str) == Some("natural"),
         ringing: state == Some("ringing"),
+        snoozed: state == Some("snoozed"),
         ringing_label: ringing_entry
             .and_then(|r| r.get("label"))
             .and_then(Value::as_str)
@@ -666,7 +668,7 @@ mod tests {
         assert_eq!(view(&input).next_alarm_text, "No alarm set");
         input.reported["alarm"] = json!({"state": "snoozed", "snoozed_until": "2026-11-27T06:54:00-05:00"});
         assert_eq!(view(&input).next_alarm_text, "Snoozed until 06:54");
-        assert!(!view(&input).ringing);
+        assert!(!view(&input).ringing && view(&input).snoozed);
         input.reported["alarm"] =
             json!({"state": "ringing", "ringing": {"label": "", "at": "2026-11-27T06:45:00-05:00"}});
         let ringing = view(&input);
