@@ -644,6 +644,14 @@ mod tests {
         assert!(err.contains("`shadow.topic_prefix`"), "{err}");
         let err = parse("[device]\nid = \"a/b\"\n").unwrap_err().to_string();
         assert!(err.contains("`device.id`"), "{err}");
+        let err = parse("[ui]\nnight_start = \"10pm\"\n").unwrap_err().to_string();
+        assert!(err.contains("`ui.night_start`") && err.contains("HH:MM"), "{err}");
+        let err = parse("[ui]\ndim_level = 1.5\n").unwrap_err().to_string();
+        assert!(err.contains("`ui.dim_level`"), "{err}");
+        let err = parse("[ui]\nwidth = 0\n").unwrap_err().to_string();
+        assert!(err.contains("`ui.width`"), "{err}");
+        let err = parse("[ui]\ndisplay = \"x11\"\n").unwrap_err().to_string();
+        assert!(err.contains("display") && err.contains("linuxkms"), "{err}");
     }
 
     #[test]

@@ -72,3 +72,14 @@ fn rpi_backend_without_the_feature_says_how_to_get_it() {
     assert!(!out.status.success());
     assert!(err.contains("--features rpi") && err.contains("--sim"), "{err}");
 }
+
+#[cfg(not(feature = "linuxkms"))]
+#[test]
+fn a_display_the_build_lacks_is_a_config_error_naming_the_feature() {
+    let (out, err, _) = with_config(
+        "[ui]\ndisplay = \"linuxkms\"\n[mqtt]\nenabled = false\n",
+        &["run", "--sim"],
+    );
+    assert_eq!(out.status.code(), Some(78));
+    assert!(err.contains("ui.display") && err.contains("`linuxkms` feature"), "{err}");
+}
