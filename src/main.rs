@@ -12,9 +12,8 @@ use tracing_subscriber::EnvFilter;
 use lampi::config::{self, Config, Display};
 use lampi::ctl;
 use lampi::daemon::{self, LampSetup};
-use lampi::ui::bridge::{self, Action};
-use lampi::ui::{AppWindow, live, screenshot};
-use slint::ComponentHandle;
+use lampi::ui::bridge::{self, Action, Touchscreen};
+use lampi::ui::{live, screenshot};
 
 #[derive(Parser)]
 #[command(name = "lampi", version = lampi::VERSION, about = "Firmware daemon for the LAMPI smart lamp")]
@@ -205,8 +204,8 @@ fn run(config: Config, sim: bool, state_dir: Option<PathBuf>, no_ui: bool) -> Ex
         tracing::info!("no touchscreen UI");
         return run_lamp(setup, shutdown, |_, _| {});
     };
-    match open_screen(backend, &setup) {
-        Ok((window, actions)) => run_with_screen(setup, shutdown, window, actions),
+    match Touchscreen::open(backend, setup.config.ui.width, setup.config.ui.height) {
+        Ok((screen, actions)) => run_with_screen(setup, shutdown, screen, actions),
         Err(e) => {
             // The light matters more than the screen: run without it.
             tracing::error!(backend, "cannot start the touchscreen UI, running without it: {e}");
@@ -243,34 +242,15 @@ fn run_lamp(
     ExitCode::SUCCESS
 }
 
-fn open_screen(
-    backend: &str,
-    setup: &LampSetup,
-) -> anyhow::Result<(AppWindow, tokio::sync::mpsc::UnboundedReceiver<Action>)> {
-    slint::BackendSelector::new()
-        .backend_name(backend.into())
-        .renderer_name("software".into())
-        .select()?;
-    let window = AppWindow::new()?;
-    let ui = &setup.config.ui;
-    window.window().set_size(slint::PhysicalSize::new(ui.width, ui.height));
-    let (actions, received) = tokio::sync::mpsc::unbounded_channel();
-    bridge::connect(&window, move |action| {
-        // Closed only while shutting down.
-        let _ = actions.send(action);
-    });
-    Ok((window, received))
-}
-
 /// Slint owns the main thread (some backends insist); the lamp runs on a thread of its own,
 /// and whichever ends first ends the other.
 fn run_with_screen(
     setup: LampSetup,
     shutdown: CancellationToken,
-    window: AppWindow,
+    screen: Touchscreen,
     actions: tokio::sync::mpsc::UnboundedReceiver<Action>,
 ) -> ExitCode {
-    let weak = window.as_weak();
+    let weak = screen.handle();
     let screen_setup = live::ScreenSetup::new(&setup.config, &setup.state_dir);
     let lamp_shutdown = shutdown.clone();
     let lamp = std::thread::Builder::new().name("lamp".into()).spawn(move || {
@@ -279,7 +259,7 @@ fn run_with_screen(
             tokio::spawn(live::drive(weak, handle.clone(), clock, actions, screen_setup, stop));
         });
         // The lamp has stopped: so does the screen.
-        let _ = slint::quit_event_loop();
+        bridge::quit();
         code
     });
     let lamp = match lamp {
@@ -290,11 +270,7 @@ fn run_with_screen(
         }
     };
     let closed = shutdown.clone();
-    window.window().on_close_requested(move || {
-        closed.cancel();
-        slint::CloseRequestResponse::HideWindow
-    });
-    if let Err(e) = window.show().and_then(|()| slint::run_event_loop_until_quit()) {
+    if let Err(e) = screen.run(move || closed.cancel()) {
         tracing::error!("touchscreen UI: {e}");
     }
     shutdown.cancel();

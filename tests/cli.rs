@@ -81,5 +81,8 @@ fn a_display_the_build_lacks_is_a_config_error_naming_the_feature() {
         &["run", "--sim"],
     );
     assert_eq!(out.status.code(), Some(78));
-    assert!(err.contains("ui.display") && err.contains("`linuxkms` feature"), "{err}");
+    assert!(
+        err.contains("ui.display") && err.contains("`linuxkms` feature"),
+        "{err}"
+    );
 }

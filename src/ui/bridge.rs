@@ -2,6 +2,7 @@
 //! turns the UI's callbacks into [`Action`]s.
 
 use slint::{Color, ComponentHandle, Model, ModelRc, SharedString, VecModel};
+use tokio::sync::mpsc;
 
 use super::view::{AlarmLine, PairingPhase, View};
 use super::{AlarmRow, Api, AppWindow, InfoLine, Screen};
@@ -29,6 +30,56 @@ pub enum Action {
     Woken,
     /// Any deliberate touch: the screen is in use.
     Touched,
+}
+
+/// The UI on a real display (a desktop window, or the Pi's screen), owned by the thread that
+/// opened it, which must be the main thread.
+pub struct Touchscreen {
+    window: AppWindow,
+}
+
+impl Touchscreen {
+    /// Opens the UI on Slint's `backend` (`winit`, `linuxkms`) with the software renderer;
+    /// what people do on it arrives on the returned channel.
+    pub fn open(
+        backend: &str,
+        width: u32,
+        height: u32,
+    ) -> anyhow::Result<(Touchscreen, mpsc::UnboundedReceiver<Action>)> {
+        slint::BackendSelector::new()
+            .backend_name(backend.into())
+            .renderer_name("software".into())
+            .select()?;
+        let window = AppWindow::new()?;
+        window.window().set_size(slint::PhysicalSize::new(width, height));
+        let (actions, received) = mpsc::unbounded_channel();
+        connect(&window, move |action| {
+            // Closed only while shutting down.
+            let _ = actions.send(action);
+        });
+        Ok((Touchscreen { window }, received))
+    }
+
+    /// For other threads to reach the UI (`upgrade_in_event_loop`).
+    pub fn handle(&self) -> slint::Weak<AppWindow> {
+        self.window.as_weak()
+    }
+
+    /// Shows the UI and runs its event loop until [`quit`] is called (from any thread) or the
+    /// window is closed, which calls `on_close` first.
+    pub fn run(self, on_close: impl Fn() + 'static) -> Result<(), slint::PlatformError> {
+        self.window.window().on_close_requested(move || {
+            on_close();
+            slint::CloseRequestResponse::HideWindow
+        });
+        self.window.show()?;
+        slint::run_event_loop_until_quit()
+    }
+}
+
+/// Ends [`Touchscreen::run`]; callable from any thread, and harmless when no UI runs.
+pub fn quit() {
+    let _ = slint::quit_event_loop();
 }
 
 /// Sends every UI callback to `act`, which must not block: it runs on the UI thread.
