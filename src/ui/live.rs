@@ -144,15 +144,7 @@ pub async fn drive(
         ..
     } = lamp;
     let policy = setup.policy();
-    let mut screen = ScreenSession {
-        commands,
-        light: Throttle::default(),
-        notice: None,
-        prefs_due: None,
-        last_touch: Instant::now(),
-        backlight_level: None,
-        shown_code: None,
-    };
+    let mut screen = ScreenSession::new(commands);
     setup.status.addresses = addresses();
     let mut input = ViewInput {
         now: clock.now(),
@@ -310,6 +302,18 @@ struct ScreenSession {
 }
 
 impl ScreenSession {
+    fn new(commands: mpsc::Sender<Command>) -> ScreenSession {
+        ScreenSession {
+            commands,
+            light: Throttle::default(),
+            notice: None,
+            prefs_due: None,
+            last_touch: Instant::now(),
+            backlight_level: None,
+            shown_code: None,
+        }
+    }
+
     /// Sends the slider's change when the throttle lets it through. A full queue (the lamp
     /// busy with a burst from the broker) keeps it for the next turn instead of stalling.
     fn send_light(&mut self) {
@@ -570,15 +574,7 @@ mod tests {
     #[test]
     fn a_code_that_runs_out_shows_as_expired_but_one_that_was_used_does_not() {
         let (commands, _rx) = mpsc::channel(1);
-        let mut screen = ScreenSession {
-            commands,
-            light: Throttle::default(),
-            notice: None,
-            prefs_due: None,
-            last_touch: Instant::now(),
-            backlight_level: None,
-            shown_code: None,
-        };
+        let mut screen = ScreenSession::new(commands);
         let ada = Owner {
             id: "a".into(),
             name: "Ada".into(),
