@@ -7,8 +7,9 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/process.rs"]
+mod process;
 
-use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::process::Child;
 use std::time::Duration;
@@ -23,32 +24,6 @@ impl Drop for Lamp {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Voluntary and involuntary context switches of each thread of `pid`, by thread id.
-fn context_switches(pid: u32) -> HashMap<String, u64> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    tasks
-        .flatten()
-        .map(|task| {
-            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-            let switches = status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches"))
-                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
-                .sum::<u64>();
-            (task.file_name().to_string_lossy().into_owned(), switches)
-        })
-        .collect()
-}
-
-/// Switches between two snapshots; threads that came and went (tokio's blocking pool) count
-/// with what they did since the first.
-fn switches_between(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> u64 {
-    after
-        .iter()
-        .map(|(tid, n)| n.saturating_sub(before.get(tid).copied().unwrap_or(0)))
-        .sum()
 }
 
 fn hh_mm_from_now(minutes: i64) -> String {
@@ -74,9 +49,9 @@ async fn measure(name: &str, desired: Value, seconds: u64) -> f64 {
     // Let the fade-in, the reports and the first samples settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pid = lamp.0.id();
-    let before = context_switches(pid);
+    let before = process::context_switches(pid);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let per_minute = switches_between(&before, &context_switches(pid)) as f64 * 60.0 / seconds as f64;
+    let per_minute = process::growth(&before, &process::context_switches(pid)) as f64 * 60.0 / seconds as f64;
     println!("  {name:<44} {per_minute:>8.1}");
     per_minute
 }

@@ -2,10 +2,14 @@
 //! - rendering a full frame of each screen, and the partial redraw a clock tick causes, against
 //!   the floor of filling the frame buffer once (measured in the same run);
 //! - the daemon with the UI showing the home screen in a window under Xvfb, against the same
-//!   daemon with `--no-ui`: resident memory, and CPU time over a minute of idling.
+//!   daemon with `--no-ui`: resident memory, and CPU time and context switches over a minute
+//!   of idling.
 //!
 //! `cargo bench --bench ui` (the daemon half needs Xvfb and mosquitto: `make bench` installs
 //! them); `IDLE_SECONDS` sets the idle span (default 60).
+
+#[path = "support/process.rs"]
+mod process;
 
 use std::hint::black_box;
 use std::process::{Child, Command, Stdio};
@@ -55,18 +59,30 @@ fn render_costs() {
         });
         println!("  {:<40} {full:>8.3} ms", format!("full frame: {name}"));
     }
-    // A clock tick on the home screen, drawn into the previous frame as a display would.
+    // A clock tick on the home screen, drawn into the previous frame as a display would. The
+    // views are worked out beforehand: this is the UI's share; the view's is timed apart.
     let mut headless = HeadlessScreen::new(800, 480, true).unwrap();
     let mut input = ViewInput::example();
     headless.show(view(&input));
     headless.set_screen(Screen::Home);
     headless.render();
+    let minutes: Vec<_> = (0..FRAMES)
+        .map(|_| {
+            input.now += chrono::Duration::minutes(1);
+            view(&input)
+        })
+        .collect();
+    let mut next = minutes.into_iter();
     let tick = time_ms(|| {
-        input.now += chrono::Duration::minutes(1);
-        headless.show(view(&input));
+        headless.show(next.next().unwrap());
         assert!(headless.render());
     });
     println!("  {:<40} {tick:>8.3} ms", "clock tick (partial redraw), home");
+    let input = ViewInput::example();
+    let view_cost = time_ms(|| {
+        black_box(view(black_box(&input)));
+    });
+    println!("  {:<40} {view_cost:>8.3} ms", "working out the view (all screens)");
 }
 
 struct Reaped(Child);
@@ -76,22 +92,6 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// User + system CPU seconds and resident kB of a process.
-fn cpu_and_rss(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap();
-    (ticks as f64 / hz, rss)
 }
 
 fn idle_daemon(name: &str, ui: bool, display: &str, seconds: u64) {
@@ -115,14 +115,13 @@ fn idle_daemon(name: &str, ui: bool, display: &str, seconds: u64) {
     // Fade-in, first frame, first reports.
     std::thread::sleep(Duration::from_secs(5));
     let pid = lamp.0.id();
-    let (cpu_before, _) = cpu_and_rss(pid);
+    let (cpu, switches) = (process::cpu_ns(pid), process::context_switches(pid));
     std::thread::sleep(Duration::from_secs(seconds));
-    let (cpu_after, rss) = cpu_and_rss(pid);
-    let cpu_ms_per_minute = (cpu_after - cpu_before) * 1e3 * 60.0 / seconds as f64;
-    println!(
-        "  {name:<40} {cpu_ms_per_minute:>8.1} ms CPU/min {:>8.1} MiB resident",
-        rss as f64 / 1024.0
-    );
+    let per_minute = |n: u64| n as f64 * 60.0 / seconds as f64;
+    let cpu_ms = per_minute(process::growth(&cpu, &process::cpu_ns(pid))) / 1e6;
+    let wakeups = per_minute(process::growth(&switches, &process::context_switches(pid)));
+    let rss = process::resident_kib(pid) as f64 / 1024.0;
+    println!("  {name:<28} {cpu_ms:>8.2} ms CPU/min {wakeups:>8.1} switches/min {rss:>8.1} MiB resident");
 }
 
 fn daemon_costs() {
