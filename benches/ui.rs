@@ -77,7 +77,11 @@ fn render_costs() {
         headless.show(next.next().unwrap());
         assert!(headless.render());
     });
-    println!("  {:<40} {tick:>8.3} ms", "clock tick (partial redraw), home");
+    let share = headless.redrawn_pixels() as f64 / (800.0 * 480.0) * 100.0;
+    println!(
+        "  {:<40} {tick:>8.3} ms",
+        format!("clock tick (redraws {share:.0} %), home")
+    );
     let input = ViewInput::example();
     let view_cost = time_ms(|| {
         black_box(view(black_box(&input)));
@@ -119,9 +123,20 @@ fn idle_daemon(name: &str, ui: bool, display: &str, seconds: u64) {
     std::thread::sleep(Duration::from_secs(seconds));
     let per_minute = |n: u64| n as f64 * 60.0 / seconds as f64;
     let cpu_ms = per_minute(process::growth(&cpu, &process::cpu_ns(pid))) / 1e6;
-    let wakeups = per_minute(process::growth(&switches, &process::context_switches(pid)));
+    let after = process::context_switches(pid);
+    let wakeups = per_minute(process::growth(&switches, &after));
     let rss = process::resident_kib(pid) as f64 / 1024.0;
     println!("  {name:<28} {cpu_ms:>8.2} ms CPU/min {wakeups:>8.1} switches/min {rss:>8.1} MiB resident");
+    // Which threads woke, so a figure can be traced to its cause.
+    let names = process::thread_names(pid);
+    let mut by_name: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for (tid, n) in &after {
+        let grown = n.saturating_sub(switches.get(tid).copied().unwrap_or(0));
+        *by_name.entry(names.get(tid).map_or("?", String::as_str)).or_default() += grown;
+    }
+    for (thread, n) in by_name.iter().filter(|(_, n)| **n > 0) {
+        println!("    thread {thread:<22} {:>8.1} switches/min", per_minute(*n));
+    }
 }
 
 fn daemon_costs() {

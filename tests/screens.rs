@@ -81,9 +81,16 @@ fn a_clock_tick_redraws_only_the_clock() {
     screen.show(view(&input));
     assert!(screen.render());
     assert!(!screen.render(), "nothing changed, nothing drawn");
+    assert_eq!(screen.redrawn_pixels(), 0);
     input.now += chrono::Duration::minutes(1);
     screen.show(view(&input));
     assert!(screen.render());
+    let share = screen.redrawn_pixels() as f64 / (800.0 * 480.0);
+    assert!(
+        share > 0.0 && share < 0.15,
+        "a tick redrew {:.0} % of the screen",
+        share * 100.0
+    );
 }
 
 #[test]

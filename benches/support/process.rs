@@ -41,6 +41,18 @@ pub fn cpu_ns(pid: u32) -> PerThread {
     })
 }
 
+/// Each thread's name (`comm`), by thread id.
+pub fn thread_names(pid: u32) -> HashMap<String, String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .map(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            (task.file_name().to_string_lossy().into_owned(), name.trim().to_owned())
+        })
+        .collect()
+}
+
 /// The growth of a counter between two snapshots; threads that came and went (tokio's blocking
 /// pool) count with what they did since the first.
 pub fn growth(before: &PerThread, after: &PerThread) -> u64 {

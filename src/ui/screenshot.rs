@@ -59,6 +59,7 @@ pub struct HeadlessScreen {
     height: u32,
     pixels: Vec<Rgb8Pixel>,
     shown: Option<View>,
+    redrawn: u64,
 }
 
 impl HeadlessScreen {
@@ -86,6 +87,7 @@ impl HeadlessScreen {
             height,
             pixels: vec![Rgb8Pixel::default(); width as usize * height as usize],
             shown: None,
+            redrawn: 0,
         })
     }
 
@@ -103,9 +105,21 @@ impl HeadlessScreen {
         slint::platform::update_timers_and_animations();
         let width = self.width as usize;
         let pixels = &mut self.pixels;
-        self.window.draw_if_needed(|renderer| {
-            renderer.render(pixels, width);
-        })
+        let mut redrawn = 0;
+        let drawn = self.window.draw_if_needed(|renderer| {
+            let region = renderer.render(pixels, width);
+            redrawn = region
+                .iter()
+                .map(|(_, size)| u64::from(size.width) * u64::from(size.height))
+                .sum();
+        });
+        self.redrawn = redrawn;
+        drawn
+    }
+
+    /// How many pixels the last [`HeadlessScreen::render`] drew.
+    pub fn redrawn_pixels(&self) -> u64 {
+        self.redrawn
     }
 
     /// The last frame as 8-bit RGB rows.
