@@ -76,6 +76,8 @@ fn states_that_differ_look_different() {
 
 #[test]
 fn a_clock_tick_redraws_only_the_clock() {
+    // A whole-frame screen first, on the same thread: the next one must still redraw partially.
+    frame(Screen::Settings, &ViewInput::example());
     let mut screen = HeadlessScreen::new(800, 480, true).unwrap();
     let mut input = ViewInput::example();
     screen.show(view(&input));

@@ -15,11 +15,13 @@ use lampi::config::UiConfig;
 use lampi::core::device::{Identity, Memory, ShadowOp};
 use lampi::core::light::LightState;
 use lampi::lamp_task::{Command, LampHandle, LampTask, Saved, Timekeeping};
+use lampi::ui::backlight::Backlight;
 use lampi::ui::bridge::{self, Action};
 use lampi::ui::live::{self, ScreenSetup};
 use lampi::ui::view::StatusInput;
 use lampi::ui::{Api, AppWindow, Screen};
 use slint::ComponentHandle;
+use slint::platform::WindowEvent;
 use tokio_util::sync::CancellationToken;
 
 /// Runs `f` on the UI thread and returns what it returns.
@@ -63,6 +65,47 @@ fn value_of(weak: &slint::Weak<AppWindow>, label: &'static str) -> Option<String
     )
 }
 
+/// A real touch: pointer events at `fraction` across the control, through Slint's hit testing
+/// (unlike the accessible actions, which reach the control whatever lies on top of it).
+fn touch_at(window: &AppWindow, label: &str, fractions: &[f32]) {
+    let control = element(window, label);
+    let (origin, size) = (control.absolute_position(), control.size());
+    let at =
+        |fraction: f32| slint::LogicalPosition::new(origin.x + size.width * fraction, origin.y + size.height / 2.0);
+    let button = slint::platform::PointerEventButton::Left;
+    let (first, last) = (at(fractions[0]), at(*fractions.last().unwrap()));
+    let events = std::iter::once(WindowEvent::PointerMoved { position: first })
+        .chain(std::iter::once(WindowEvent::PointerPressed {
+            position: first,
+            button,
+        }))
+        .chain(fractions.iter().map(|&f| WindowEvent::PointerMoved { position: at(f) }))
+        .chain(std::iter::once(WindowEvent::PointerReleased { position: last, button }));
+    for event in events {
+        window.window().dispatch_event(event);
+    }
+}
+
+/// A touch on an awake screen, so it reaches the control: a sleeping screen is woken first.
+fn touch_awake(weak: &slint::Weak<AppWindow>, label: &'static str, fractions: &'static [f32]) {
+    until("the touch lands on an awake screen", || {
+        let touched = on_ui(
+            move |w| {
+                let awake = !w.global::<Api>().get_asleep();
+                if awake {
+                    touch_at(w, label, fractions);
+                }
+                awake
+            },
+            weak,
+        );
+        if !touched {
+            press(weak, "Wake screen");
+        }
+        touched
+    });
+}
+
 fn go_to(weak: &slint::Weak<AppWindow>, screen: Screen) {
     on_ui(move |w| w.global::<Api>().set_screen(screen), weak);
 }
@@ -75,7 +118,8 @@ fn alarm_state(lamp: &LampHandle) -> String {
         .to_owned()
 }
 
-fn scenario(weak: slint::Weak<AppWindow>, lamp: LampHandle) {
+fn scenario(weak: slint::Weak<AppWindow>, lamp: LampHandle, backlight_dir: &std::path::Path) {
+    let backlight = || std::fs::read_to_string(backlight_dir.join("brightness")).unwrap_or_default();
     // The alarm set through the shadow rings two seconds after the start; the screen turns to it.
     until("the ringing screen shows", || {
         on_ui(|w| w.global::<Api>().get_screen() == Screen::Alarm, &weak)
@@ -104,6 +148,15 @@ fn scenario(weak: slint::Weak<AppWindow>, lamp: LampHandle) {
     assert_eq!(lamp.changes.borrow().client, "touchscreen");
     until("the slider shows the lamp's value", || {
         value_of(&weak, "Brightness").as_deref() == Some("0.25")
+    });
+
+    // A finger dragging the slider: the lamp ends where the finger stopped.
+    touch_awake(&weak, "Brightness", &[0.2, 0.4, 0.6, 0.8, 0.9]);
+    let width = on_ui(|w| element(w, "Brightness").size().width, &weak);
+    // Where the finger stopped, less the knob's half (ui/widgets.slint: 56 px) at each end.
+    let expected = f64::from((0.9 * width - 28.0) / (width - 56.0));
+    until("the lamp follows the drag", || {
+        (lamp.changes.borrow().state.brightness.get() - expected).abs() < 0.01
     });
 
     // The power toggle, both ways.
@@ -158,7 +211,31 @@ fn scenario(weak: slint::Weak<AppWindow>, lamp: LampHandle) {
     on_ui(|w| w.global::<Api>().invoke_set_natural(true), &weak);
     until("the refusal shows", || notice(&weak).contains("latitude"));
     assert_eq!(lamp.saved.borrow().shadow.desired.get("mode"), None);
+
+    // Left alone, the screen dims; the first touch only wakes it, and does not reach the
+    // control under the finger.
+    go_to(&weak, Screen::Home);
+    until("the screen sleeps", || on_ui(|w| w.global::<Api>().get_asleep(), &weak));
+    assert_eq!(backlight(), "15", "dimmed to ui.dim_level of 100 steps");
+    let light_before = lamp.changes.borrow().state;
+    on_ui(|w| touch_at(w, "Light", &[0.9]), &weak);
+    until("the screen wakes", || !on_ui(|w| w.global::<Api>().get_asleep(), &weak));
+    until("the backlight is up", || backlight() == "100");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        lamp.changes.borrow().state,
+        light_before,
+        "the waking touch changed nothing"
+    );
+    touch_awake(&weak, "Light", &[0.9]);
+    until("a touch on an awake screen works", || {
+        lamp.changes.borrow().state.on != light_before.on
+    });
 }
+
+/// Seconds without a touch before the screen dims: long enough for the steps between touches,
+/// short enough to wait for.
+const IDLE_DIM_S: u64 = 3;
 
 fn notice(weak: &slint::Weak<AppWindow>) -> String {
     on_ui(|w| w.global::<Api>().get_notice().to_string(), weak)
@@ -174,6 +251,9 @@ fn the_touchscreen_drives_the_lamp_and_shows_its_state() {
     });
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let state_dir = tempfile::tempdir().unwrap();
+    // A stand-in for /sys/class/backlight/<device>.
+    let backlight_dir = tempfile::tempdir().unwrap();
+    std::fs::write(backlight_dir.path().join("max_brightness"), "100\n").unwrap();
     let shutdown = CancellationToken::new();
 
     let clock = VirtualClock::new("2026-11-26T06:59:58Z".parse().unwrap(), 1.0, true);
@@ -200,10 +280,16 @@ fn the_touchscreen_drives_the_lamp_and_shows_its_state() {
         let (op, payload) = (ShadowOp::Update, alarm.to_vec());
         lamp.commands.send(Command::Shadow { op, payload }).await.unwrap();
         let setup = ScreenSetup {
-            ui: UiConfig::default(),
-            status: StatusInput::default(),
+            ui: UiConfig {
+                idle_dim_s: IDLE_DIM_S,
+                ..UiConfig::default()
+            },
+            status: StatusInput {
+                has_backlight: true,
+                ..StatusInput::default()
+            },
             prefs_path: state_dir.path().join("ui.json"),
-            backlight: None,
+            backlight: Some(Backlight::at(backlight_dir.path()).unwrap()),
         };
         let drive = live::drive(
             window.as_weak(),
@@ -218,8 +304,9 @@ fn the_touchscreen_drives_the_lamp_and_shows_its_state() {
     });
 
     let weak = window.as_weak();
+    let backlight_path = backlight_dir.path().to_owned();
     let steps = std::thread::spawn(move || {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(weak, lamp)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(weak, lamp, &backlight_path)));
         let _ = slint::quit_event_loop();
         outcome
     });

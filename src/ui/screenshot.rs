@@ -1,7 +1,7 @@
 //! The UI without a display: Slint's software renderer draws into memory. `lampi screenshot`,
 //! the screen tests and the render benchmark all use it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -34,18 +34,18 @@ pub fn screen_named(name: &str) -> anyhow::Result<Screen> {
 }
 
 thread_local! {
-    /// The window the headless platform made last: Slint asks the platform for a window
-    /// adapter inside `AppWindow::new`, and the renderer needs it back.
+    /// How the next window keeps its frame, and the window the headless platform made last:
+    /// Slint asks the platform for a window adapter inside `AppWindow::new`, so these pass the
+    /// choice in and the window back out.
+    static NEXT_BUFFER: Cell<RepaintBufferType> = const { Cell::new(RepaintBufferType::NewBuffer) };
     static LAST_WINDOW: RefCell<Option<Rc<MinimalSoftwareWindow>>> = const { RefCell::new(None) };
 }
 
-struct Headless {
-    buffer: RepaintBufferType,
-}
+struct Headless;
 
 impl Platform for Headless {
     fn create_window_adapter(&self) -> Result<Rc<dyn WindowAdapter>, PlatformError> {
-        let window = MinimalSoftwareWindow::new(self.buffer);
+        let window = MinimalSoftwareWindow::new(NEXT_BUFFER.get());
         LAST_WINDOW.with(|last| *last.borrow_mut() = Some(window.clone()));
         Ok(window)
     }
@@ -73,7 +73,8 @@ impl HeadlessScreen {
             RepaintBufferType::NewBuffer
         };
         // A second screen on the same thread keeps the platform it already has.
-        let _ = slint::platform::set_platform(Box::new(Headless { buffer }));
+        let _ = slint::platform::set_platform(Box::new(Headless));
+        NEXT_BUFFER.set(buffer);
         let app = AppWindow::new().context("cannot create the UI")?;
         let window = LAST_WINDOW
             .with(|last| last.borrow_mut().take())
