@@ -6,6 +6,7 @@
 //! event loop runs on the test's thread, the lamp on a tokio runtime, and the scenario on a
 //! thread of its own that reaches the window through `invoke_from_event_loop`.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -118,7 +119,7 @@ fn alarm_state(lamp: &LampHandle) -> String {
         .to_owned()
 }
 
-fn scenario(weak: slint::Weak<AppWindow>, lamp: LampHandle, backlight_dir: &std::path::Path) {
+fn scenario(weak: slint::Weak<AppWindow>, lamp: LampHandle, backlight_dir: &Path, prefs_path: &Path) {
     let backlight = || std::fs::read_to_string(backlight_dir.join("brightness")).unwrap_or_default();
     // The alarm set through the shadow rings two seconds after the start; the screen turns to it.
     until("the ringing screen shows", || {
@@ -231,6 +232,20 @@ fn scenario(weak: slint::Weak<AppWindow>, lamp: LampHandle, backlight_dir: &std:
     until("a touch on an awake screen works", || {
         lamp.changes.borrow().state.on != light_before.on
     });
+
+    // The screen's own settings change the screen at once and are kept in the state directory.
+    go_to(&weak, Screen::Settings);
+    press(&weak, "24-hour clock");
+    go_to(&weak, Screen::Home);
+    until("the clock is in 12-hour form", || {
+        value_of(&weak, "Time").is_some_and(|t| t.starts_with("7:0"))
+    });
+    until("the choice is saved", || {
+        std::fs::read(prefs_path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .is_some_and(|prefs| prefs["clock_24h"] == false)
+    });
 }
 
 /// Seconds without a touch before the screen dims: long enough for the steps between touches,
@@ -305,8 +320,11 @@ fn the_touchscreen_drives_the_lamp_and_shows_its_state() {
 
     let weak = window.as_weak();
     let backlight_path = backlight_dir.path().to_owned();
+    let prefs_path = state_dir.path().join("ui.json");
     let steps = std::thread::spawn(move || {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(weak, lamp, &backlight_path)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            scenario(weak, lamp, &backlight_path, &prefs_path)
+        }));
         let _ = slint::quit_event_loop();
         outcome
     });
