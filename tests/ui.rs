@@ -183,6 +183,17 @@ fn scenario(weak: slint::Weak<AppWindow>, lamp: LampHandle, backlight_dir: &Path
     // An alarm added on the screen reaches the lamp's desired settings.
     go_to(&weak, Screen::Alarms);
     press(&weak, "+ Add alarm");
+    // The editor fits above the tab bar (480 px less its 64): nothing hides behind the tabs.
+    for control in ["Save alarm", "Cancel", "Hour down", "Sun", "Longer sunrise"] {
+        let bottom = on_ui(
+            move |w| {
+                let e = element(w, control);
+                e.absolute_position().y + e.size().height
+            },
+            &weak,
+        );
+        assert!(bottom <= 416.0, "{control} reaches down to {bottom}");
+    }
     press(&weak, "Hour up");
     press(&weak, "Save alarm");
     until("the lamp has the new alarm", || {
