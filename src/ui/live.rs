@@ -198,14 +198,18 @@ pub async fn drive(
             });
             if handed.is_err() {
                 // The event loop is gone: the screen was closed.
+                if screen.prefs_due.is_some() {
+                    save_prefs(&setup.prefs_path, &input.prefs);
+                }
                 return;
             }
             shown = Some(frame);
         }
 
-        let next_minute = next_minute(input.now);
-        let mut wake = now + view::next_change(&input).max(Duration::from_millis(10));
+        let next_minute = view::next_minute(input.now);
+        let mut wake: Option<Instant> = None;
         for due in [
+            view::countdown_tick(&input).map(|wait| now + wait),
             screen.light.due().map(Instant::from_std),
             screen.notice.as_ref().map(|(_, until)| *until),
             screen.prefs_due,
@@ -214,33 +218,50 @@ pub async fn drive(
         .into_iter()
         .flatten()
         {
-            wake = wake.min(due);
+            wake = Some(wake.map_or(due, |w| w.min(due)));
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            changed = changes.changed() => if changed.is_err() { return },
-            changed = saved.changed() => if changed.is_err() { return },
-            changed = pairing.changed() => if changed.is_err() { return },
+        // The clock's minute comes from the lamp's wall clock, which also wakes this at once
+        // when the clock is set, and runs fast on a virtual clock.
+        let ended = tokio::select! {
+            () = shutdown.cancelled() => true,
+            changed = changes.changed() => changed.is_err(),
+            changed = saved.changed() => changed.is_err(),
+            changed = pairing.changed() => changed.is_err(),
             changed = online.changed() => {
-                if changed.is_err() {
-                    return;
-                }
                 input.status.addresses = addresses();
+                changed.is_err()
             }
             action = actions.recv() => match action {
-                Some(action) => screen.act(action, &mut input).await,
-                None => return,
+                Some(action) => {
+                    screen.act(action, &mut input).await;
+                    false
+                }
+                None => true,
             },
-            woke = clock.sleep_until(Some(next_minute)) => if woke == Wake::Stepped {
-                tracing::debug!("the wall clock was set; the screen's clock follows");
-            },
-            () = tokio::time::sleep_until(wake) => {}
-        }
+            woke = clock.sleep_until(Some(next_minute)) => {
+                if woke == Wake::Stepped {
+                    tracing::debug!("the wall clock was set; the screen's clock follows");
+                }
+                false
+            }
+            () = sleep_until(wake) => false,
+        };
         screen.send_light();
-        if screen.prefs_due.is_some_and(|due| due <= Instant::now()) {
+        let prefs_due = screen.prefs_due.is_some_and(|due| due <= Instant::now());
+        if prefs_due || (ended && screen.prefs_due.is_some()) {
             screen.prefs_due = None;
             save_prefs(&setup.prefs_path, &input.prefs);
         }
+        if ended {
+            return;
+        }
+    }
+}
+
+async fn sleep_until(wake: Option<Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -466,11 +487,6 @@ fn light_view(state: &crate::core::light::LightState) -> LightView {
 
 fn local_time(now: DateTime<Utc>, input: &ViewInput) -> NaiveTime {
     now.with_timezone(&input.zone()).time()
-}
-
-fn next_minute(now: DateTime<Utc>) -> DateTime<Utc> {
-    let minute = now.timestamp().div_euclid(60) + 1;
-    DateTime::from_timestamp(minute * 60, 0).unwrap_or(now)
 }
 
 fn save_prefs(path: &std::path::Path, prefs: &Prefs) {

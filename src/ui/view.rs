@@ -616,15 +616,18 @@ fn info(input: &ViewInput, zone: Tz, clock_24h: bool) -> Vec<(String, String)> {
     .collect()
 }
 
-/// How long until the screen's text changes by itself: the clock's next minute, or the
-/// pairing countdown's next second.
-pub fn next_change(input: &ViewInput) -> Duration {
-    let to_next_minute = 60.0 - f64::from(input.now.second()) - f64::from(input.now.timestamp_subsec_nanos()) / 1e9;
-    let mut wait = to_next_minute;
-    if input.pairing.code.is_some() {
-        wait = wait.min(input.pairing.left_s.fract().max(0.05));
-    }
-    Duration::from_secs_f64(wait.max(0.01))
+/// When the screen's text next changes by itself: at the next minute of the wall clock (the
+/// clock), and, while a pairing code shows, at the countdown's next second (monotonic, so
+/// returned as a wait).
+pub fn next_minute(now: DateTime<Utc>) -> DateTime<Utc> {
+    let minute = now.timestamp().div_euclid(60) + 1;
+    DateTime::from_timestamp(minute * 60, 0).unwrap_or(now)
+}
+
+/// The wait until the pairing countdown shows one second less; `None` without a code.
+pub fn countdown_tick(input: &ViewInput) -> Option<Duration> {
+    input.pairing.code.as_ref()?;
+    Some(Duration::from_secs_f64(input.pairing.left_s.fract().max(0.05)))
 }
 
 #[cfg(test)]
@@ -822,9 +825,13 @@ mod tests {
     fn the_screen_changes_by_itself_at_the_next_minute_or_countdown_second() {
         let mut input = example();
         input.now = "2026-11-26T12:42:15.5Z".parse().unwrap();
-        assert_eq!(next_change(&input), Duration::from_millis(44_500));
+        assert_eq!(
+            next_minute(input.now),
+            "2026-11-26T12:43:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(countdown_tick(&input), None);
         input.pairing.code = Some("ABCD-EFGH".into());
         input.pairing.left_s = 41.25;
-        assert_eq!(next_change(&input), Duration::from_millis(250));
+        assert_eq!(countdown_tick(&input), Some(Duration::from_millis(250)));
     }
 }
