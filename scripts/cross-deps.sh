@@ -13,7 +13,12 @@ esac
 if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
     $sudo dpkg --add-architecture "$arch"
-    $sudo apt-get update
+    # A mirror mid-sync fails an index now and then; retry, then let the install say what is
+    # really missing.
+    for attempt in 1 2 3; do
+        $sudo apt-get update && break
+        echo "apt-get update failed (attempt $attempt)"; sleep 10
+    done
 fi
 # shellcheck disable=SC2086
 scripts/deps.sh $gcc pkg-config "libudev-dev:$arch" "libinput-dev:$arch" "libxkbcommon-dev:$arch" \

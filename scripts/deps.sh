@@ -12,6 +12,9 @@ echo "installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 # shellcheck disable=SC2086
 $sudo apt-get install -y --no-install-recommends $missing || {
-    $sudo apt-get update
+    # An index failing to download (a mirror mid-sync) need not stop the install: the install
+    # says what is really missing.
+    $sudo apt-get update || echo "apt-get update reported errors; installing anyway"
+    # shellcheck disable=SC2086
     $sudo apt-get install -y --no-install-recommends $missing
 }
