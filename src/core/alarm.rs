@@ -55,6 +55,9 @@ const RING_FADE: Duration = Duration::from_secs(1);
 /// Longest gap a spring-forward can open (Antarctica/Troll's is two hours).
 const MAX_GAP_MINUTES: i64 = 180;
 
+/// A sunrise's length when the alarm does not say.
+pub const DEFAULT_RAMP_MINUTES: u32 = 20;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     Blink,
@@ -100,7 +103,7 @@ impl Alarm {
             action: match text("action") {
                 Some("blink") => Action::Blink,
                 _ => Action::Sunrise {
-                    ramp_minutes: whole("ramp_minutes", 20),
+                    ramp_minutes: whole("ramp_minutes", DEFAULT_RAMP_MINUTES),
                 },
             },
             snooze_minutes: whole("snooze_minutes", 9),

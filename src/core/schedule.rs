@@ -15,6 +15,15 @@ use super::alarm::{Alarm, AlarmClock, AlarmEvent, AlarmMemory};
 use super::colour::Rgb;
 use super::natural::{self, NaturalLight};
 
+/// The lamp's time zone from its `timezone` setting; UTC when there is none. The alarms and
+/// the screen's clock both read it here, so they never disagree.
+pub fn zone_setting(value: Option<&Value>) -> Tz {
+    value
+        .and_then(Value::as_str)
+        .and_then(|z| z.parse().ok())
+        .unwrap_or(Tz::UTC)
+}
+
 /// How long the light takes to reach natural light when that mode starts or an alarm ends.
 const ENTER_FADE: Duration = Duration::from_secs(2);
 
@@ -66,11 +75,7 @@ impl Scheduler {
 
     /// Takes the lamp's (validated) settings: `timezone`, `alarms`, `mode`, `natural_light`.
     pub fn configure(&mut self, settings: &Map<String, Value>, now: Instant, wall: DateTime<Utc>) -> Vec<AlarmEvent> {
-        self.zone = settings
-            .get("timezone")
-            .and_then(Value::as_str)
-            .and_then(|z| z.parse().ok())
-            .unwrap_or(Tz::UTC);
+        self.zone = zone_setting(settings.get("timezone"));
         let alarms = settings
             .get("alarms")
             .and_then(Value::as_object)

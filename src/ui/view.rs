@@ -9,8 +9,11 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::core::alarm::{Action, Alarm, DEFAULT_RAMP_MINUTES};
 use crate::core::colour::duty_for;
+use crate::core::natural::NaturalLight;
 use crate::core::pairing::CODE_LIFE;
+use crate::core::schedule::zone_setting;
 use crate::core::schema::{DAYS, MAX_ALARMS};
 use crate::core::sun::{self, Daylight};
 
@@ -162,10 +165,7 @@ impl ViewInput {
     }
 
     pub fn zone(&self) -> Tz {
-        self.setting("timezone")
-            .and_then(Value::as_str)
-            .and_then(|z| z.parse().ok())
-            .unwrap_or(Tz::UTC)
+        zone_setting(self.setting("timezone"))
     }
 }
 
@@ -420,28 +420,27 @@ fn alarm_lines(input: &ViewInput, clock_24h: bool) -> Vec<AlarmLine> {
     };
     let mut lines: Vec<AlarmLine> = alarms
         .iter()
-        .map(|(id, alarm)| {
-            let text = |key| alarm.get(key).and_then(Value::as_str);
-            let time = text("time")
-                .and_then(|t| NaiveTime::parse_from_str(t, "%H:%M").ok())
-                .unwrap_or(NaiveTime::MIN);
-            let day_mask = alarm
-                .get("days")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|d| DAYS.iter().position(|day| Some(*day) == d.as_str()))
-                .fold(0u8, |mask, i| mask | 1 << i);
-            // The core's defaults: sunrise over 20 minutes unless told otherwise.
-            let sunrise = text("action") != Some("blink");
-            let ramp_minutes = alarm.get("ramp_minutes").and_then(Value::as_u64).unwrap_or(20) as u32;
+        .map(|(id, spec)| {
+            // Read as the alarm clock reads it, with its defaults.
+            let alarm = Alarm::from_json(id, spec);
+            let time = alarm.time;
+            let day_mask = (0..7).filter(|&i| alarm.days[i]).fold(0u8, |mask, i| mask | 1 << i);
+            let (sunrise, ramp_minutes) = match alarm.action {
+                Action::Sunrise { ramp_minutes } => (true, ramp_minutes),
+                // The editor offers the length the alarm keeps for a sunrise, should it
+                // become one.
+                Action::Blink => {
+                    let kept = spec.get("ramp_minutes").and_then(Value::as_u64);
+                    (false, kept.map_or(DEFAULT_RAMP_MINUTES, |m| m as u32))
+                }
+            };
             AlarmLine {
                 id: id.clone(),
-                label: text("label").unwrap_or_default().to_owned(),
+                label: alarm.label,
                 hour: time.hour(),
                 minute: time.minute(),
                 day_mask,
-                enabled: alarm.get("enabled").and_then(Value::as_bool).unwrap_or(true),
+                enabled: alarm.enabled,
                 sunrise,
                 ramp_minutes,
                 time_text: joined_clock_text(time, clock_24h),
@@ -510,9 +509,10 @@ struct SunView {
 }
 
 fn natural(input: &ViewInput, zone: Tz) -> (bool, String, SunView) {
-    let place = input.setting("natural_light");
-    let coordinate = |key| place.and_then(|p| p.get(key)).and_then(Value::as_f64);
-    let (Some(latitude), Some(longitude)) = (coordinate("latitude"), coordinate("longitude")) else {
+    let Some(NaturalLight {
+        latitude, longitude, ..
+    }) = input.setting("natural_light").and_then(NaturalLight::from_json)
+    else {
         return (
             false,
             "Natural light needs the lamp's location: set natural_light.latitude and .longitude from the app.".into(),
