@@ -21,8 +21,8 @@ use lampi::ui::bridge::{self, Action};
 use lampi::ui::live::{self, ScreenSetup};
 use lampi::ui::view::StatusInput;
 use lampi::ui::{Api, AppWindow, Screen};
-use slint::ComponentHandle;
 use slint::platform::WindowEvent;
+use slint::{ComponentHandle, Model};
 use tokio_util::sync::CancellationToken;
 
 /// Runs `f` on the UI thread and returns what it returns.
@@ -202,7 +202,9 @@ fn scenario(weak: slint::Weak<AppWindow>, lamp: LampHandle, backlight_dir: &Path
     let added = lamp.saved.borrow().shadow.desired["alarms"]["alarm-1"].clone();
     assert_eq!(added["time"], "08:00");
     assert_eq!(added["days"], serde_json::json!(["mon", "tue", "wed", "thu", "fri"]));
-    until("the list shows both alarms", || on_ui(bridge::alarm_count, &weak) == 2);
+    until("the list shows both alarms", || {
+        on_ui(|w| w.global::<Api>().get_alarms().row_count(), &weak) == 2
+    });
     // The one-off alarm switched itself off when dismissed; its switch turns it back on.
     let wake_enabled = || lamp.saved.borrow().shadow.desired["alarms"]["wake"]["enabled"].clone();
     assert_eq!(wake_enabled(), false);

@@ -1,7 +1,7 @@
 //! The only code that touches the window: it puts a [`View`] into the UI's `Api` global and
 //! turns the UI's callbacks into [`Action`]s.
 
-use slint::{Color, ComponentHandle, Model, ModelRc, SharedString, VecModel};
+use slint::{Color, ComponentHandle, ModelRc, SharedString, VecModel};
 use tokio::sync::mpsc;
 
 use super::view::{AlarmLine, PairingPhase, View};
@@ -249,9 +249,4 @@ fn line(row: &AlarmRow) -> AlarmLine {
         ramp_minutes: row.ramp_minutes.clamp(1, 90) as u32,
         ..AlarmLine::default()
     }
-}
-
-/// How many rows a list model has (for tests reading the screen).
-pub fn alarm_count(window: &AppWindow) -> usize {
-    window.global::<Api>().get_alarms().row_count()
 }

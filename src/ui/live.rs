@@ -3,10 +3,11 @@
 //! commands. It owns no lamp state; the lamp task does.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -146,12 +147,13 @@ pub async fn drive(
     let policy = setup.policy();
     let mut screen = ScreenSession::new(commands);
     setup.status.addresses = addresses();
+    let mut shadow = Arc::clone(&saved.borrow_and_update().shadow);
     let mut input = ViewInput {
         now: clock.now(),
         clock_synchronised: clock.synchronised(),
         light: light_view(&changes.borrow_and_update().state),
-        desired: Map::new(),
-        reported: Map::new(),
+        desired: shadow.desired.clone(),
+        reported: shadow.reported.clone(),
         pairing: PairingInput::default(),
         cloud_connected: *online.borrow_and_update(),
         prefs: setup.load_prefs(),
@@ -159,10 +161,13 @@ pub async fn drive(
     };
     let mut shown: Option<(View, String, bool)> = None;
     loop {
-        {
-            let saved = saved.borrow_and_update();
-            input.desired.clone_from(&saved.shadow.desired);
-            input.reported.clone_from(&saved.shadow.reported);
+        // The shadow's sections are copied only when the lamp saved a new shadow, not at every
+        // tick, touch or countdown second.
+        let current = Arc::clone(&saved.borrow_and_update().shadow);
+        if !Arc::ptr_eq(&current, &shadow) {
+            input.desired.clone_from(&current.desired);
+            input.reported.clone_from(&current.reported);
+            shadow = current;
         }
         input.light = light_view(&changes.borrow_and_update().state);
         input.cloud_connected = *online.borrow_and_update();
