@@ -34,6 +34,16 @@ async fn associate(client: &mut Client, code: &str, token: &str) -> Value {
     json(&client.next_matching(RESULT, |r| r["token"] == json!(token)).await)
 }
 
+/// A watcher of the pairing topics, subscribed before the lamp starts, and the lamp.
+async fn watched_lamp(broker: &Broker, state: &std::path::Path) -> (Client, RunningLamp) {
+    let mut watcher = Client::connect(broker.port, "watcher").await;
+    for topic in [ASSOCIATED, CODE, RESULT] {
+        watcher.subscribe(topic).await;
+    }
+    let lamp = started(broker, state, &mut watcher).await;
+    (watcher, lamp)
+}
+
 async fn started(broker: &Broker, state: &std::path::Path, watcher: &mut Client) -> RunningLamp {
     let lamp = RunningLamp::start(broker.port, state).await;
     watcher.next_on(ASSOCIATED).await;
@@ -46,11 +56,7 @@ async fn started(broker: &Broker, state: &std::path::Path, watcher: &mut Client)
 async fn a_code_pairs_the_lamp_once_and_the_owner_survives_a_restart() {
     let broker = Broker::start();
     let state = tempfile::tempdir().unwrap();
-    let mut watcher = Client::connect(broker.port, "watcher").await;
-    watcher.subscribe(ASSOCIATED).await;
-    watcher.subscribe(CODE).await;
-    watcher.subscribe(RESULT).await;
-    let lamp = started(&broker, state.path(), &mut watcher).await;
+    let (mut watcher, lamp) = watched_lamp(&broker, state.path()).await;
 
     let shown = ctl(broker.port, &["pair-code"]).await.unwrap();
     let code = shown["code"].as_str().unwrap().to_owned();
@@ -143,11 +149,7 @@ async fn a_code_pairs_the_lamp_once_and_the_owner_survives_a_restart() {
 async fn an_expired_code_is_refused_and_withdrawn() {
     let broker = Broker::start();
     let state = tempfile::tempdir().unwrap();
-    let mut watcher = Client::connect(broker.port, "watcher").await;
-    watcher.subscribe(CODE).await;
-    watcher.subscribe(RESULT).await;
-    watcher.subscribe(ASSOCIATED).await;
-    let lamp = started(&broker, state.path(), &mut watcher).await;
+    let (mut watcher, lamp) = watched_lamp(&broker, state.path()).await;
     let code = ctl(broker.port, &["pair-code"]).await.unwrap()["code"]
         .as_str()
         .unwrap()
