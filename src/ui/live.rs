@@ -34,6 +34,8 @@ const NOTICE_TIME: Duration = Duration::from_secs(5);
 const PREFS_SAVE_DELAY: Duration = Duration::from_secs(1);
 /// The day the demo toggle squeezes into, in seconds.
 const DEMO_PERIOD_S: u64 = 120;
+/// The darkest the person can set the screen in use: never so dark it looks off.
+const MIN_SCREEN_BRIGHTNESS: f64 = 0.05;
 /// The screen preferences' file in the state directory.
 const PREFS_FILE: &str = "ui.json";
 
@@ -107,13 +109,16 @@ impl ScreenSetup {
             clock_24h: self.ui.clock_24h,
             ..Prefs::default()
         };
-        match std::fs::read(&self.prefs_path) {
+        let mut prefs = match std::fs::read(&self.prefs_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(file = %self.prefs_path.display(), "screen preferences unreadable ({e}); using defaults");
                 defaults
             }),
             Err(_) => defaults,
-        }
+        };
+        // A hand-edited file gets the same bounds as the slider.
+        prefs.screen_brightness = prefs.screen_brightness.clamp(MIN_SCREEN_BRIGHTNESS, 1.0);
+        prefs
     }
 
     fn policy(&self) -> ScreenPolicy {
@@ -448,7 +453,9 @@ impl ScreenSession {
                 self.ask(Command::Unpair { source: "lamp", reply }, answer).await;
             }
             Action::Clock24h(on) => self.prefs(input, |p| p.clock_24h = on),
-            Action::ScreenBrightness(v) => self.prefs(input, |p| p.screen_brightness = v.clamp(0.05, 1.0)),
+            Action::ScreenBrightness(v) => {
+                self.prefs(input, |p| p.screen_brightness = v.clamp(MIN_SCREEN_BRIGHTNESS, 1.0));
+            }
             Action::NightDimming(on) => self.prefs(input, |p| p.night_dimming = on),
         }
     }
@@ -590,6 +597,35 @@ mod tests {
         assert_eq!(merged.brightness.unwrap().get(), 0.7);
         assert_eq!(merged.hue.unwrap().get(), 0.3);
         assert_eq!(merged.on, Some(false));
+    }
+
+    #[test]
+    fn screen_preferences_survive_a_bad_file_and_are_kept_in_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = ScreenSetup {
+            ui: UiConfig {
+                clock_24h: false,
+                ..UiConfig::default()
+            },
+            status: StatusInput::default(),
+            prefs_path: dir.path().join(PREFS_FILE),
+            backlight: None,
+        };
+        assert!(!setup.load_prefs().clock_24h, "no file: the config's choice");
+        std::fs::write(&setup.prefs_path, "{not json").unwrap();
+        assert_eq!(setup.load_prefs().screen_brightness, 1.0);
+        std::fs::write(&setup.prefs_path, r#"{"screen_brightness": 7}"#).unwrap();
+        assert_eq!(setup.load_prefs().screen_brightness, 1.0);
+        std::fs::write(&setup.prefs_path, r#"{"screen_brightness": -1}"#).unwrap();
+        assert_eq!(setup.load_prefs().screen_brightness, MIN_SCREEN_BRIGHTNESS);
+        save_prefs(
+            &setup.prefs_path,
+            &Prefs {
+                screen_brightness: 0.5,
+                ..Prefs::default()
+            },
+        );
+        assert_eq!(setup.load_prefs().screen_brightness, 0.5);
     }
 
     #[test]
