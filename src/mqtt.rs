@@ -63,9 +63,12 @@ pub struct HomeAssistant {
     pub status: String,
 }
 
-/// What a lamp following a cloud shadow listens to.
-const CLOUD_MESSAGES: [ShadowTopic; 5] = [
+/// What a lamp following a cloud shadow listens to. The documents and `delete/accepted` tell it
+/// of deletions, for which AWS sends no delta.
+const CLOUD_MESSAGES: [ShadowTopic; 7] = [
     ShadowTopic::UpdateDelta,
+    ShadowTopic::UpdateDocuments,
+    ShadowTopic::DeleteAccepted,
     ShadowTopic::UpdateAccepted,
     ShadowTopic::UpdateRejected,
     ShadowTopic::GetAccepted,

@@ -148,6 +148,9 @@ pub struct Device {
     pending_local: Option<(Map<String, Value>, Instant)>,
     /// As a client: a counter for the lamp's own client tokens.
     requests: u64,
+    /// As a client: the version of the newest cloud document whose `desired` the lamp has
+    /// taken, so a stale `update/documents` never replays an older change.
+    cloud_version: u64,
     scheduler: Scheduler,
     /// The settings changed: the scheduler must take them at the next tick.
     settings_changed: bool,
@@ -196,6 +199,7 @@ impl Device {
             connected_since: None,
             pending_local: None,
             requests: 0,
+            cloud_version: 0,
             scheduler: Scheduler::new(memory.alarm_clock),
             settings_changed: true,
             report_due: true,
@@ -468,12 +472,21 @@ impl Device {
                 Ok(doc) => reply(ShadowTopic::GetAccepted, doc),
                 Err(e) => rejected(ShadowTopic::GetRejected, e),
             },
-            ShadowOp::Delete => match shadow::parse_token_request(payload)
-                .and_then(|token| self.shadow.delete(&self.identity.thing, token.as_deref(), timestamp))
-            {
-                Ok(doc) => reply(ShadowTopic::DeleteAccepted, doc),
-                Err(e) => rejected(ShadowTopic::DeleteRejected, e),
-            },
+            ShadowOp::Delete => {
+                // The settings go with the document. If there were any, the lamp acts on that
+                // and reports it, which recreates the document; else it stays deleted until the
+                // lamp's next report.
+                let had_settings = !self.settings().is_empty();
+                match shadow::parse_token_request(payload)
+                    .and_then(|token| self.shadow.delete(&self.identity.thing, token.as_deref(), timestamp))
+                {
+                    Ok(doc) => {
+                        self.settings_changed |= had_settings;
+                        reply(ShadowTopic::DeleteAccepted, doc)
+                    }
+                    Err(e) => rejected(ShadowTopic::DeleteRejected, e),
+                }
+            }
             ShadowOp::Update => {
                 let request = match shadow::parse_update(payload) {
                     Ok(request) => request,
@@ -603,14 +616,13 @@ impl Device {
         }
     }
 
-    /// The settings in force: desired where the cloud set them, else what was reported.
+    /// The settings in force: what `desired` holds, and only that. A setting deleted there (the
+    /// key, an emptied object, the whole section, the document) ends on the lamp and leaves
+    /// `reported`; falling back to the reported copy would keep it for ever.
     fn settings(&self) -> Map<String, Value> {
         MIRRORED
             .iter()
-            .filter_map(|&key| {
-                let value = self.shadow.desired.get(key).or_else(|| self.shadow.reported.get(key))?;
-                Some((key.to_owned(), value.clone()))
-            })
+            .filter_map(|&key| Some((key.to_owned(), self.shadow.desired.get(key)?.clone())))
             .collect()
     }
 
@@ -749,6 +761,29 @@ impl Device {
                 self.take_desired(section("desired"), now, timestamp);
                 self.shadow.reported = section("reported");
                 self.shadow.exists = true;
+                self.cloud_version = doc["version"].as_u64().unwrap_or_default();
+            }
+            // AWS sends no delta when a desired key is deleted; the documents show it, as the
+            // change from `previous` to `current`, which is applied as a delta is.
+            ShadowTopic::UpdateDocuments => {
+                let version = doc["current"]["version"].as_u64().unwrap_or_default();
+                if version <= self.cloud_version {
+                    return messages;
+                }
+                self.cloud_version = version;
+                let desired = |document: &Value| document["state"]["desired"].as_object().cloned().unwrap_or_default();
+                let change = shadow::diff_patch(&desired(&doc["previous"]), &desired(&doc["current"]));
+                if change.is_empty() {
+                    return messages;
+                }
+                let mut desired = self.shadow.desired.clone();
+                shadow::merge_into(&mut desired, &change);
+                self.take_desired(desired, now, timestamp);
+            }
+            // The document is gone, and every setting with it; the full report recreates it.
+            ShadowTopic::DeleteAccepted => {
+                self.shadow.reported.clear();
+                self.take_desired(Map::new(), now, timestamp);
             }
             ShadowTopic::UpdateDelta => {
                 let mut desired = self.shadow.desired.clone();
@@ -763,8 +798,19 @@ impl Device {
                 messages.push(self.get_request());
                 return messages;
             }
-            // No document yet (404): the full report below creates it.
-            ShadowTopic::GetRejected if self.is_own(&doc["clientToken"]) => self.shadow.reported.clear(),
+            // No document yet (404): a full report creates it, with the settings the lamp keeps
+            // (e.g. from before it followed a cloud) in `desired` too, or the next fetch would
+            // find none there and end them.
+            ShadowTopic::GetRejected if self.is_own(&doc["clientToken"]) => {
+                self.shadow.reported.clear();
+                let settings = self.settings();
+                if !settings.is_empty() {
+                    self.report_due = false;
+                    let reported = self.report_patch();
+                    messages.push(self.update_request(Some(SectionUpdate::Merge(settings)), reported, timestamp));
+                    return messages;
+                }
+            }
             _ => return messages,
         }
         messages.extend(self.report(timestamp));
@@ -976,6 +1022,19 @@ mod tests {
             t0,
         );
         assert_eq!(device.shadow().reported["alarms"], json!({"b": {"time": "08:00"}}));
+        assert!(device.shadow().delta().is_empty());
+        // The last one too, though `desired.alarms` then disappears.
+        request(
+            &mut device,
+            ShadowOp::Update,
+            json!({"state": {"desired": {"alarms": {"b": null}}}}),
+            t0,
+        );
+        assert!(
+            device.shadow().reported.get("alarms").is_none(),
+            "{:?}",
+            device.shadow().reported
+        );
         assert!(device.shadow().delta().is_empty());
     }
 
@@ -1359,5 +1418,268 @@ mod tests {
         device.tick(t0 + Duration::from_secs(63), 1063);
         assert!(device.shadow().reported.get("owner").is_none());
         assert_eq!(device.unpair("cloud", 1064), Err("the lamp is not paired".into()));
+    }
+
+    /// Sets a blink alarm at noon on Sundays and runs the lamp until it rings.
+    fn ringing_at_noon(device: &mut Device, now: &mut Instant, wall: &mut u64) {
+        alarm_at_noon(
+            device,
+            *now,
+            json!({"time": "12:00", "action": "blink", "days": ["sun"]}),
+        );
+        *wall = at("2026-06-21T11:59:59Z");
+        run_for(device, now, wall, 2);
+        assert_eq!(device.shadow().reported["alarm"]["state"], json!("ringing"));
+        assert!(device.shadow().reported["alarms"].get("noon").is_some());
+    }
+
+    /// The alarm is gone from the lamp and from `reported`, and nothing is due.
+    fn assert_alarm_gone(device: &mut Device, now: &mut Instant, wall: &mut u64, how: &str) {
+        run_for(device, now, wall, 1);
+        assert!(!device.scheduler.alarms.is_ringing(), "{how}: still ringing");
+        let reported = &device.shadow().reported;
+        assert!(reported.get("alarms").is_none(), "{how}: {:?}", reported.get("alarms"));
+        assert_eq!(reported["alarm"], json!({"state": "idle"}), "{how}");
+        assert_eq!(
+            device.output(*now),
+            Rgb { r: 1.0, g: 1.0, b: 1.0 },
+            "{how}: the light is back"
+        );
+        assert_eq!(device.next_wall_wake(*now), None, "{how}: nothing scheduled");
+    }
+
+    #[test]
+    fn every_way_of_deleting_a_ringing_alarm_stops_it_and_drops_it_from_reported() {
+        type Deletion = fn(&mut Device, Instant, u64) -> Vec<ShadowMessage>;
+        let cases: [(&str, Deletion); 5] = [
+            ("the alarm deleted", |d, now, wall| {
+                let payload = json!({"state": {"desired": {"alarms": {"noon": null}}}});
+                d.shadow_request(ShadowOp::Update, payload.to_string().as_bytes(), now, wall)
+            }),
+            ("all alarms deleted", |d, now, wall| {
+                let payload = json!({"state": {"desired": {"alarms": null}}});
+                d.shadow_request(ShadowOp::Update, payload.to_string().as_bytes(), now, wall)
+            }),
+            ("desired cleared", |d, now, wall| {
+                d.shadow_request(ShadowOp::Update, br#"{"state": {"desired": null}}"#, now, wall)
+            }),
+            ("the shadow deleted", |d, now, wall| {
+                d.shadow_request(ShadowOp::Delete, b"", now, wall)
+            }),
+            ("deleted on the touchscreen", |d, now, wall| {
+                let patch = json!({"alarms": {"noon": null}}).as_object().unwrap().clone();
+                d.local_settings(patch, now, wall).unwrap()
+            }),
+        ];
+        for (how, delete) in cases {
+            let mut now = Instant::now();
+            let mut device = device(now);
+            let mut wall = 0;
+            ringing_at_noon(&mut device, &mut now, &mut wall);
+            let answer = delete(&mut device, now, wall);
+            assert!(
+                answer.iter().all(|m| m.topic != ShadowTopic::UpdateRejected),
+                "{how}: {answer:?}"
+            );
+            assert_alarm_gone(&mut device, &mut now, &mut wall, how);
+            let events = device.take_events();
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e["type"] == json!("alarm_dismissed") && e["how"] == json!("removed")),
+                "{how}: {events:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn deleting_the_mode_natural_light_or_the_zone_takes_effect() {
+        for deletion in [
+            json!({"mode": null}),
+            json!({"mode": null, "natural_light": null}),
+            json!(null),
+        ] {
+            let mut now = Instant::now();
+            let mut device = device(now);
+            let mut wall = at("2026-11-27T02:00:00Z");
+            let dark_night = json!({"latitude": 51.5, "longitude": -0.12, "night": "off"});
+            desire(
+                &mut device,
+                json!({"mode": "natural", "natural_light": dark_night}),
+                now,
+            );
+            run_for(&mut device, &mut now, &mut wall, 3);
+            assert_eq!(device.output(now), Rgb::OFF, "night in London");
+            desire(&mut device, deletion.clone(), now);
+            run_for(&mut device, &mut now, &mut wall, 3);
+            assert_eq!(
+                device.output(now),
+                Rgb { r: 1.0, g: 1.0, b: 1.0 },
+                "{deletion}: the person's light is back"
+            );
+            assert!(device.shadow().reported.get("mode").is_none(), "{deletion}");
+        }
+        // `natural_light` alone cannot go while natural light is on: a clear refusal.
+        let t0 = Instant::now();
+        let mut lamp = device(t0);
+        natural(&mut lamp, t0);
+        let refused = request(
+            &mut lamp,
+            ShadowOp::Update,
+            json!({"state": {"desired": {"natural_light": null}}}),
+            t0,
+        );
+        assert_eq!(refused[0].topic, ShadowTopic::UpdateRejected);
+
+        let mut now = Instant::now();
+        let mut device = device(now);
+        let mut wall = at("2026-06-21T09:00:00Z");
+        desire(&mut device, json!({"timezone": "Europe/Paris"}), now);
+        alarm_at_noon(&mut device, now, json!({"time": "12:00"}));
+        run_for(&mut device, &mut now, &mut wall, 1);
+        let next = |d: &Device| d.shadow().reported["alarm"]["next"]["at"].clone();
+        assert_eq!(next(&device), json!("2026-06-21T12:00:00+02:00"));
+        desire(&mut device, json!({"timezone": null}), now);
+        run_for(&mut device, &mut now, &mut wall, 1);
+        assert_eq!(next(&device), json!("2026-06-21T12:00:00+00:00"), "back to UTC");
+        assert!(device.shadow().reported.get("timezone").is_none());
+    }
+
+    #[test]
+    fn a_shadow_delete_without_settings_leaves_the_shadow_deleted() {
+        let t0 = Instant::now();
+        let mut device = device(t0);
+        device.shadow_request(ShadowOp::Delete, b"", t0, 5);
+        assert!(device.tick(t0, 6).is_empty());
+        assert!(!device.shadow().exists);
+    }
+
+    fn cloud_client(now: Instant) -> (Device, String) {
+        let identity = Identity {
+            thing: "lamp1".into(),
+            firmware: "1".into(),
+            role: ShadowRole::Client,
+        };
+        let mut device = Device::new(
+            LightState::default(),
+            Shadow::default(),
+            Memory::default(),
+            identity,
+            Duration::ZERO,
+            now,
+        );
+        let hello = device.connected(10);
+        let token = hello[0].payload["clientToken"].as_str().unwrap().to_owned();
+        (device, token)
+    }
+
+    fn document(desired: Value, version: u64) -> Value {
+        json!({"state": {"desired": desired}, "version": version})
+    }
+
+    #[test]
+    fn as_a_cloud_client_deletions_come_from_the_documents_and_delete_accepted() {
+        let mut now = Instant::now();
+        let (mut device, token) = cloud_client(now);
+        let mut wall = at("2026-06-21T11:00:00Z");
+        let alarms = json!({"a": {"time": "12:00"}, "b": {"time": "13:00"}});
+        let got = json!({"state": {"desired": {"alarms": alarms.clone(), "timezone": "UTC"}}, "version": 4, "clientToken": token});
+        device.cloud_message(ShadowTopic::GetAccepted, got.to_string().as_bytes(), now, wall);
+        run_for(&mut device, &mut now, &mut wall, 1);
+        assert_eq!(device.shadow().reported["alarms"], alarms);
+
+        // AWS sends no delta for a deletion; the documents show it, whoever asked for it.
+        let cloud = |device: &mut Device, topic, doc: Value, now, wall| {
+            device.cloud_message(topic, doc.to_string().as_bytes(), now, wall)
+        };
+        let documents = json!({
+            "previous": document(json!({"alarms": alarms.clone(), "timezone": "UTC"}), 5),
+            "current": document(json!({"alarms": {"b": {"time": "13:00"}}, "timezone": "UTC"}), 6),
+        });
+        let sent = cloud(&mut device, ShadowTopic::UpdateDocuments, documents, now, wall);
+        run_for(&mut device, &mut now, &mut wall, 1);
+        assert_eq!(device.shadow().reported["alarms"], json!({"b": {"time": "13:00"}}));
+        assert_eq!(sent[0].payload["state"]["reported"]["alarms"], json!({"a": null}));
+        // The last alarm, and the zone; the lamp's own reports change nothing in desired.
+        let documents = json!({
+            "previous": document(json!({"alarms": {"b": {"time": "13:00"}}, "timezone": "UTC"}), 7),
+            "current": {"state": {"reported": {"x": 1}}, "version": 8},
+        });
+        cloud(&mut device, ShadowTopic::UpdateDocuments, documents, now, wall);
+        run_for(&mut device, &mut now, &mut wall, 1);
+        assert!(device.shadow().desired.is_empty());
+        for key in ["alarms", "timezone"] {
+            assert!(device.shadow().reported.get(key).is_none(), "{key}");
+        }
+        assert_eq!(device.shadow().reported["alarm"], json!({"state": "idle"}));
+
+        // A delete of the cloud's document ends the settings; the lamp reports everything anew.
+        let got = json!({"state": {"desired": {"alarms": alarms.clone()}}, "version": 9, "clientToken": token});
+        cloud(&mut device, ShadowTopic::GetAccepted, got, now, wall);
+        run_for(&mut device, &mut now, &mut wall, 1);
+        let sent = cloud(
+            &mut device,
+            ShadowTopic::DeleteAccepted,
+            json!({"version": 9, "timestamp": wall}),
+            now,
+            wall,
+        );
+        assert_eq!(topics(&sent), [ShadowTopic::Update]);
+        assert!(
+            sent[0].payload["state"]["reported"]["firmware"].is_object(),
+            "a full report"
+        );
+        run_for(&mut device, &mut now, &mut wall, 1);
+        assert!(device.shadow().reported.get("alarms").is_none());
+        assert!(device.scheduler.alarms.report(device.wall).get("next").is_none());
+
+        // Deleted while the lamp was away: the fetched document has them only in a stale
+        // `reported`, which is not what the lamp is asked to do.
+        let got = json!({"state": {"desired": {"alarms": alarms.clone()}}, "version": 12, "clientToken": token});
+        cloud(&mut device, ShadowTopic::GetAccepted, got, now, wall);
+        run_for(&mut device, &mut now, &mut wall, 1);
+        let got = json!({"state": {"reported": {"alarms": alarms.clone()}}, "version": 14, "clientToken": token});
+        let sent = cloud(&mut device, ShadowTopic::GetAccepted, got, now, wall);
+        assert_eq!(sent[0].payload["state"]["reported"].get("alarms"), Some(&Value::Null));
+        run_for(&mut device, &mut now, &mut wall, 1);
+        assert!(device.shadow().reported.get("alarms").is_none());
+        assert_eq!(device.shadow().reported["alarm"], json!({"state": "idle"}));
+    }
+
+    #[test]
+    fn as_a_cloud_client_a_new_document_gets_the_settings_the_lamp_keeps() {
+        let now = Instant::now();
+        let identity = Identity {
+            thing: "lamp1".into(),
+            firmware: "1".into(),
+            role: ShadowRole::Client,
+        };
+        // A lamp that kept its own shadow before (`shadow.service = "device"`).
+        let mut shadow = Shadow::default();
+        shadow.desired = json!({"alarms": {"a": {"time": "07:00"}}, "light": {"on": true}})
+            .as_object()
+            .unwrap()
+            .clone();
+        let mut device = Device::new(
+            LightState::default(),
+            shadow,
+            Memory::default(),
+            identity,
+            Duration::ZERO,
+            now,
+        );
+        let hello = device.connected(10);
+        let token = hello[0].payload["clientToken"].clone();
+        let missing = json!({"code": 404, "message": "No shadow exists with name: 'lamp1'", "clientToken": token});
+        let sent = device.cloud_message(ShadowTopic::GetRejected, missing.to_string().as_bytes(), now, 11);
+        assert_eq!(
+            sent[0].payload["state"]["desired"],
+            json!({"alarms": {"a": {"time": "07:00"}}}),
+            "else the next fetch would delete them"
+        );
+        assert_eq!(
+            sent[0].payload["state"]["reported"]["alarms"],
+            json!({"a": {"time": "07:00"}})
+        );
     }
 }
