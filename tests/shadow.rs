@@ -22,9 +22,13 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Fixture {
+        Fixture::start_with(|_| {}).await
+    }
+
+    async fn start_with(tune: impl FnOnce(&mut lampi::config::Config)) -> Fixture {
         let broker = Broker::start();
         let state = tempfile::tempdir().unwrap();
-        let lamp = RunningLamp::start(broker.port, state.path()).await;
+        let lamp = RunningLamp::start_with(broker.port, state.path(), tune).await;
         Fixture::attach(broker, state, lamp).await
     }
 
@@ -102,6 +106,26 @@ impl Fixture {
         let (topic, doc) = self.request("get", json!({})).await;
         assert_eq!(topic, "get/accepted", "{doc}");
         doc
+    }
+
+    /// A desired update the lamp must accept.
+    async fn desire(&mut self, desired: Value) {
+        let (topic, answer) = self.request("update", json!({"state": {"desired": desired}})).await;
+        assert_eq!(topic, "update/accepted", "{desired}: {answer}");
+    }
+
+    /// Fetches the document until `reported` satisfies `done`, and returns it.
+    async fn until_reported(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + common::TIMEOUT;
+        loop {
+            // (A deleted document answers 404 until the lamp reports again.)
+            let (topic, doc) = self.request("get", json!({})).await;
+            if topic == "get/accepted" && done(&doc["state"]["reported"]) {
+                return doc;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never {what}: {}", doc["state"]);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -186,10 +210,134 @@ async fn partial_merge_null_deletion_and_clearing_desired() {
     );
     let doc = f.get().await;
     assert!(doc["state"].get("desired").is_none(), "{doc}");
-    assert_eq!(
-        doc["state"]["reported"]["alarms"], expected,
-        "clearing desired does not reset the lamp"
+    assert!(
+        doc["state"]["reported"].get("alarms").is_none(),
+        "clearing desired ends the settings it held: {doc}"
     );
+    f.lamp.stop().await;
+}
+
+/// The person's dim blue, which no alarm or night shows.
+const BLUE: [f64; 3] = [0.6667, 1.0, 0.3];
+
+fn blue_light() -> Value {
+    json!({"on": true, "hue": BLUE[0], "saturation": BLUE[1], "brightness": BLUE[2]})
+}
+
+fn no_alarms(reported: &Value) -> bool {
+    reported.get("alarms").is_none() && reported["alarm"] == json!({"state": "idle"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_only_alarm_while_it_rings_stops_it_and_reports_it_gone() {
+    let mut f = Fixture::start_with(|c| c.clock.start = Some("2026-11-27T06:59:58Z".into())).await;
+    let every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    f.desire(json!({"light": blue_light(),
+        "alarms": {"acc1": {"time": "07:00", "action": "blink", "days": every_day}}}))
+        .await;
+    f.until_reported("rang", |r| r["alarm"]["state"] == json!("ringing"))
+        .await;
+
+    f.desire(json!({"alarms": {"acc1": null}})).await;
+    let doc = f.until_reported("stopped ringing", no_alarms).await;
+    assert!(doc["state"].get("desired").is_some_and(|d| d.get("alarms").is_none()));
+    assert!(doc["state"].get("delta").is_none(), "{doc}");
+    f.lamp
+        .output_settles_at(duty_for(true, BLUE[0], BLUE[1], BLUE[2]))
+        .await;
+    // And it stays gone: no ring, no next alarm, a second later.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let doc = f.get().await;
+    assert!(no_alarms(&doc["state"]["reported"]), "{}", doc["state"]);
+    f.lamp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_alarms_deleted_one_then_the_other() {
+    let mut f = Fixture::start().await;
+    let alarms = json!({"a": {"time": "07:00", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]},
+        "b": {"time": "08:00", "days": ["sat", "sun"]}});
+    f.desire(json!({"alarms": alarms})).await;
+    f.until_reported("both alarms", |r| r["alarms"] == alarms).await;
+
+    f.desire(json!({"alarms": {"a": null}})).await;
+    let doc = f
+        .until_reported("alarm a deleted", |r| r["alarms"].get("a").is_none())
+        .await;
+    assert_eq!(doc["state"]["reported"]["alarm"]["next"]["id"], json!("b"));
+
+    f.desire(json!({"alarms": {"b": null}})).await;
+    f.until_reported("alarm b deleted", no_alarms).await;
+    f.lamp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_other_deletion_takes_effect_on_the_lamp_and_in_reported() {
+    // Night in London: natural light is dark, the person's light is blue.
+    let mut f = Fixture::start_with(|c| c.clock.start = Some("2026-11-27T02:00:00Z".into())).await;
+    let blue = duty_for(true, BLUE[0], BLUE[1], BLUE[2]);
+    let place = json!({"latitude": 51.5, "longitude": -0.12, "night": "off"});
+    let alarm = json!({"a": {"time": "07:00"}});
+    f.desire(json!({"light": blue_light(), "alarms": alarm})).await;
+    f.until_reported("the alarm", |r| r["alarm"]["next"]["id"] == json!("a"))
+        .await;
+
+    // All alarms at once.
+    f.desire(json!({"alarms": null})).await;
+    f.until_reported("all alarms deleted", no_alarms).await;
+
+    // The time zone: the alarms go back to UTC.
+    f.desire(json!({"timezone": "Europe/Paris", "alarms": alarm})).await;
+    f.until_reported("the alarm in Paris", |r| {
+        r["alarm"]["next"]["at"] == json!("2026-11-27T07:00:00+01:00")
+    })
+    .await;
+    f.desire(json!({"timezone": null})).await;
+    f.until_reported("the zone deleted", |r| {
+        r.get("timezone").is_none() && r["alarm"]["next"]["at"] == json!("2026-11-27T07:00:00+00:00")
+    })
+    .await;
+
+    // Natural light, with its place: the person's light comes back.
+    f.desire(json!({"mode": "natural", "natural_light": place})).await;
+    f.lamp.output_settles_at(lampi::core::colour::Rgb::OFF).await;
+    f.desire(json!({"mode": null, "natural_light": null})).await;
+    f.lamp.output_settles_at(blue).await;
+    f.until_reported("natural light deleted", |r| {
+        r.get("mode").is_none() && r.get("natural_light").is_none()
+    })
+    .await;
+
+    // The whole desired section.
+    f.desire(json!({"mode": "natural", "natural_light": place, "timezone": "Europe/Paris"}))
+        .await;
+    f.lamp.output_settles_at(lampi::core::colour::Rgb::OFF).await;
+    let (topic, _) = f.request("update", json!({"state": {"desired": null}})).await;
+    assert_eq!(topic, "update/accepted");
+    f.lamp.output_settles_at(blue).await;
+    let doc = f
+        .until_reported("desired cleared", |r| {
+            no_alarms(r)
+                && ["mode", "natural_light", "timezone"]
+                    .iter()
+                    .all(|k| r.get(*k).is_none())
+        })
+        .await;
+    assert!(doc["state"].get("desired").is_none(), "{doc}");
+
+    // The whole document: the lamp acts on it and reports, which recreates the document.
+    f.desire(json!({"mode": "natural", "natural_light": place, "alarms": alarm}))
+        .await;
+    f.lamp.output_settles_at(lampi::core::colour::Rgb::OFF).await;
+    let (topic, _) = f.request("delete", json!({})).await;
+    assert_eq!(topic, "delete/accepted");
+    f.lamp.output_settles_at(blue).await;
+    let doc = f
+        .until_reported("the document deleted", |r| {
+            no_alarms(r) && r.get("mode").is_none() && r["connected_since"].is_u64()
+        })
+        .await;
+    assert!(doc["state"].get("desired").is_none(), "{doc}");
     f.lamp.stop().await;
 }
 
