@@ -15,7 +15,8 @@ use tokio::task::JoinHandle;
 
 const PREFIX: &str = "$aws/things/lamp1/shadow/";
 
-/// Answers update and get for thing `lamp1` as AWS IoT would.
+/// Answers update, get and delete for thing `lamp1` as AWS IoT would: no delta for a deleted
+/// key, `delete/accepted` to every subscriber.
 fn cloud_shadow_service(port: u16) -> JoinHandle<()> {
     tokio::spawn(async move {
         let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("aws-iot", "127.0.0.1", port), 100);
@@ -23,10 +24,12 @@ fn cloud_shadow_service(port: u16) -> JoinHandle<()> {
             .subscribe(format!("{PREFIX}update"), QoS::AtLeastOnce)
             .await
             .unwrap();
-        client
-            .subscribe(format!("{PREFIX}get"), QoS::AtLeastOnce)
-            .await
-            .unwrap();
+        for op in ["get", "delete"] {
+            client
+                .subscribe(format!("{PREFIX}{op}"), QoS::AtLeastOnce)
+                .await
+                .unwrap();
+        }
         let mut document = Shadow::default();
         let mut answers = Vec::new();
         loop {
@@ -42,6 +45,12 @@ fn cloud_shadow_service(port: u16) -> JoinHandle<()> {
                         answers.extend(accepted.delta.map(|d| ("update/delta", d)));
                     }
                     Err(e) => answers.push(("update/rejected", e.document(now))),
+                }
+            } else if request.topic.ends_with("/delete") {
+                let token = shadow::parse_token_request(&request.payload).ok().flatten();
+                match document.delete("lamp1", token.as_deref(), now) {
+                    Ok(doc) => answers.push(("delete/accepted", doc)),
+                    Err(e) => answers.push(("delete/rejected", e.document(now))),
                 }
             } else {
                 let token = shadow::parse_token_request(&request.payload).ok().flatten();
@@ -146,6 +155,109 @@ async fn follows_the_cloud_and_converges_after_being_away() {
     app.publish(&format!("{PREFIX}update"), bad.to_string()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(lamp.handle.changes.borrow().state.brightness.get(), 0.1);
+    lamp.stop().await;
+    service.abort();
+}
+
+fn no_alarms(reported: &Value) -> bool {
+    reported.get("alarms").is_none() && reported["alarm"] == json!({"state": "idle"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_in_the_cloud_reach_the_lamp_though_aws_sends_no_delta_for_them() {
+    let broker = Broker::start();
+    let service = cloud_shadow_service(broker.port);
+    let state = tempfile::tempdir().unwrap();
+    let mut app = Client::connect(broker.port, "app").await;
+    app.subscribe(&format!("{PREFIX}get/+")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut lamp = RunningLamp::start_with(broker.port, state.path(), |c| {
+        aws(c);
+        c.clock.start = Some("2026-11-27T06:59:58Z".into());
+    })
+    .await;
+    until(&mut app, |d| d["state"]["reported"]["connected_since"].is_u64()).await;
+    let update = |desired: Value| json!({"state": {"desired": desired}}).to_string();
+    let blue = duty_for(true, 0.6667, 1.0, 0.3);
+    let every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+    // The only alarm, deleted while it rings.
+    let light = json!({"on": true, "hue": 0.6667, "saturation": 1, "brightness": 0.3});
+    let alarms = json!({"acc1": {"time": "07:00", "action": "blink", "days": every_day}});
+    app.publish(
+        &format!("{PREFIX}update"),
+        update(json!({"light": light, "alarms": alarms})),
+    )
+    .await;
+    until(&mut app, |d| {
+        d["state"]["reported"]["alarm"]["state"] == json!("ringing")
+    })
+    .await;
+    app.publish(&format!("{PREFIX}update"), update(json!({"alarms": {"acc1": null}})))
+        .await;
+    until(&mut app, |d| no_alarms(&d["state"]["reported"])).await;
+    lamp.output_settles_at(blue).await;
+
+    // Two alarms and the zone, then the whole desired section.
+    let two = json!({"a": {"time": "08:00", "days": every_day}, "b": {"time": "09:00"}});
+    app.publish(
+        &format!("{PREFIX}update"),
+        update(json!({"alarms": two, "timezone": "Europe/Paris"})),
+    )
+    .await;
+    until(&mut app, |d| d["state"]["reported"]["alarms"] == two).await;
+    app.publish(&format!("{PREFIX}update"), update(json!({"alarms": {"a": null}})))
+        .await;
+    until(&mut app, |d| {
+        d["state"]["reported"]["alarm"]["next"]["id"] == json!("b")
+    })
+    .await;
+    app.publish(
+        &format!("{PREFIX}update"),
+        json!({"state": {"desired": null}}).to_string(),
+    )
+    .await;
+    until(&mut app, |d| {
+        no_alarms(&d["state"]["reported"]) && d["state"]["reported"].get("timezone").is_none()
+    })
+    .await;
+
+    // Deleted on the lamp's own screen: the lamp asks the cloud, and follows its documents.
+    app.publish(&format!("{PREFIX}update"), update(json!({"alarms": alarms})))
+        .await;
+    until(&mut app, |d| d["state"]["reported"]["alarms"] == alarms).await;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let patch = json!({"alarms": {"acc1": null}}).as_object().unwrap().clone();
+    let command = lampi::lamp_task::Command::Settings { patch, reply };
+    lamp.handle.commands.send(command).await.unwrap();
+    assert_eq!(answer.await.unwrap(), Ok(()));
+    let doc = until(&mut app, |d| no_alarms(&d["state"]["reported"])).await;
+    assert!(
+        doc["state"].get("desired").is_none_or(|d| d.get("alarms").is_none()),
+        "{doc}"
+    );
+
+    // The whole document: the lamp hears `delete/accepted`, ends its settings and reports anew.
+    app.publish(&format!("{PREFIX}update"), update(json!({"alarms": alarms})))
+        .await;
+    until(&mut app, |d| d["state"]["reported"]["alarms"] == alarms).await;
+    app.publish(&format!("{PREFIX}delete"), "{}").await;
+    let doc = until(&mut app, |d| {
+        no_alarms(&d["state"]["reported"]) && d["state"]["reported"]["connected_since"].is_u64()
+    })
+    .await;
+    assert!(doc["state"].get("desired").is_none(), "{doc}");
+
+    // Deleted while the lamp is away: it learns of it when it is back.
+    app.publish(&format!("{PREFIX}update"), update(json!({"alarms": alarms})))
+        .await;
+    until(&mut app, |d| d["state"]["reported"]["alarms"] == alarms).await;
+    lamp.stop().await;
+    app.publish(&format!("{PREFIX}update"), update(json!({"alarms": null})))
+        .await;
+    let lamp = RunningLamp::start_with(broker.port, state.path(), aws).await;
+    until(&mut app, |d| no_alarms(&d["state"]["reported"])).await;
+    assert!(lamp.handle.saved.borrow().shadow.desired.get("alarms").is_none());
     lamp.stop().await;
     service.abort();
 }
