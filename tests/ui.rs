@@ -216,6 +216,25 @@ fn scenario(weak: slint::Weak<AppWindow>, lamp: LampHandle, backlight_dir: &Path
     );
     until("the lamp enabled the first alarm again", || wake_enabled() == true);
 
+    // Both alarms deleted in the editor, the last one too: gone from the lamp and `reported`.
+    press(&weak, "Edit alarm 08:00");
+    press(&weak, "Delete alarm");
+    until("the lamp deleted the new alarm", || {
+        lamp.saved.borrow().shadow.desired["alarms"].get("alarm-1").is_none()
+    });
+    press(&weak, "Edit alarm 07:00");
+    press(&weak, "Delete alarm");
+    until("the lamp has no alarm left", || {
+        let saved = lamp.saved.borrow();
+        let reported = &saved.shadow.reported;
+        saved.shadow.desired.get("alarms").is_none()
+            && reported.get("alarms").is_none()
+            && reported["alarm"] == serde_json::json!({"state": "idle"})
+    });
+    until("the list is empty", || {
+        on_ui(|w| w.global::<Api>().get_alarms().row_count(), &weak) == 0
+    });
+
     // Natural light without a place is refused by the lamp, and the screen says why.
     go_to(&weak, Screen::Natural);
     assert_eq!(
