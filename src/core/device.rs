@@ -1655,11 +1655,13 @@ mod tests {
             role: ShadowRole::Client,
         };
         // A lamp that kept its own shadow before (`shadow.service = "device"`).
-        let mut shadow = Shadow::default();
-        shadow.desired = json!({"alarms": {"a": {"time": "07:00"}}, "light": {"on": true}})
-            .as_object()
-            .unwrap()
-            .clone();
+        let shadow = Shadow {
+            desired: json!({"alarms": {"a": {"time": "07:00"}}, "light": {"on": true}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            ..Shadow::default()
+        };
         let mut device = Device::new(
             LightState::default(),
             shadow,
