@@ -1617,6 +1617,14 @@ mod tests {
         let got = json!({"state": {"desired": {"alarms": alarms.clone()}}, "version": 9, "clientToken": token});
         cloud(&mut device, ShadowTopic::GetAccepted, got, now, wall);
         run_for(&mut device, &mut now, &mut wall, 1);
+        // A stale copy of an older document (redelivered, say) replays nothing.
+        let stale = json!({
+            "previous": document(json!({"alarms": alarms.clone()}), 5),
+            "current": document(json!({"alarms": {"b": {"time": "13:00"}}}), 6),
+        });
+        cloud(&mut device, ShadowTopic::UpdateDocuments, stale, now, wall);
+        run_for(&mut device, &mut now, &mut wall, 1);
+        assert_eq!(device.shadow().reported["alarms"], alarms);
         let sent = cloud(
             &mut device,
             ShadowTopic::DeleteAccepted,
