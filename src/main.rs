@@ -141,6 +141,9 @@ fn main() -> ExitCode {
     for key in &loaded.unknown_keys {
         tracing::warn!(file = %path.display(), "unknown config key `{key}` ignored");
     }
+    for warning in &loaded.warnings {
+        tracing::warn!(file = %path.display(), "{warning}");
+    }
     let config = loaded.config;
     match cli.command {
         Commands::CheckConfig => {
