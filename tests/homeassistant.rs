@@ -130,16 +130,15 @@ mod ha_schema {
         if !doc["command_topic"].is_string() {
             return Err("required key not provided @ data['command_topic']".into());
         }
-        if !doc.get("brightness").is_none_or(Value::is_boolean) {
+        // Optional keys: refused only when present and invalid.
+        let invalid = |key: &str, valid: fn(&Value) -> bool| doc.get(key).is_some_and(|v| !valid(v));
+        if invalid("brightness", Value::is_boolean) {
             return Err("expected a boolean for dictionary value @ data['brightness']".into());
         }
-        if !doc
-            .get("brightness_scale")
-            .is_none_or(|v| v.as_u64().is_some_and(|n| n >= 1))
-        {
+        if invalid("brightness_scale", |v| v.as_u64().is_some_and(|n| n >= 1)) {
             return Err("value must be at least 1 @ data['brightness_scale']".into());
         }
-        if !doc.get("qos").is_none_or(|v| v.as_u64().is_some_and(|n| n <= 2)) {
+        if invalid("qos", |v| v.as_u64().is_some_and(|n| n <= 2)) {
             return Err("value must be one of [0, 1, 2] @ data['qos']".into());
         }
         Ok(())
