@@ -32,8 +32,9 @@ const STATE_FILE: &str = "state.json";
 /// an older firmware ignores it and keeps everything it knows. The format goes up only when the
 /// meaning of what an older firmware reads changes (a field renamed, retyped or reinterpreted, a
 /// field added inside `light`, `shadow`, `alarm_clock`, `owner` or `firmware_update`, whose
-/// types are read strictly): a firmware leaves a file of a newer format untouched and does not
-/// save over it, so a downgrade across a format bump loses what was saved since.
+/// types are read strictly). A firmware leaves a file of a newer format untouched and never
+/// saves over it: after a downgrade across a format bump the lamp runs on defaults, and the
+/// newer firmware finds its file intact when it is reinstalled.
 ///
 /// Downgrade floor (for the updater): format 3 is read by every release from 0.1.0. Release
 /// 0.1.0 itself refuses unknown fields, so the first top-level field added to format 3 raises the
@@ -79,9 +80,10 @@ fn defaults() -> Saved {
 #[derive(Clone, Debug)]
 pub struct Store {
     dir: PathBuf,
+    /// `fs::read`; the tests make it fail.
     read: fn(&Path) -> io::Result<Vec<u8>>,
-    /// Why the file on disk must not be overwritten, when the load could not use it without it
-    /// being corrupt: it could not be read, or it is of a newer format.
+    /// Set by a load that could not use the file yet must not discard it (it could not be read,
+    /// or its format is newer): why saving over it is refused.
     keep_file: Arc<OnceLock<String>>,
 }
 
