@@ -15,14 +15,26 @@ fi
 # shellcheck disable=SC2086
 cargo build --release $features
 
+listening() { (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; }
 broker=""
-if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
+if ! listening; then
     mkdir -p state
     printf 'listener 1883 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n%s' \
         "$( [ "$(id -u)" -eq 0 ] && echo 'user root' )" > state/mosquitto.conf
     mosquitto -c state/mosquitto.conf > state/mosquitto.log 2>&1 &
     broker=$!
     trap 'kill $broker 2>/dev/null' EXIT INT TERM
+    # The lamp's first connection must find it listening (at most 5 s).
+    for _ in $(seq 50); do
+        listening && break
+        kill -0 "$broker" 2>/dev/null || break
+        sleep 0.1
+    done
+    if ! listening; then
+        echo "the private Mosquitto is not listening on 127.0.0.1:1883; its log:" >&2
+        cat state/mosquitto.log >&2
+        exit 1
+    fi
     echo "started a private Mosquitto on 127.0.0.1:1883 (log: state/mosquitto.log)"
 fi
 echo 'try: mosquitto_pub -t lamp/set_config -m '"'"'{"color":{"h":0.33,"s":1.0},"brightness":0.5,"on":true,"client":"me"}'"'"

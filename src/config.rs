@@ -262,7 +262,7 @@ pub struct LedConfig {
     /// Use the SoC's PWM channel for pins that have one (needs the `pwm-2chan` overlay).
     pub hardware_pwm: bool,
     pub on_shutdown: OnShutdown,
-    /// The simulated LED draws its colour as a swatch when stdout is a terminal.
+    /// The simulated LED draws its colour as a swatch below the log when stderr is a terminal.
     pub swatch: bool,
 }
 
@@ -346,11 +346,13 @@ impl ConfigError {
     }
 }
 
-/// A config and the dotted names of the keys in it that nothing reads.
+/// A config, the dotted names of the keys in it that nothing reads, and what is risky about it
+/// without being wrong.
 #[derive(Debug)]
 pub struct Loaded {
     pub config: Config,
     pub unknown_keys: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -362,6 +364,7 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => Ok(Loaded {
                 config: Config::default(),
                 unknown_keys: Vec::new(),
+                warnings: Vec::new(),
             }),
             Err(source) => Err(ConfigError::Read {
                 file: path.to_owned(),
@@ -381,7 +384,25 @@ impl Config {
             message: e.to_string().trim_end().to_owned(),
         })?;
         config.validate(file)?;
-        Ok(Loaded { config, unknown_keys })
+        let warnings = config.warnings();
+        Ok(Loaded {
+            config,
+            unknown_keys,
+            warnings,
+        })
+    }
+
+    /// Settings that work but put something at risk.
+    fn warnings(&self) -> Vec<String> {
+        let mqtt = &self.mqtt;
+        let mut warnings = Vec::new();
+        if mqtt.enabled && mqtt.password.is_some() && !mqtt.tls && !is_loopback(&mqtt.host) {
+            warnings.push(format!(
+                "`mqtt.password` is sent in clear text to {} (not this machine): set `mqtt.tls = true`",
+                mqtt.host
+            ));
+        }
+        warnings
     }
 
     fn validate(&self, file: &Path) -> Result<(), ConfigError> {
@@ -567,6 +588,13 @@ impl Config {
     }
 }
 
+/// Whether `host` names this machine without a lookup: `localhost` or a loopback address. A
+/// name that resolves to loopback is not trusted to stay so.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// LAMPI's device id: the MAC of the first Ethernet or Wi-Fi interface, colons removed.
 /// Physical interfaces (those with a `device` link) come first, in name order, so the id does
 /// not change when a VPN or bridge appears.
@@ -717,5 +745,34 @@ mod tests {
         add("wlan0", "B8:27:EB:12:34:56", true);
         add("eth0", "b8:27:eb:ab:cd:ef", true);
         assert_eq!(mac_device_id(dir.path()).as_deref(), Some("b827ebabcdef"));
+    }
+
+    #[test]
+    fn a_password_sent_off_this_machine_without_tls_is_warned_about() {
+        let creds = "username = \"lamp\"\npassword = \"hunter2\"\n";
+        for host in ["broker.example.com", "192.168.1.10", "localhost.example.com"] {
+            let loaded = parse(&format!("[mqtt]\nhost = \"{host}\"\n{creds}")).unwrap();
+            assert_eq!(loaded.warnings.len(), 1, "{host}");
+            assert!(
+                loaded.warnings[0].contains("`mqtt.password`")
+                    && loaded.warnings[0].contains(host)
+                    && !loaded.warnings[0].contains("hunter2"),
+                "{:?}",
+                loaded.warnings
+            );
+        }
+        for quiet in [
+            format!("[mqtt]\n{creds}"),
+            format!("[mqtt]\nhost = \"127.0.0.2\"\n{creds}"),
+            format!("[mqtt]\nhost = \"::1\"\n{creds}"),
+            "[mqtt]\nhost = \"broker.example.com\"\nusername = \"lamp\"\n".to_owned(),
+            format!("[mqtt]\nenabled = false\nhost = \"broker.example.com\"\n{creds}"),
+            format!(
+                "[mqtt]\nhost = \"broker.example.com\"\ntls = true\nca_file = \"{}/Cargo.toml\"\n{creds}",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+        ] {
+            assert_eq!(parse(&quiet).unwrap().warnings, Vec::<String>::new(), "{quiet}");
+        }
     }
 }

@@ -57,26 +57,36 @@ pub struct Spool {
 
 impl Spool {
     /// Opens the spool in `dir`, keeping what an earlier run left. A line torn by a power cut
-    /// is skipped.
+    /// (or not UTF-8, or not JSON) is skipped, and the file is then rewritten without it, so
+    /// the next append does not continue the torn line.
     pub fn open(dir: impl Into<PathBuf>) -> Spool {
         let path = dir.into().join(SPOOL_FILE);
-        let text = fs::read_to_string(&path).unwrap_or_default();
-        let mut events: VecDeque<String> = text
-            .lines()
-            .filter(|line| serde_json::from_str::<Value>(line).is_ok())
-            .map(str::to_owned)
+        let bytes = fs::read(&path).unwrap_or_default();
+        let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty()).collect();
+        let mut events: VecDeque<String> = lines
+            .iter()
+            .filter(|line| serde_json::from_slice::<Value>(line).is_ok())
+            .filter_map(|line| String::from_utf8(line.to_vec()).ok())
             .collect();
+        let clean = events.len() == lines.len() && bytes.last().is_none_or(|&b| b == b'\n');
         let mut dropped = 0;
         while events.len() > MAX_SPOOLED {
             events.pop_front();
             dropped += 1;
         }
-        Spool {
+        let mut spool = Spool {
             path,
             events,
             dropped,
-            unwritten: Some(0),
+            unwritten: None,
+        };
+        if clean && dropped == 0 {
+            spool.unwritten = Some(0);
+        } else if let Err(e) = spool.flush() {
+            // The flush after the next push tries again: `unwritten` is still `None`.
+            tracing::warn!(path = %spool.path.display(), "rewriting the events spool failed: {e}");
         }
+        spool
     }
 
     pub fn len(&self) -> usize {
@@ -217,5 +227,27 @@ mod tests {
         );
         assert_eq!(drained.len(), MAX_SPOOLED + 1);
         assert!(spool.is_empty());
+    }
+
+    #[test]
+    fn events_after_a_torn_line_survive() {
+        // Appends cut short by a power cut: mid-way through a field, and mid-way through a
+        // multibyte character (so the file is not even UTF-8).
+        let multibyte = "{\"label\":\"\u{e9}".as_bytes();
+        for torn in [&b"{\"n\":9"[..], &multibyte[..multibyte.len() - 1]] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(SPOOL_FILE);
+            fs::write(&path, [&b"{\"n\":0}\n{\"n\":1}\n"[..], torn].concat()).unwrap();
+            let mut spool = Spool::open(dir.path());
+            assert_eq!(spool.len(), 2);
+            for n in 2..5 {
+                spool.push(&json!({"n": n}));
+                spool.flush().unwrap();
+            }
+            let text = fs::read_to_string(&path).unwrap();
+            let events: Vec<Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+            assert_eq!(events, (0..5).map(|n| json!({"n": n})).collect::<Vec<_>>());
+            assert_eq!(Spool::open(dir.path()).drain(0).unwrap().len(), 5);
+        }
     }
 }

@@ -12,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 use lampi::config::{self, Config, Display};
 use lampi::ctl;
 use lampi::daemon::{self, LampSetup};
+use lampi::led::Console;
 use lampi::ui::bridge::{self, Action, Touchscreen};
 use lampi::ui::{live, screenshot};
 
@@ -125,7 +126,7 @@ fn unit(text: &str) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    let console = init_logging();
     let cli = Cli::parse();
     let (path, must_exist) = match &cli.config {
         Some(path) => (path.clone(), true),
@@ -141,6 +142,9 @@ fn main() -> ExitCode {
     for key in &loaded.unknown_keys {
         tracing::warn!(file = %path.display(), "unknown config key `{key}` ignored");
     }
+    for warning in &loaded.warnings {
+        tracing::warn!(file = %path.display(), "{warning}");
+    }
     let config = loaded.config;
     match cli.command {
         Commands::CheckConfig => {
@@ -150,7 +154,7 @@ fn main() -> ExitCode {
             println!("{config:#?}");
             ExitCode::SUCCESS
         }
-        Commands::Run { sim, state_dir, no_ui } => run(config, sim, state_dir, no_ui),
+        Commands::Run { sim, state_dir, no_ui } => run(config, sim, state_dir, no_ui, &console),
         Commands::Screenshot { screen, state, out } => screenshot(&config, &screen, state.as_deref(), &out),
         Commands::Ctl {
             host,
@@ -173,7 +177,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config, sim: bool, state_dir: Option<PathBuf>, no_ui: bool) -> ExitCode {
+fn run(config: Config, sim: bool, state_dir: Option<PathBuf>, no_ui: bool, console: &Console) -> ExitCode {
     let state_dir = state_dir.unwrap_or_else(|| {
         // A developer trying `lampi run --sim` has no /var/lib/lampi; use their own state dir.
         let unconfigured = config.device.state_dir.is_none() && std::env::var_os("STATE_DIRECTORY").is_none();
@@ -182,7 +186,7 @@ fn run(config: Config, sim: bool, state_dir: Option<PathBuf>, no_ui: bool) -> Ex
             _ => config.state_dir(),
         }
     });
-    let led = match lampi::led::open(&config.led, sim) {
+    let led = match lampi::led::open(&config.led, sim, console) {
         Ok(led) => led,
         Err(e) => {
             eprintln!("lampi: {e}");
@@ -371,17 +375,20 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-/// Logs go to stderr; under systemd (JOURNAL_STREAM set) journald adds its own timestamps, so
-/// ours are left out. `RUST_LOG` overrides the default `info` level.
-fn init_logging() {
+/// Logs go to stderr, through the console the simulated LED draws its swatch on; under systemd
+/// (JOURNAL_STREAM set) journald adds its own timestamps, so ours are left out. `RUST_LOG`
+/// overrides the default `info` level.
+fn init_logging() -> Console {
+    let console = Console::new();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(console.clone())
         .with_ansi(std::io::stderr().is_terminal());
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.without_time().with_target(false).init();
     } else {
         builder.init();
     }
+    console
 }

@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -24,14 +24,32 @@ use crate::core::shadow::Shadow;
 use crate::lamp_task::Saved;
 
 const STATE_FILE: &str = "state.json";
-/// Version of the file's layout, so a later firmware can migrate instead of guessing.
+/// Version of the file's meaning, so a later firmware can migrate instead of guessing.
 /// Formats 1 (light only) and 2 (no alarm clock) are still read.
+///
+/// The rule: reading is forward-compatible, so a field added at the top level (with a default
+/// that is right when it is missing, as `owner` and `firmware_update` were) keeps this format:
+/// an older firmware ignores it and keeps everything it knows. The format goes up only when the
+/// meaning of what an older firmware reads changes (a field renamed, retyped or reinterpreted, a
+/// field added inside `light`, `shadow`, `alarm_clock`, `owner` or `firmware_update`, whose
+/// types are read strictly). A firmware leaves a file of a newer format untouched and never
+/// saves over it: after a downgrade across a format bump the lamp runs on defaults, and the
+/// newer firmware finds its file intact when it is reinstalled.
+///
+/// Downgrade floor (for the updater): format 3 is read by every release from 0.1.0. Release
+/// 0.1.0 itself refuses unknown fields, so the first top-level field added to format 3 raises the
+/// floor to the first release with this forward-compatible reader; bumping FORMAT raises it to
+/// the release that introduces the new format.
 const FORMAT: u32 = 3;
 /// Longest a change waits before it is on disk.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Reads of a state file that exists but cannot be read (EIO, EMFILE, ...) are retried this
+/// often, with doubling pauses from [`FIRST_RETRY`], before the lamp starts without it.
+const READ_ATTEMPTS: u32 = 5;
+const FIRST_RETRY: Duration = Duration::from_millis(100);
 
+/// Unknown fields are ignored, not refused: they are a newer firmware's (see [`FORMAT`]).
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct StateFile {
     format: u32,
     light: LightState,
@@ -45,6 +63,12 @@ struct StateFile {
     firmware_update: Option<UpdateStatus>,
 }
 
+/// Only the format, read first so that a newer format is recognised whatever its fields mean.
+#[derive(Deserialize)]
+struct FormatOnly {
+    format: u32,
+}
+
 fn defaults() -> Saved {
     Saved {
         light: LightState::default(),
@@ -56,34 +80,58 @@ fn defaults() -> Saved {
 #[derive(Clone, Debug)]
 pub struct Store {
     dir: PathBuf,
+    /// `fs::read`; the tests make it fail.
+    read: fn(&Path) -> io::Result<Vec<u8>>,
+    /// Set by a load that could not use the file yet must not discard it (it could not be read,
+    /// or its format is newer): why saving over it is refused.
+    keep_file: Arc<OnceLock<String>>,
 }
 
 impl Store {
     pub fn new(dir: impl Into<PathBuf>) -> Store {
-        Store { dir: dir.into() }
+        Store {
+            dir: dir.into(),
+            read: |path| fs::read(path),
+            keep_file: Arc::default(),
+        }
     }
 
     pub fn path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
     }
 
-    /// The saved state, or defaults when there is none. A file that cannot be read or parsed is
-    /// moved aside (kept for a post-mortem) and the lamp starts with defaults.
+    /// The saved state, or defaults when there is none. Only a file that does not parse is
+    /// moved aside (kept for a post-mortem). A file that cannot be read after retries, or is of
+    /// a newer format, is left as it is and never saved over; the lamp runs with defaults.
     pub fn load(&self) -> Saved {
         let path = self.path();
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let bytes = match self.read_with_retries(&path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
                 tracing::info!(path = %path.display(), "no saved state; starting with defaults");
                 return defaults();
             }
             Err(e) => {
-                self.quarantine(&path, &format!("cannot read it: {e}"));
+                self.keep(&path, format!("it cannot be read ({e})"));
                 return defaults();
             }
         };
+        match serde_json::from_slice::<FormatOnly>(&bytes) {
+            Ok(FormatOnly { format }) if format > FORMAT => {
+                self.keep(
+                    &path,
+                    format!("its format {format} is newer than this firmware's ({FORMAT})"),
+                );
+                return defaults();
+            }
+            Ok(FormatOnly { format: 0 }) => {
+                self.quarantine(&path, "unknown format 0");
+                return defaults();
+            }
+            _ => {}
+        }
         match serde_json::from_slice::<StateFile>(&bytes) {
-            Ok(file) if (1..=FORMAT).contains(&file.format) => Saved {
+            Ok(file) => Saved {
                 light: file.light,
                 shadow: Arc::new(file.shadow),
                 memory: Memory {
@@ -92,15 +140,40 @@ impl Store {
                     firmware_update: file.firmware_update,
                 },
             },
-            Ok(file) => {
-                self.quarantine(&path, &format!("unknown format {}", file.format));
-                defaults()
-            }
             Err(e) => {
                 self.quarantine(&path, &format!("it is not a valid state file: {e}"));
                 defaults()
             }
         }
+    }
+
+    /// The file's bytes, `None` when there is none. A failed read is retried: it may pass
+    /// (EMFILE, EINTR-like hiccups, a slow SD card), and a file that could not be read is no
+    /// evidence of corruption.
+    fn read_with_retries(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        let mut pause = FIRST_RETRY;
+        let mut attempt = 1;
+        loop {
+            match (self.read)(path) {
+                Ok(bytes) => return Ok(Some(bytes)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) if attempt == READ_ATTEMPTS => return Err(e),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), attempt, "reading saved state failed, retrying: {e}");
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn keep(&self, path: &Path, reason: String) {
+        tracing::error!(
+            path = %path.display(),
+            "saved state not used, {reason}; starting with defaults, and the file is kept as it is (nothing is saved over it)"
+        );
+        let _ = self.keep_file.set(reason);
     }
 
     fn quarantine(&self, path: &Path, reason: &str) {
@@ -118,8 +191,13 @@ impl Store {
         }
     }
 
-    /// Atomically replaces the saved state.
+    /// Atomically replaces the saved state, unless the load left the file to be kept.
     pub fn save(&self, saved: &Saved) -> io::Result<()> {
+        if let Some(reason) = self.keep_file.get() {
+            return Err(io::Error::other(format!(
+                "not saving: the state file found at start is kept as it is ({reason})"
+            )));
+        }
         fs::create_dir_all(&self.dir)?;
         let bytes = serde_json::to_vec_pretty(&StateFile {
             format: FORMAT,
@@ -228,7 +306,8 @@ mod tests {
             b"",
             b"\xff\xfe",
             br#"{"format":1,"light":{"on":true,"hue":7,"saturation":0,"brightness":1}}"#,
-            br#"{"format":99,"light":{"on":true,"hue":0,"saturation":0,"brightness":1}}"#,
+            br#"{"format":0,"light":{"on":true,"hue":0,"saturation":0,"brightness":1}}"#,
+            br#"{"light":{"on":true,"hue":0,"saturation":0,"brightness":1}}"#,
         ] {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::new(dir.path());
@@ -269,5 +348,95 @@ mod tests {
         let store = Store::new(&file);
         assert_eq!(store.load(), defaults());
         assert!(store.save(&dim()).is_err());
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_file_from_a_newer_firmware_of_the_same_format_keeps_owner_and_alarms() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.save(&dim()).unwrap();
+        let mut file: serde_json::Value = serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
+        file["screen"] = serde_json::json!({"brightness": 0.5, "theme": "dark"});
+        file["ble_bonds"] = serde_json::json!(["aa:bb"]);
+        fs::write(store.path(), serde_json::to_vec(&file).unwrap()).unwrap();
+
+        let saved = Store::new(dir.path()).load();
+        assert_eq!(saved, dim());
+        assert_eq!(saved.memory.owner.unwrap().id, "alice");
+        assert_eq!(files_in(dir.path()), ["state.json"]);
+    }
+
+    #[test]
+    fn a_newer_format_is_left_as_it_is_and_never_saved_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let future = br#"{"format":4,"light":"meaning changed","alarms":[1,2]}"#;
+        fs::write(store.path(), future).unwrap();
+        assert_eq!(store.load(), defaults());
+        let err = store.save(&dim()).unwrap_err();
+        assert!(err.to_string().contains("format 4"), "{err}");
+        assert_eq!(fs::read(store.path()).unwrap(), future);
+        assert_eq!(files_in(dir.path()), ["state.json"]);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_never_moved_aside_nor_saved_over() {
+        // A directory where the file should be: every read fails (EISDIR), as a failing SD
+        // card's EIO would; the test runs as root, so permission bits would not stop a read.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        fs::create_dir(store.path()).unwrap();
+        fs::write(store.path().join("inside"), b"kept").unwrap();
+        assert_eq!(store.load(), defaults());
+        assert_eq!(files_in(dir.path()), ["state.json"]);
+        assert!(store.save(&dim()).is_err());
+        assert_eq!(fs::read(store.path().join("inside")).unwrap(), b"kept");
+    }
+
+    thread_local! {
+        static FAILURES_LEFT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Fails with EMFILE as often as `FAILURES_LEFT` says, then reads.
+    fn flaky_read(path: &Path) -> io::Result<Vec<u8>> {
+        if FAILURES_LEFT.get() > 0 {
+            FAILURES_LEFT.set(FAILURES_LEFT.get() - 1);
+            return Err(io::Error::from_raw_os_error(24));
+        }
+        fs::read(path)
+    }
+
+    #[test]
+    fn a_transient_read_error_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::new(dir.path()).save(&dim()).unwrap();
+        let store = Store {
+            read: flaky_read,
+            ..Store::new(dir.path())
+        };
+        FAILURES_LEFT.set(READ_ATTEMPTS - 1);
+        assert_eq!(store.load(), dim());
+        store.save(&dim()).unwrap();
+
+        // Failing every time: defaults, and the file as it was.
+        let before = fs::read(store.path()).unwrap();
+        let store = Store {
+            read: flaky_read,
+            ..Store::new(dir.path())
+        };
+        FAILURES_LEFT.set(READ_ATTEMPTS);
+        assert_eq!(store.load(), defaults());
+        assert!(store.save(&defaults()).is_err());
+        assert_eq!(fs::read(store.path()).unwrap(), before);
+        assert_eq!(files_in(dir.path()), ["state.json"]);
     }
 }

@@ -86,3 +86,17 @@ fn a_display_the_build_lacks_is_a_config_error_naming_the_feature() {
         "{err}"
     );
 }
+
+#[test]
+fn a_clear_text_password_to_another_machine_is_warned_about() {
+    let (out, err, _) = with_config(
+        "[mqtt]\nhost = \"broker.example.com\"\nusername = \"lamp\"\npassword = \"hunter2\"\n",
+        &["check-config"],
+    );
+    assert!(out.status.success());
+    assert!(
+        err.contains("`mqtt.password`") && err.contains("broker.example.com") && err.contains("tls"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2") && !String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+}

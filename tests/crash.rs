@@ -6,7 +6,7 @@ mod common;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{Broker, Client, rss_kib, write_config};
+use common::{Broker, Client, RunningLamp, rss_kib, write_config};
 use lampi::store::Store;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -123,6 +123,60 @@ async fn a_ten_megabyte_message_is_refused_without_being_read() {
     watcher
         .next_matching("lamp/changed", |j| j["client"] == json!("after"))
         .await;
+}
+
+/// A downgrade: the state file was last written by a newer firmware, with the same format and
+/// fields this one does not know. The owner and the alarms survive, and nothing is moved aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_from_a_newer_firmware_keeps_the_owner_and_the_alarms() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let mut app = Client::connect(broker.port, "app").await;
+    app.subscribe("lamp/changed").await;
+    app.subscribe("$aws/things/lamp1/shadow/update/#").await;
+    let lamp = RunningLamp::start(broker.port, &state_dir).await;
+    app.next_on("lamp/changed").await;
+    let alarm = json!({"time": "06:45", "days": ["mon", "tue"], "action": "sunrise", "ramp_minutes": 30});
+    let update = json!({"state": {"desired": {"alarms": {"wake": alarm}}}});
+    app.publish("$aws/things/lamp1/shadow/update", update.to_string()).await;
+    let answer = app
+        .next_where(|p| p.topic.ends_with("/accepted") || p.topic.ends_with("/rejected"))
+        .await;
+    assert!(answer.topic.ends_with("/accepted"), "{:?}", answer.payload);
+    let has_alarm = |saved: &lampi::lamp_task::Saved| {
+        saved
+            .shadow
+            .reported
+            .get("alarms")
+            .is_some_and(|a| a.get("wake").is_some())
+    };
+    let mut saved = lamp.handle.saved.clone();
+    tokio::time::timeout(common::TIMEOUT, saved.wait_for(has_alarm))
+        .await
+        .expect("the alarm is reported")
+        .unwrap();
+    lamp.stop().await;
+
+    let path = Store::new(&state_dir).path();
+    let mut file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    file["owner"] = json!({"id": "u-1", "name": "Ada"});
+    file["screen"] = json!({"theme": "dark", "brightness": 0.4});
+    file["ble"] = json!({"bonds": ["aa:bb:cc:dd:ee:ff"]});
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+
+    let lamp = RunningLamp::start(broker.port, &state_dir).await;
+    let saved = lamp.handle.saved.borrow().clone();
+    assert_eq!(saved.memory.owner.as_ref().map(|o| o.name.as_str()), Some("Ada"));
+    assert!(has_alarm(&saved), "alarms lost: {:?}", saved.shadow.reported);
+    assert_eq!(saved.shadow.desired["alarms"]["wake"]["time"], json!("06:45"));
+    lamp.stop().await;
+    let names: Vec<_> = std::fs::read_dir(&state_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("state.json"))
+        .collect();
+    assert_eq!(names, ["state.json"]);
 }
 
 /// Stops the daemon however the test ends, so a failed test leaves no lamp running.

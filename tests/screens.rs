@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::process::Command;
 
+use i_slint_backend_testing::ElementHandle;
 use lampi::ui::Screen;
 use lampi::ui::screenshot::{self, HeadlessScreen, SCREENS};
 use lampi::ui::view::{ViewInput, view};
@@ -129,4 +130,56 @@ fn screenshot_command_writes_a_png_of_the_configured_size() {
         .unwrap();
     assert!(!bad_state.status.success());
     assert!(String::from_utf8_lossy(&bad_state.stderr).contains("lihgt"));
+}
+
+/// The horizontal extent of an element on the screen, in logical pixels.
+fn span(element: &ElementHandle) -> (f32, f32) {
+    let x = element.absolute_position().x;
+    (x, x + element.size().width)
+}
+
+#[test]
+fn every_slider_keeps_its_knob_on_its_track_and_its_track_on_the_screen() {
+    let sliders = [
+        (Screen::Home, "Brightness"),
+        (Screen::Home, "Hue"),
+        (Screen::Home, "Saturation"),
+        (Screen::Settings, "Screen brightness"),
+    ];
+    // What a deployed lamp shows in Settings: a global IPv6 address and an AWS IoT endpoint,
+    // words longer than the column they are in.
+    let mut deployed = ViewInput::example();
+    deployed.status.addresses = vec!["192.168.1.42".into(), "2a02:8071:5e1:2c00:ba27:ebff:fe12:3456".into()];
+    deployed.status.broker = "a1b2c3d4e5f6g7-ats.iot.eu-central-1.amazonaws.com:8883".into();
+    deployed.status.has_backlight = false;
+    for base in [ViewInput::example(), deployed] {
+        for value in [0.0, 0.5, 1.0] {
+            let mut input = base.clone();
+            input.light.brightness = value;
+            input.light.hue = value;
+            input.light.saturation = value;
+            input.prefs.screen_brightness = value;
+            for (screen, label) in sliders {
+                let shot = screenshot::render(screen, &input, 800, 480).unwrap();
+                let slider: Vec<_> = ElementHandle::find_by_accessible_label(&shot.app, label).collect();
+                assert_eq!(slider.len(), 1, "one slider labelled {label:?}");
+                let part = |id: &str| {
+                    let found = slider[0].query_descendants().match_id(id).find_all();
+                    assert_eq!(found.len(), 1, "{label}: one {id}");
+                    span(&found[0])
+                };
+                let (track, knob) = (part("GradientSlider::track"), part("GradientSlider::knob"));
+                let at = format!("{label} at {value} on {screen:?}");
+                assert!(track.1 > track.0 + 100.0, "{at}: the track is {track:?}");
+                assert!(
+                    knob.0 >= track.0 && knob.1 <= track.1,
+                    "{at}: the knob {knob:?} leaves its track {track:?}"
+                );
+                assert!(
+                    track.0 >= 0.0 && track.1 <= 800.0,
+                    "{at}: the track {track:?} leaves the 800-pixel screen"
+                );
+            }
+        }
+    }
 }

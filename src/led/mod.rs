@@ -8,7 +8,7 @@ use crate::core::colour::Rgb;
 mod rpi;
 mod sim;
 
-pub use sim::SimLed;
+pub use sim::{Console, SimLed};
 
 #[derive(Debug, thiserror::Error)]
 #[error("LED backend {backend}: {message}")]
@@ -26,11 +26,13 @@ pub trait Led: Send {
     fn shut_down(&mut self, keep_lit: bool) -> Result<(), LedError>;
 }
 
-/// Opens the backend the config names. `force_sim` is `lampi run --sim`.
-pub fn open(config: &LedConfig, force_sim: bool) -> Result<Box<dyn Led>, LedError> {
+/// Opens the backend the config names. `force_sim` is `lampi run --sim`; the simulated LED
+/// draws its swatch on `console`, where the log goes.
+pub fn open(config: &LedConfig, force_sim: bool, console: &Console) -> Result<Box<dyn Led>, LedError> {
     let backend = if force_sim { LedBackendName::Sim } else { config.backend };
     match backend {
-        LedBackendName::Sim => Ok(Box::new(SimLed::new(config.swatch))),
+        LedBackendName::Sim if config.swatch => Ok(Box::new(SimLed::with_swatch(console))),
+        LedBackendName::Sim => Ok(Box::new(SimLed::new())),
         #[cfg(feature = "rpi")]
         LedBackendName::Rpi => Ok(Box::new(rpi::RpiLed::open(config)?)),
         #[cfg(not(feature = "rpi"))]

@@ -53,6 +53,9 @@ impl Entity {
             "payload_not_available": "0",
             "brightness": true,
             "brightness_scale": BRIGHTNESS_SCALE as u32,
+            // Older releases (early 2024 and before) refuse `supported_color_modes` without
+            // `color_mode` (one inclusion group); newer ones deprecate, then drop it.
+            "color_mode": true,
             "supported_color_modes": ["hs"],
             "qos": 1,
             "device": {
@@ -186,6 +189,7 @@ mod tests {
         let doc = entity.discovery();
         assert_eq!(doc["command_topic"], json!("lampi/b827eb000001/light/set"));
         assert_eq!(doc["supported_color_modes"], json!(["hs"]));
+        assert_eq!(doc["color_mode"], json!(true));
         assert_eq!(doc["availability_topic"], json!("lamp/connection/lamp_service/state"));
     }
 }

@@ -315,7 +315,7 @@ impl RunningLamp {
         let setup = LampSetup {
             config,
             state_dir: state_dir.to_owned(),
-            led: Box::new(SimLed::new(false)),
+            led: Box::new(SimLed::new()),
         };
         let shutdown = CancellationToken::new();
         let (ready_tx, ready) = tokio::sync::oneshot::channel();
