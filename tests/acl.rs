@@ -42,6 +42,10 @@ fn instantiate(fleet: &str, port: u16, dir: &Path) -> String {
         .replace("listener 8883", &format!("listener {port} 127.0.0.1"))
         .replace("/etc/mosquitto/lampi-passwords", &format!("{dir}/passwords"))
         .replace("/etc/mosquitto/lampi-acl.conf", &format!("{dir}/acl.conf"))
+        .replace(
+            "/var/lib/mosquitto/dynamic-security.json",
+            &format!("{dir}/dynamic-security.json"),
+        )
         .replace("/etc/mosquitto/certs/", &format!("{dir}/"))
         .replace("/var/lib/mosquitto/", &format!("{dir}/"));
     let settings = config.lines().filter(|l| !l.starts_with('#'));
@@ -67,26 +71,39 @@ struct Fleet {
     child: Child,
 }
 
+/// Who may do what: the ACL file's text, or the dynamic-security plugin, whose admin the portal
+/// is and which it then fills with docs/mosquitto-dynsec.json.
+#[derive(Clone)]
+enum Access {
+    AclFile(String),
+    Dynsec,
+}
+
 impl Fleet {
-    fn start(fleet: &str, acl: &str) -> Fleet {
+    fn start(fleet: &str, access: &Access) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path();
         make_ca(path, "ca");
         issue(path, "ca", "broker", Some("IP:127.0.0.1"));
-        for (i, user) in [OTHER_LAMP, VICTIM, APP, PORTAL].into_iter().enumerate() {
-            let mut command = Command::new("mosquitto_passwd");
-            command.arg("-b");
-            if i == 0 {
-                command.arg("-c");
+        match access {
+            Access::AclFile(acl) => {
+                for (i, user) in [OTHER_LAMP, VICTIM, APP, PORTAL].into_iter().enumerate() {
+                    let mut command = Command::new("mosquitto_passwd");
+                    command.arg("-b");
+                    if i == 0 {
+                        command.arg("-c");
+                    }
+                    command.arg(path.join("passwords")).arg(user).arg(password(user));
+                    run(&mut command);
+                }
+                std::fs::write(path.join("acl.conf"), acl).unwrap();
             }
-            let made = command
-                .arg(path.join("passwords"))
-                .arg(user)
-                .arg(password(user))
-                .status();
-            assert!(made.expect("mosquitto_passwd is installed").success());
+            Access::Dynsec => run(Command::new("mosquitto_ctrl")
+                .args(["dynsec", "init"])
+                .arg(path.join("dynamic-security.json"))
+                .arg(PORTAL)
+                .arg(password(PORTAL))),
         }
-        std::fs::write(path.join("acl.conf"), acl).unwrap();
         let port = free_port();
         std::fs::write(path.join("mosquitto.conf"), instantiate(fleet, port, path)).unwrap();
         let log = std::fs::File::create(path.join("mosquitto.log")).unwrap();
@@ -123,6 +140,34 @@ impl Fleet {
         options
     }
 
+    /// [`Fleet::start`] off the async threads (it runs openssl and Mosquitto's tools).
+    async fn started(fleet: &str, access: Access) -> Fleet {
+        let fleet = fleet.to_owned();
+        tokio::task::spawn_blocking(move || Fleet::start(&fleet, &access))
+            .await
+            .unwrap()
+    }
+
+    /// The lamp `id`, connected and reporting.
+    async fn working_lamp(&self, id: &str, state: &Path) -> RunningLamp {
+        let lamp = self.lamp(id, state).await;
+        let mut saved = lamp.handle.saved.clone();
+        let reported = tokio::time::timeout(
+            common::TIMEOUT,
+            saved.wait_for(|s| s.shadow.reported.contains_key("connected_since")),
+        )
+        .await
+        .is_ok();
+        assert!(
+            reported,
+            "{id} works under the fleet config: {}",
+            fleet_log(self.dir.path())
+        );
+        // Its subscriptions are made before it reports; a moment for the broker to take them.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        lamp
+    }
+
     /// `user` logged in, asking for its own name as client id.
     async fn login(&self, user: &str) -> Client {
         self.login_as(user, user).await
@@ -150,6 +195,15 @@ impl Fleet {
     }
 }
 
+fn run(command: &mut Command) {
+    let out = command.output().expect("mosquitto's tools are installed");
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn fleet_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default()
 }
@@ -158,6 +212,9 @@ impl Drop for Fleet {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("mosquitto's log:\n{}", fleet_log(self.dir.path()));
+        }
     }
 }
 
@@ -170,22 +227,9 @@ struct Scene {
 
 impl Scene {
     async fn start(fleet: &str, acl: &str) -> Scene {
-        let (fleet, acl) = (fleet.to_owned(), acl.to_owned());
-        let fleet = tokio::task::spawn_blocking(move || Fleet::start(&fleet, &acl))
-            .await
-            .unwrap();
+        let fleet = Fleet::started(fleet, Access::AclFile(acl.to_owned())).await;
         let state = tempfile::tempdir().unwrap();
-        let lamp = fleet.lamp(VICTIM, state.path()).await;
-        let mut saved = lamp.handle.saved.clone();
-        let reported = tokio::time::timeout(
-            common::TIMEOUT,
-            saved.wait_for(|s| s.shadow.reported.contains_key("connected_since")),
-        )
-        .await
-        .is_ok();
-        assert!(reported, "the lamp works under the fleet config");
-        // Its subscriptions are made before it reports; a moment for the broker to take them.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let lamp = fleet.working_lamp(VICTIM, state.path()).await;
         Scene {
             fleet,
             lamp,
@@ -196,21 +240,24 @@ impl Scene {
     /// Has the lamp show a new code, and returns it.
     async fn show_code(&self) -> String {
         let mut pairing = self.lamp.handle.pairing.clone();
-        pairing.mark_unchanged();
+        let before = pairing.borrow().code.clone();
         self.lamp
             .handle
             .commands
             .send(LampCommand::RequestPairingCode)
             .await
             .unwrap();
-        let code = tokio::time::timeout(common::TIMEOUT, pairing.wait_for(|p| p.code.is_some()))
-            .await
-            .expect("the lamp shows a code")
-            .unwrap()
-            .code
-            .clone()
-            .unwrap()
-            .0;
+        let code = tokio::time::timeout(
+            common::TIMEOUT,
+            pairing.wait_for(|p| p.code.is_some() && p.code != before),
+        )
+        .await
+        .expect("the lamp shows a code")
+        .unwrap()
+        .code
+        .clone()
+        .unwrap()
+        .0;
         // Published (retained) right after the view changes.
         tokio::time::sleep(Duration::from_millis(100)).await;
         code
@@ -336,7 +383,7 @@ async fn attempt(scene: &Scene, attack: Attack) -> bool {
             });
             tokio::time::timeout(QUIET, changed).await.is_ok()
         }
-        Attack::Forge(forger, topics) => forged(scene, forger, topics).await,
+        Attack::Forge(forger, topics) => forged(fleet, forger, topics).await,
     }
 }
 
@@ -356,14 +403,14 @@ async fn sees_code(scene: &Scene, user: &str, client_id: &str, filters: &[String
 
 /// Whether `forger`'s messages on `topics` reach a reader (the portal, which may read all of
 /// them, or for the portal's own forgeries the app).
-async fn forged(scene: &Scene, forger: &str, topics: &[&str]) -> bool {
+async fn forged(fleet: &Fleet, forger: &str, topics: &[&str]) -> bool {
     let reader = if forger == PORTAL { APP } else { PORTAL };
-    let mut reader = scene.fleet.login(reader).await;
+    let mut reader = fleet.login(reader).await;
     for topic in topics {
         reader.subscribe(topic).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let forger_client = scene.fleet.login(forger).await;
+    let forger_client = fleet.login(forger).await;
     let marker = format!("forged by {forger}");
     for topic in topics {
         forger_client.publish(topic, marker.clone()).await;
@@ -585,4 +632,122 @@ async fn each_protecting_line_of_the_shipped_config_stops_an_attack() {
             m.attack, m.line, m.by
         );
     }
+}
+
+const DYNSEC_FLEET: &str = include_str!("../docs/mosquitto-fleet-dynsec.conf");
+const DYNSEC_COMMANDS: &str = include_str!("../docs/mosquitto-dynsec.json");
+const DYNSEC_TOPIC: &str = "$CONTROL/dynamic-security/v1";
+const DYNSEC_RESPONSE: &str = "$CONTROL/dynamic-security/v1/response";
+
+/// The commands `name` of docs/mosquitto-dynsec.json with the placeholders filled in.
+fn commands(name: &str, fill: &[(&str, &str)]) -> String {
+    let all: serde_json::Value = serde_json::from_str(DYNSEC_COMMANDS).unwrap();
+    let mut commands = json!({"commands": all[name]}).to_string();
+    for (placeholder, value) in fill {
+        commands = commands.replace(placeholder, value);
+    }
+    commands
+}
+
+/// Sends the commands `name` of docs/mosquitto-dynsec.json as the portal, with the placeholders
+/// filled in, and checks that the plugin took every one.
+async fn dynsec(portal: &mut Client, name: &str, fill: &[(&str, &str)]) {
+    portal
+        .publish("$CONTROL/dynamic-security/v1", commands(name, fill))
+        .await;
+    let answer = common::json(&portal.next_on(DYNSEC_RESPONSE).await);
+    let failed: Vec<_> = answer["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.get("error").is_some())
+        .collect();
+    assert!(failed.is_empty(), "{name}: {failed:?}");
+}
+
+/// Whether a local change on `lamp` reaches `app` on LAMPI's `lamp/changed`.
+async fn app_sees_changes(app: &mut Client, lamp: &RunningLamp, id: &str, on: bool) -> bool {
+    lamp.set_on(on, "button").await;
+    let changed = format!("devices/{id}/lamp/changed");
+    let seen = app.drain(&changed, QUIET).await;
+    seen.iter().any(|m| common::json(m)["on"] == json!(on))
+}
+
+/// Whether an update from `app` reaches `lamp`'s shadow.
+async fn app_writes(app: &Client, lamp: &RunningLamp, id: &str, alarm: &str) -> bool {
+    let change = json!({"state": {"desired": {"alarms": {alarm: {"time": "03:00"}}}}});
+    app.publish(&format!("$aws/things/{id}/shadow/update"), change.to_string())
+        .await;
+    let mut saved = lamp.handle.saved.clone();
+    let written = saved.wait_for(|s| s.shadow.desired.get("alarms").is_some_and(|a| a.get(alarm).is_some()));
+    tokio::time::timeout(QUIET, written).await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_dynamic_security_an_app_reaches_only_its_owners_lamps_while_they_are_paired() {
+    let fleet = Fleet::started(DYNSEC_FLEET, Access::Dynsec).await;
+    // Changing the default access disconnects every client, the portal too: it logs in again.
+    let mut admin = fleet.login(PORTAL).await;
+    admin.publish(DYNSEC_TOPIC, commands("setup", &[])).await;
+    assert!(admin.dropped_within(common::TIMEOUT).await, "the setup took effect");
+    let mut portal = fleet.login(PORTAL).await;
+    portal.subscribe(DYNSEC_RESPONSE).await;
+    for id in [OTHER_LAMP, VICTIM] {
+        let fill = [("DEVICE_ID", id), ("PASSWORD", &password(id))];
+        dynsec(&mut portal, "provision_lamp", &fill).await;
+    }
+    let fill = [("OWNER", "alice"), ("ACCOUNT", APP), ("PASSWORD", &password(APP))];
+    dynsec(&mut portal, "create_app_account", &fill).await;
+    // Alice owns lamp A; lamp B is somebody else's.
+    let alices_lamp = [("OWNER", "alice"), ("DEVICE_ID", OTHER_LAMP)];
+    dynsec(&mut portal, "paired", &alices_lamp).await;
+    let states = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let lamp_a = fleet.working_lamp(OTHER_LAMP, states[0].path()).await;
+    let lamp_b = fleet.working_lamp(VICTIM, states[1].path()).await;
+
+    // Her account with lamp B's client id is still her account.
+    let mut online = lamp_b.handle.online.clone();
+    let _impostor = Client::login(fleet.options(Some(APP), VICTIM)).await;
+    let thrown_off = tokio::time::timeout(QUIET, online.wait_for(|up| !up)).await.is_ok();
+    assert!(!thrown_off, "alice took over lamp B's session");
+    let mut app = fleet.login(APP).await;
+    for id in [OTHER_LAMP, VICTIM] {
+        app.subscribe(&format!("devices/{id}/lamp/changed")).await;
+    }
+    assert!(
+        app_writes(&app, &lamp_a, OTHER_LAMP, "a1").await,
+        "alice drives her lamp"
+    );
+    assert!(app_sees_changes(&mut app, &lamp_a, OTHER_LAMP, false).await);
+    assert!(
+        !app_writes(&app, &lamp_b, VICTIM, "b1").await,
+        "alice wrote somebody else's lamp"
+    );
+    assert!(
+        !app_sees_changes(&mut app, &lamp_b, VICTIM, false).await,
+        "alice read somebody else's lamp"
+    );
+
+    // The same requests go through once she owns lamp B too: their refusal was the grant missing.
+    let bs = [("OWNER", "alice"), ("DEVICE_ID", VICTIM)];
+    dynsec(&mut portal, "paired", &bs).await;
+    app.subscribe(&format!("devices/{VICTIM}/lamp/changed")).await;
+    assert!(app_writes(&app, &lamp_b, VICTIM, "b2").await);
+    assert!(app_sees_changes(&mut app, &lamp_b, VICTIM, true).await);
+
+    // Unpaired, lamp A is closed to her at once, even the subscription she already has.
+    dynsec(&mut portal, "unpaired", &alices_lamp).await;
+    assert!(
+        !app_writes(&app, &lamp_a, OTHER_LAMP, "a2").await,
+        "alice still writes lamp A"
+    );
+    assert!(
+        !app_sees_changes(&mut app, &lamp_a, OTHER_LAMP, true).await,
+        "alice still reads lamp A"
+    );
+    // Nor does she send what only lamps send, even on her own lamp (this logs her in again,
+    // and her account has one connection: so it comes last).
+    assert!(!forged(&fleet, APP, &ANSWERS).await, "alice forged lamp B's answers");
+    lamp_a.stop().await;
+    lamp_b.stop().await;
 }

@@ -250,6 +250,12 @@ impl Client {
         found.unwrap_or_else(|_| panic!("nothing wanted arrived within {limit:?}"))
     }
 
+    /// Whether the broker closes this [`Client::login`] connection within `limit`.
+    pub async fn dropped_within(&mut self, limit: Duration) -> bool {
+        let closed = async { while self.messages.recv().await.is_some() {} };
+        tokio::time::timeout(limit, closed).await.is_ok()
+    }
+
     /// Waits `quiet` and returns whatever arrived on `topic` meanwhile.
     pub async fn drain(&mut self, topic: &str, quiet: Duration) -> Vec<Publish> {
         let mut found = self.drain_all(quiet).await;
