@@ -3,7 +3,9 @@
 //! in with its device id, and hostile clients — an app, the portal, another lamp, nobody at
 //! all — try what those files say they cannot. Then each line that stops an attack is removed,
 //! or its read-only grant widened to readwrite, and that attack must get through: a protecting
-//! line the attacks do not need, or an attack the config does not stop, fails a test.
+//! line the attacks do not need, or an attack the config does not stop, fails a test. Last,
+//! docs/mosquitto-fleet-dynsec.conf with the portal's commands from docs/mosquitto-dynsec.json:
+//! an app reaches only its owner's lamps, and only while they are paired.
 
 mod common;
 
@@ -73,7 +75,6 @@ struct Fleet {
 
 /// Who may do what: the ACL file's text, or the dynamic-security plugin, whose admin the portal
 /// is and which it then fills with docs/mosquitto-dynsec.json.
-#[derive(Clone)]
 enum Access {
     AclFile(String),
     Dynsec,
