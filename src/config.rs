@@ -22,6 +22,15 @@ pub struct Config {
     pub clock: ClockConfig,
     pub update: UpdateConfig,
     pub ui: UiConfig,
+    pub pairing: PairingConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PairingConfig {
+    /// Also put the code in LAMPI's retained `lamp/associated`, as the course's web page
+    /// expects. Off by default: whoever may read that topic (every app) can claim the lamp first.
+    pub code_on_lamp_topic: bool,
 }
 
 /// Where the touchscreen UI is shown.

@@ -50,6 +50,8 @@ pub struct Topics {
     pub pairing: PairingTopics,
     /// LAMPI's retained association state.
     pub associated: String,
+    /// Whether `associated` also shows the code (`pairing.code_on_lamp_topic`).
+    pub code_on_lamp_topic: bool,
     /// `$aws/things/<thing>/shadow/` when the lamp has a shadow, hosted or in the cloud.
     pub shadow: Option<String>,
     pub shadow_role: ShadowRole,
@@ -107,6 +109,7 @@ impl Topics {
             alarm_result: format!("{}/result", lampi::alarm_topic(&config.device_id())),
             pairing: PairingTopics::new(&config.device_id()),
             associated: format!("{prefix}lamp/associated"),
+            code_on_lamp_topic: config.pairing.code_on_lamp_topic,
             shadow: (config.shadow.service != ShadowService::Off).then(|| config.shadow_topic_prefix()),
             shadow_role: match config.shadow.service {
                 ShadowService::Aws => ShadowRole::Client,
@@ -519,7 +522,7 @@ async fn publish_state(client: &AsyncClient, topics: &Topics, snapshot: &Snapsho
 async fn publish_pairing(client: &AsyncClient, topics: &Topics, view: &PairingView) {
     let code = pairing::code_payload(view);
     let _ = client.publish(&topics.pairing.code, QoS::AtLeastOnce, true, code).await;
-    let associated = pairing::associated_payload(view);
+    let associated = pairing::associated_payload(view, topics.code_on_lamp_topic);
     let _ = client
         .publish(&topics.associated, QoS::AtLeastOnce, true, associated)
         .await;

@@ -36,16 +36,36 @@ async fn associate(client: &mut Client, code: &str, token: &str) -> Value {
 
 /// A watcher of the pairing topics, subscribed before the lamp starts, and the lamp.
 async fn watched_lamp(broker: &Broker, state: &std::path::Path) -> (Client, RunningLamp) {
+    watched_lamp_with(broker, state, false).await
+}
+
+async fn watched_lamp_with(
+    broker: &Broker,
+    state: &std::path::Path,
+    code_on_lamp_topic: bool,
+) -> (Client, RunningLamp) {
     let mut watcher = Client::connect(broker.port, "watcher").await;
     for topic in [ASSOCIATED, CODE, RESULT] {
         watcher.subscribe(topic).await;
     }
-    let lamp = started(broker, state, &mut watcher).await;
+    let lamp = started_with(broker, state, &mut watcher, code_on_lamp_topic).await;
     (watcher, lamp)
 }
 
 async fn started(broker: &Broker, state: &std::path::Path, watcher: &mut Client) -> RunningLamp {
-    let lamp = RunningLamp::start(broker.port, state).await;
+    started_with(broker, state, watcher, false).await
+}
+
+async fn started_with(
+    broker: &Broker,
+    state: &std::path::Path,
+    watcher: &mut Client,
+    code_on_lamp_topic: bool,
+) -> RunningLamp {
+    let lamp = RunningLamp::start_with(broker.port, state, |c| {
+        c.pairing.code_on_lamp_topic = code_on_lamp_topic
+    })
+    .await;
     watcher.next_on(ASSOCIATED).await;
     // Subscribed once the retained state is out; a moment more for the lamp's subscriptions.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -64,10 +84,11 @@ async fn a_code_pairs_the_lamp_once_and_the_owner_survives_a_restart() {
         code.len() == 9 && code.as_bytes()[4] == b'-',
         "shown as ABCD-EFGH: {code}"
     );
-    // The cloud's registration first, then LAMPI's topic.
+    // The cloud's registration first, then LAMPI's topic, which by default keeps the code
+    // from the apps that read it.
     let registered = json(&watcher.next_matching(CODE, |j| j["code"].is_string()).await);
     let lampi = json(&watcher.next_on(ASSOCIATED).await);
-    assert_eq!(lampi, json!({"code": code, "associated": false}));
+    assert_eq!(lampi, json!({"associated": false}));
     assert_eq!(registered["code"], json!(code.replace('-', "")));
     assert!(registered["expires"].as_u64().unwrap() > lampi::clock::timestamp(std::time::SystemTime::now().into()));
 
@@ -175,5 +196,19 @@ async fn an_expired_code_is_refused_and_withdrawn() {
         json(&watcher.next_matching(RESULT, |r| r["token"] == json!("m1")).await)
     };
     assert_eq!(malformed["error"], json!("owner: required text"));
+    lamp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lampis_topic_shows_the_code_only_when_configured_to() {
+    let broker = Broker::start();
+    let state = tempfile::tempdir().unwrap();
+    let (mut watcher, lamp) = watched_lamp_with(&broker, state.path(), true).await;
+    let code = ctl(broker.port, &["pair-code"]).await.unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lampi = json(&watcher.next_matching(ASSOCIATED, |j| j.get("code").is_some()).await);
+    assert_eq!(lampi, json!({"code": code, "associated": false}));
     lamp.stop().await;
 }

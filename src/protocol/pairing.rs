@@ -90,11 +90,13 @@ pub fn code_payload(view: &PairingView) -> Vec<u8> {
     }
 }
 
-/// LAMPI's retained `lamp/associated`: `{"code": "ABCD-EFGH", "associated": false}` while a code
-/// is shown, `{"associated": true}` once paired.
-pub fn associated_payload(view: &PairingView) -> Vec<u8> {
+/// LAMPI's retained `lamp/associated`: `{"associated": true}` once paired, else
+/// `{"associated": false}`, with `"code": "ABCD-EFGH"` while one is shown only if
+/// `with_code` (`pairing.code_on_lamp_topic`): apps read this topic, and a code they see they
+/// can claim in the portal before the person at the lamp does.
+pub fn associated_payload(view: &PairingView, with_code: bool) -> Vec<u8> {
     let mut payload = json!({"associated": view.owner.is_some()});
-    if let Some((code, _)) = &view.code {
+    if let (true, Some((code, _))) = (with_code, &view.code) {
         payload["code"] = json!(display(code));
     }
     payload.to_string().into_bytes()
@@ -134,20 +136,23 @@ mod tests {
     }
 
     #[test]
-    fn lampi_associated_follows_the_course_format() {
+    fn lampi_associated_carries_the_code_only_when_asked_to() {
         let mut view = PairingView {
             code: Some(("ABCDEFGH".into(), 100)),
             ..Default::default()
         };
         let json = |p: Vec<u8>| serde_json::from_slice::<Value>(&p).unwrap();
+        assert_eq!(json(associated_payload(&view, false)), json!({"associated": false}));
         assert_eq!(
-            json(associated_payload(&view)),
+            json(associated_payload(&view, true)),
             json!({"code": "ABCD-EFGH", "associated": false})
         );
         assert_eq!(json(code_payload(&view)), json!({"code": "ABCDEFGH", "expires": 100}));
         view.code = None;
         view.owner = Some(Owner::new("alice", "Alice").unwrap());
-        assert_eq!(json(associated_payload(&view)), json!({"associated": true}));
+        for with_code in [false, true] {
+            assert_eq!(json(associated_payload(&view, with_code)), json!({"associated": true}));
+        }
         assert!(code_payload(&view).is_empty());
     }
 }

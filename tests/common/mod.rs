@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod pki;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,7 +35,7 @@ pub struct Broker {
     extra: String,
 }
 
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -155,8 +157,18 @@ impl Client {
 
     async fn connect_with(port: u16, id: &str, clean_session: bool) -> Client {
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
-        options.set_max_packet_size(1 << 20, 1 << 20);
         options.set_clean_session(clean_session);
+        Client::start(options, true).await.expect("test client connects")
+    }
+
+    /// One connection with `options` (credentials, TLS): the broker's refusal as an error, and
+    /// no reconnecting once it is up, so a client the broker throws out stays out.
+    pub async fn login(options: MqttOptions) -> Result<Client, rumqttc::ConnectionError> {
+        Client::start(options, false).await
+    }
+
+    async fn start(mut options: MqttOptions, reconnect: bool) -> Result<Client, rumqttc::ConnectionError> {
+        options.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 1000);
         let mut network = NetworkOptions::new();
         network.set_tcp_nodelay(true);
@@ -169,7 +181,7 @@ impl Client {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         if let Some(tx) = connected_tx.take() {
-                            let _ = tx.send(());
+                            let _ = tx.send(Ok(()));
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -178,15 +190,21 @@ impl Client {
                         }
                     }
                     Ok(_) => {}
+                    Err(e) if !reconnect => {
+                        if let Some(tx) = connected_tx.take() {
+                            let _ = tx.send(Err(e));
+                        }
+                        return;
+                    }
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             }
         });
         tokio::time::timeout(TIMEOUT, connected)
             .await
-            .expect("test client connects")
-            .unwrap();
-        Client { client, messages }
+            .expect("the broker answers")
+            .expect("the client's task reports")?;
+        Ok(Client { client, messages })
     }
 
     pub async fn subscribe(&self, topic: &str) {
@@ -232,14 +250,25 @@ impl Client {
         found.unwrap_or_else(|_| panic!("nothing wanted arrived within {limit:?}"))
     }
 
+    /// Whether the broker closes this [`Client::login`] connection within `limit`.
+    pub async fn dropped_within(&mut self, limit: Duration) -> bool {
+        let closed = async { while self.messages.recv().await.is_some() {} };
+        tokio::time::timeout(limit, closed).await.is_ok()
+    }
+
     /// Waits `quiet` and returns whatever arrived on `topic` meanwhile.
     pub async fn drain(&mut self, topic: &str, quiet: Duration) -> Vec<Publish> {
+        let mut found = self.drain_all(quiet).await;
+        found.retain(|message| message.topic == topic);
+        found
+    }
+
+    /// Waits `quiet` and returns whatever arrived meanwhile.
+    pub async fn drain_all(&mut self, quiet: Duration) -> Vec<Publish> {
         tokio::time::sleep(quiet).await;
         let mut found = Vec::new();
         while let Ok(message) = self.messages.try_recv() {
-            if message.topic == topic {
-                found.push(message);
-            }
+            found.push(message);
         }
         found
     }
