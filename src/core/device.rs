@@ -31,9 +31,6 @@ pub const OUTPUT_REPORT_INTERVAL: Duration = Duration::from_millis(250);
 /// flushes them first, so it always sees them.
 pub const LOCAL_REPORT_DELAY: Duration = Duration::from_millis(100);
 
-/// Settings that the cloud sets in `desired` and the lamp mirrors in `reported`.
-const MIRRORED: [&str; 4] = ["mode", "timezone", "alarms", "natural_light"];
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShadowOp {
     Update,
@@ -605,7 +602,7 @@ impl Device {
 
     /// The settings in force: desired where the cloud set them, else what was reported.
     fn settings(&self) -> Map<String, Value> {
-        MIRRORED
+        schema::MIRRORED
             .iter()
             .filter_map(|&key| {
                 let value = self.shadow.desired.get(key).or_else(|| self.shadow.reported.get(key))?;
