@@ -22,7 +22,7 @@ fn documented_broker() -> Broker {
 }
 
 /// An app watching the shadow's answers and the lamp's events.
-async fn app(broker: &Broker, id: &str) -> Client {
+async fn shadow_app(broker: &Broker, id: &str) -> Client {
     let app = Client::connect(broker.port, id).await;
     app.subscribe(&format!("{SHADOW}#")).await;
     app.subscribe(EVENTS).await;
@@ -129,7 +129,7 @@ async fn twenty_alarms_with_the_longest_labels_are_reported_and_keep_the_connect
     let broker = documented_broker();
     let state = tempfile::tempdir().unwrap();
     let mut watch = connection_watch(&broker).await;
-    let mut app = app(&broker, "app").await;
+    let mut app = shadow_app(&broker, "app").await;
     let lamp = start(&broker, state.path(), &mut watch).await;
     still_acts(&mut app, 0.25).await;
 
@@ -157,7 +157,7 @@ async fn the_lamps_own_report_fits_when_desired_is_at_its_limit() {
     let broker = documented_broker();
     let state = tempfile::tempdir().unwrap();
     let mut watch = connection_watch(&broker).await;
-    let mut app = app(&broker, "app").await;
+    let mut app = shadow_app(&broker, "app").await;
     let lamp = start(&broker, state.path(), &mut watch).await;
     still_acts(&mut app, 0.25).await;
 
@@ -200,7 +200,7 @@ async fn an_amplifying_request_is_refused_and_the_lamp_stays_connected() {
     let broker = documented_broker();
     let state = tempfile::tempdir().unwrap();
     let mut watch = connection_watch(&broker).await;
-    let mut app = app(&broker, "app").await;
+    let mut app = shadow_app(&broker, "app").await;
     let lamp = start(&broker, state.path(), &mut watch).await;
     still_acts(&mut app, 0.25).await;
 
@@ -289,7 +289,7 @@ async fn a_retained_shadow_delete_acts_once_and_not_at_every_restart() {
     let broker = documented_broker();
     let state = tempfile::tempdir().unwrap();
     let mut watch = connection_watch(&broker).await;
-    let mut app = app(&broker, "app").await;
+    let mut app = shadow_app(&broker, "app").await;
     let lamp = start(&broker, state.path(), &mut watch).await;
     let wake = json!({"desired": {"alarms": {"wake": {"time": "07:00"}}}});
     update(&mut app, "wake-1", wake.clone()).await.unwrap();
@@ -302,11 +302,13 @@ async fn a_retained_shadow_delete_acts_once_and_not_at_every_restart() {
     update(&mut app, "wake-2", wake).await.unwrap();
 
     let lamp = restart(lamp, &broker, state.path(), &mut watch).await;
-    ignored_retained(&mut app, &delete).await;
-    let doc = get(&mut app, "after-restart")
+    // The lamp takes messages in order: the replay came before this request.
+    let mut reader = shadow_app(&broker, "reader").await;
+    let doc = get(&mut reader, "after-restart")
         .await
         .expect("the shadow survives the replay");
     assert!(doc["state"]["desired"]["alarms"]["wake"].is_object(), "{doc}");
+    ignored_retained(&mut app, &delete).await;
     still_acts(&mut app, 0.5).await;
     lamp.stop().await;
 }
@@ -335,7 +337,7 @@ async fn a_retained_unpair_is_not_replayed_at_a_restart() {
     let broker = documented_broker();
     let state = tempfile::tempdir().unwrap();
     let mut watch = connection_watch(&broker).await;
-    let mut app = app(&broker, "app").await;
+    let mut app = shadow_app(&broker, "app").await;
     app.subscribe(&format!("{PAIRING}#")).await;
     let lamp = start(&broker, state.path(), &mut watch).await;
 
@@ -370,7 +372,7 @@ async fn a_retained_amplifying_request_is_not_replayed_at_a_restart() {
     let broker = documented_broker();
     let state = tempfile::tempdir().unwrap();
     let mut watch = connection_watch(&broker).await;
-    let mut app = app(&broker, "app").await;
+    let mut app = shadow_app(&broker, "app").await;
     let lamp = start(&broker, state.path(), &mut watch).await;
     still_acts(&mut app, 0.25).await;
 
@@ -396,7 +398,7 @@ async fn a_retained_set_config_is_not_replayed_at_a_restart() {
     let broker = documented_broker();
     let state = tempfile::tempdir().unwrap();
     let mut watch = connection_watch(&broker).await;
-    let mut app = app(&broker, "app").await;
+    let mut app = shadow_app(&broker, "app").await;
     app.subscribe("lamp/changed").await;
     let lamp = start(&broker, state.path(), &mut watch).await;
 
