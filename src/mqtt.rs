@@ -182,6 +182,8 @@ enum Notice {
     Reply { topic: String, payload: Vec<u8> },
     /// Home Assistant restarted: send discovery and state again.
     Rediscover,
+    /// An analytics event of the MQTT side's own: an ignored retained command, a dropped message.
+    Event(Value),
 }
 
 /// What an incoming message means.
@@ -248,7 +250,7 @@ pub async fn run(
 
     let (link_tx, link_rx) = watch::channel(Link::default());
     let (notices_tx, notices_rx) = mpsc::channel(NOTICE_QUEUE);
-    let (own_events_tx, own_events) = mpsc::channel(NOTICE_QUEUE);
+    let own_notices = notices_tx.downgrade();
     let backoff = Backoff::new(config.reconnect_initial(), config.reconnect_max());
     let poller_stop = CancellationToken::new();
     let poller = tokio::spawn(poll(
@@ -256,7 +258,6 @@ pub async fn run(
         topics.clone(),
         lamp.commands.clone(),
         notices_tx,
-        own_events_tx.clone(),
         link_tx,
         backoff,
         poller_stop.clone(),
@@ -267,12 +268,11 @@ pub async fn run(
         notices: notices_rx,
         shadow,
         events,
-        own_events,
         spool,
     };
     let out = Out {
         client,
-        own_events: own_events_tx,
+        notices: own_notices,
     };
     let said_goodbye = publish(&out, &topics, outputs, link_rx, shutdown).await;
     if said_goodbye {
@@ -371,7 +371,6 @@ async fn poll(
     topics: Topics,
     commands: mpsc::Sender<Command>,
     notices: mpsc::Sender<Notice>,
-    own_events: mpsc::Sender<Value>,
     link: watch::Sender<Link>,
     mut backoff: Backoff,
     stop: CancellationToken,
@@ -398,7 +397,8 @@ async fn poll(
                 // MQTT replays a retained message at every subscribe: a command kept that way
                 // would act again at every reconnect (a delete, an unpairing...).
                 tracing::warn!(topic = %publish.topic, "ignoring a retained command");
-                let _ = own_events.try_send(events::retained_event(&publish.topic, now_timestamp()));
+                let event = events::retained_event(&publish.topic, now_timestamp());
+                let _ = notices.try_send(Notice::Event(event));
                 continue;
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => match decode(&topics, &publish.topic, &publish.payload) {
@@ -529,8 +529,9 @@ fn now_timestamp() -> u64 {
 /// the packet limit would drop the connection for good. Such a message is dropped instead.
 struct Out {
     client: AsyncClient,
-    /// Events the MQTT side makes itself: a dropped message, an ignored retained command.
-    own_events: mpsc::Sender<Value>,
+    /// The publisher's own queue, where a dropped message's event waits; weak, so that the
+    /// queue still closes when the poller goes.
+    notices: mpsc::WeakSender<Notice>,
 }
 
 impl Out {
@@ -541,7 +542,9 @@ impl Out {
         }
         tracing::error!(topic, bytes, "not sent: over the {MAX_PACKET_BYTES}-byte packet limit");
         let event = events::oversize_event(topic, bytes, MAX_PACKET_BYTES, now_timestamp());
-        let _ = self.own_events.try_send(event);
+        if let Some(notices) = self.notices.upgrade() {
+            let _ = notices.try_send(Notice::Event(event));
+        }
         false
     }
 
@@ -578,7 +581,6 @@ struct Outputs {
     notices: mpsc::Receiver<Notice>,
     shadow: mpsc::Receiver<ShadowMessage>,
     events: mpsc::Receiver<serde_json::Value>,
-    own_events: mpsc::Receiver<Value>,
     /// Where events wait while the broker is unreachable.
     spool: Spool,
 }
@@ -621,7 +623,6 @@ async fn publish(
         mut notices,
         mut shadow,
         mut events,
-        mut own_events,
         mut spool,
     } = outputs;
     let client = &out.client;
@@ -662,9 +663,6 @@ async fn publish(
                 }
                 out.send_events(&topics.events, link.borrow().up, &mut spool, batch);
             }
-            Some(event) = own_events.recv() => {
-                out.send_events(&topics.events, link.borrow().up, &mut spool, vec![event]);
-            }
             Ok(()) = changes.changed() => {
                 let snapshot = changes.borrow_and_update().clone();
                 if link.borrow().up {
@@ -688,10 +686,11 @@ async fn publish(
                 }
             }
             Some(notice) = notices.recv() => {
-                if !link.borrow().up {
-                    continue;
-                }
+                let up = link.borrow().up;
                 match notice {
+                    // Spooled while offline, like the lamp's own events.
+                    Notice::Event(event) => out.send_events(&topics.events, up, &mut spool, vec![event]),
+                    _ if !up => {}
                     Notice::Reply { topic, payload } => out.publish(&topic, false, payload).await,
                     Notice::Rediscover => {
                         let snapshot = changes.borrow().clone();
@@ -720,5 +719,48 @@ async fn publish(
             false
         }
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// rumqttc would keep a publish over its limit and resend it after every reconnect; the
+    /// largest that fits goes out, one byte more is dropped with an event.
+    #[tokio::test]
+    async fn a_publish_over_the_packet_limit_is_dropped_with_an_event() {
+        let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("lamp", "127.0.0.1", 1883), 10);
+        let (notices_tx, mut notices) = mpsc::channel(NOTICE_QUEUE);
+        let out = Out {
+            client,
+            notices: notices_tx.downgrade(),
+        };
+        let topic = "$aws/things/lamp1/shadow/update/documents";
+        let largest = MAX_PACKET_BYTES - packet_bytes(topic, 0);
+        out.publish(topic, false, vec![b'x'; largest]).await;
+        out.publish(topic, false, vec![b'x'; largest + 1]).await;
+
+        eventloop.clean();
+        let sent: Vec<_> = eventloop
+            .pending
+            .iter()
+            .filter_map(|request| match request {
+                rumqttc::Request::Publish(publish) => Some(publish.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent.len(), 1);
+        let mut publish = sent[0].clone();
+        publish.pkid = 1;
+        assert_eq!(publish.payload.len(), largest);
+        assert!(publish.size() <= MAX_PACKET_BYTES, "rumqttc counts {}", publish.size());
+
+        let Ok(Notice::Event(event)) = notices.try_recv() else {
+            panic!("no event for the dropped message");
+        };
+        assert_eq!(event["type"], "message_too_large");
+        assert_eq!(event["bytes"], MAX_PACKET_BYTES + 1);
+        assert_eq!(event["topic"], topic);
     }
 }
