@@ -35,13 +35,14 @@ const NOTICE_QUEUE: usize = 64;
 /// a topic and header, so that a largest message from AWS IoT (128 KiB of payload) or from a
 /// broker with the documented `max_packet_size` always gets through.
 const MAX_INCOMING_PACKET_BYTES: usize = MAX_PACKET_BYTES + 1024;
+/// How long a clean shutdown may spend telling the broker the lamp is going.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Bytes of a QoS 1 PUBLISH packet: fixed header (at most 5), topic length, topic, packet id,
-/// payload — as rumqttc counts it against its outgoing limit.
+/// payload — as rumqttc counts it against its outgoing limit, or a few bytes more.
 fn packet_bytes(topic: &str, payload: usize) -> usize {
     5 + 2 + topic.len() + 2 + payload
 }
-/// How long a clean shutdown may spend telling the broker the lamp is going.
-const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Every topic the lamp uses, with the configured prefixes applied.
 #[derive(Clone, Debug)]
