@@ -416,3 +416,29 @@ async fn a_retained_set_config_is_not_replayed_at_a_restart() {
     assert!(light.on, "the retained set_config switched the lamp off again");
     lamp.stop().await;
 }
+
+/// Labels were limited to 64 characters: a state file from then may hold 80-byte labels, which
+/// today's schema refuses. The lamp cuts them when it starts, so it can still report and act.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_saved_by_an_older_version_do_not_freeze_the_shadow() {
+    let broker = documented_broker();
+    let state = tempfile::tempdir().unwrap();
+    let mut watch = connection_watch(&broker).await;
+    let mut app = shadow_app(&broker, "app").await;
+    let lamp = start(&broker, state.path(), &mut watch).await;
+    let wake = json!({"desired": {"alarms": {"wake": {"time": "07:00", "label": label(64)}}}});
+    update(&mut app, "wake", wake).await.unwrap();
+    reported(&mut app, |r| r["alarms"]["wake"]["label"] == json!(label(64))).await;
+    lamp.stop().await;
+
+    let file = state.path().join("state.json");
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(saved.contains(&label(64)));
+    std::fs::write(&file, saved.replace(&label(64), &label(80))).unwrap();
+
+    let lamp = start(&broker, state.path(), &mut watch).await;
+    still_acts(&mut app, 0.5).await;
+    let doc = get(&mut app, "cut").await.unwrap();
+    assert_eq!(doc["state"]["desired"]["alarms"]["wake"]["label"], json!(label(64)));
+    lamp.stop().await;
+}

@@ -176,6 +176,10 @@ impl Device {
         transition: Duration,
         now: Instant,
     ) -> Device {
+        let mut shadow = shadow;
+        for id in schema::fit_labels(&mut shadow.desired) {
+            tracing::warn!("desired.alarms.{id}.label: cut to {} bytes", schema::MAX_LABEL_BYTES);
+        }
         let transition_ms = shadow
             .reported
             .get("light")

@@ -145,11 +145,7 @@ impl Firmware {
         if let Some(status) = &self.status {
             let mut status = status.clone();
             if let Some(error) = &mut status.error {
-                let mut end = MAX_ERROR_BYTES.min(error.len());
-                while !error.is_char_boundary(end) {
-                    end -= 1;
-                }
-                error.truncate(end);
+                super::schema::cut_text(error, MAX_ERROR_BYTES);
                 error.retain(|c| !c.is_control());
             }
             firmware["update"] = serde_json::to_value(status).expect("a status always serialises");

@@ -166,6 +166,34 @@ fn alarm(path: &str, value: &Value) -> Checked {
     Ok(())
 }
 
+/// Cuts `text` to at most `max_bytes` bytes, at a character boundary.
+pub fn cut_text(text: &mut String, max_bytes: usize) {
+    let mut end = max_bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+}
+
+/// Brings settings saved by an older version within today's limits, so that the lamp can go on
+/// reporting them: labels were limited to 64 characters, now to 64 bytes, and are cut. Returns
+/// the ids of the alarms whose labels it cut.
+pub fn fit_labels(section: &mut Map<String, Value>) -> Vec<String> {
+    let Some(Value::Object(alarms)) = section.get_mut("alarms") else {
+        return Vec::new();
+    };
+    let mut cut = Vec::new();
+    for (id, alarm) in alarms {
+        if let Some(Value::String(label)) = alarm.get_mut("label")
+            && label.len() > MAX_LABEL_BYTES
+        {
+            cut_text(label, MAX_LABEL_BYTES);
+            cut.push(id.clone());
+        }
+    }
+    cut
+}
+
 /// Text without control characters, of at most `max_bytes` bytes of UTF-8.
 fn text(path: &str, value: &Value, max_bytes: usize) -> Checked {
     match value.as_str() {
@@ -622,6 +650,22 @@ mod tests {
             let err = check_reported(reported.clone()).expect_err(&reported.to_string());
             assert!(err.starts_with(expected), "{reported}: {err}");
         }
+    }
+
+    #[test]
+    fn labels_saved_by_an_older_version_are_cut_to_fit() {
+        let mut desired = json!({"alarms": {"long": {"time": "07:00", "label": "é".repeat(40)},
+                                            "short": {"time": "08:00", "label": "ok"}}})
+        .as_object()
+        .unwrap()
+        .clone();
+        assert!(check(Value::Object(desired.clone())).is_err());
+        assert_eq!(fit_labels(&mut desired), ["long"]);
+        assert_eq!(desired["alarms"]["long"]["label"], json!("é".repeat(32)));
+        check(Value::Object(desired)).unwrap();
+        let mut emoji = "😀".repeat(17);
+        cut_text(&mut emoji, 66);
+        assert_eq!(emoji, "😀".repeat(16));
     }
 
     #[test]
