@@ -727,6 +727,21 @@ async fn publish(
 mod tests {
     use super::*;
 
+    /// Of all the lamp subscribes to, only Home Assistant's status is taken when retained.
+    #[test]
+    fn only_home_assistants_status_counts_when_retained() {
+        let text = "[device]\nid = \"lamp1\"\n[homeassistant]\nenabled = true\n";
+        let config = Config::parse(text, std::path::Path::new("t.toml")).unwrap().config;
+        let topics = Topics::from_config(&config);
+        let status = &topics.homeassistant.as_ref().unwrap().status;
+        let announcements: Vec<String> = topics
+            .subscriptions()
+            .into_iter()
+            .filter(|t| topics.is_announcement(t))
+            .collect();
+        assert_eq!(announcements, [status.clone()]);
+    }
+
     /// rumqttc would keep a publish over its limit and resend it after every reconnect; the
     /// largest that fits goes out, one byte more is dropped with an event.
     #[tokio::test]
