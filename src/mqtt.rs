@@ -739,7 +739,7 @@ mod tests {
             .into_iter()
             .filter(|t| topics.is_announcement(t))
             .collect();
-        assert_eq!(announcements, [status.clone()]);
+        assert_eq!(announcements, std::slice::from_ref(status));
     }
 
     /// rumqttc would keep a publish over its limit and resend it after every reconnect; the
