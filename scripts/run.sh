@@ -19,7 +19,7 @@ listening() { (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; }
 broker=""
 if ! listening; then
     mkdir -p state
-    printf 'listener 1883 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n%s' \
+    printf 'listener 1883 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nmax_packet_size 131072\n%s' \
         "$( [ "$(id -u)" -eq 0 ] && echo 'user root' )" > state/mosquitto.conf
     mosquitto -c state/mosquitto.conf > state/mosquitto.log 2>&1 &
     broker=$!

@@ -42,6 +42,17 @@ pub fn dropped_event(count: u64, timestamp: u64) -> Value {
     json!({"type": "dropped", "count": count, "timestamp": timestamp})
 }
 
+/// A message the lamp did not send because it was larger than an MQTT packet may be.
+pub fn oversize_event(topic: &str, bytes: usize, limit: usize, timestamp: u64) -> Value {
+    json!({"type": "message_too_large", "topic": topic, "bytes": bytes, "limit": limit, "timestamp": timestamp})
+}
+
+/// A command or request that arrived retained, which the lamp ignored: the broker would replay
+/// it at every reconnect.
+pub fn retained_event(topic: &str, timestamp: u64) -> Value {
+    json!({"type": "retained_ignored", "topic": topic, "timestamp": timestamp})
+}
+
 /// Events waiting for the broker, mirrored in an append-only file. [`Spool::push`] works in
 /// memory; [`Spool::flush`] writes a whole batch at once.
 #[derive(Debug)]

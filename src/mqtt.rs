@@ -12,7 +12,7 @@ use rumqttc::{
     AsyncClient, Event, EventLoop, LastWill, MqttOptions, NetworkOptions, Outgoing, Packet, QoS, TlsConfiguration,
     Transport,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,8 @@ use crate::config::{Config, MqttConfig, ShadowService};
 use crate::core::backoff::Backoff;
 use crate::core::device::{PairingView, ShadowMessage, ShadowOp, ShadowRole, ShadowTopic};
 use crate::core::pairing::Owner;
-use crate::events::Spool;
+use crate::core::schema::MAX_PACKET_BYTES;
+use crate::events::{self, Spool};
 use crate::lamp_task::{Command, LampHandle, Snapshot};
 use crate::protocol::homeassistant::{self, Entity};
 use crate::protocol::lampi;
@@ -29,11 +30,19 @@ use crate::protocol::pairing::{self, PairingTopics};
 /// Notices wait here for the publisher; past this many they are dropped and logged, so a flood
 /// of garbage cannot grow memory.
 const NOTICE_QUEUE: usize = 64;
-/// Larger packets are a protocol error that drops the connection; smaller oversize payloads
-/// are refused with a reason by the protocol layer.
-const MAX_PACKET_BYTES: usize = 64 * 1024;
+/// Larger incoming packets are a protocol error that drops the connection; smaller oversize
+/// payloads are refused with a reason by the protocol layer. Room above [`MAX_PACKET_BYTES`] for
+/// a topic and header, so that a largest message from AWS IoT (128 KiB of payload) or from a
+/// broker with the documented `max_packet_size` always gets through.
+const MAX_INCOMING_PACKET_BYTES: usize = MAX_PACKET_BYTES + 1024;
 /// How long a clean shutdown may spend telling the broker the lamp is going.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Bytes of a QoS 1 PUBLISH packet: fixed header (at most 5), topic length, topic, packet id,
+/// payload — as rumqttc counts it against its outgoing limit, or a few bytes more.
+fn packet_bytes(topic: &str, payload: usize) -> usize {
+    5 + 2 + topic.len() + 2 + payload
+}
 
 /// Every topic the lamp uses, with the configured prefixes applied.
 #[derive(Clone, Debug)]
@@ -119,6 +128,12 @@ impl Topics {
         }
     }
 
+    /// Whether `topic` announces a state rather than asking the lamp to do something; only such
+    /// messages are taken when they arrive retained.
+    fn is_announcement(&self, topic: &str) -> bool {
+        self.homeassistant.as_ref().is_some_and(|ha| ha.status == topic)
+    }
+
     /// As host: a request for the lamp to answer.
     fn shadow_request(&self, topic: &str) -> Option<ShadowOp> {
         if self.shadow_role != ShadowRole::Host {
@@ -174,6 +189,8 @@ enum Notice {
     Reply { topic: String, payload: Vec<u8> },
     /// Home Assistant restarted: send discovery and state again.
     Rediscover,
+    /// An analytics event of the MQTT side's own: an ignored retained command, a dropped message.
+    Event(Value),
 }
 
 /// What an incoming message means.
@@ -213,7 +230,7 @@ pub async fn run(
         .set_keep_alive(Duration::from_secs(config.keep_alive_secs))
         // A persistent session: QoS 1 requests sent while the lamp is offline wait in the broker.
         .set_clean_session(false)
-        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+        .set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_PACKET_BYTES)
         .set_last_will(LastWill::new(&topics.connection_state, "0", QoS::AtLeastOnce, true));
     if let Some(username) = &config.username {
         options.set_credentials(username, config.password.as_ref().map_or("", |p| p.expose()));
@@ -240,6 +257,7 @@ pub async fn run(
 
     let (link_tx, link_rx) = watch::channel(Link::default());
     let (notices_tx, notices_rx) = mpsc::channel(NOTICE_QUEUE);
+    let own_notices = notices_tx.downgrade();
     let backoff = Backoff::new(config.reconnect_initial(), config.reconnect_max());
     let poller_stop = CancellationToken::new();
     let poller = tokio::spawn(poll(
@@ -259,7 +277,11 @@ pub async fn run(
         events,
         spool,
     };
-    let said_goodbye = publish(&client, &topics, outputs, link_rx, shutdown).await;
+    let out = Out {
+        client,
+        notices: own_notices,
+    };
+    let said_goodbye = publish(&out, &topics, outputs, link_rx, shutdown).await;
     if said_goodbye {
         // The poller stops by itself once it has written the DISCONNECT.
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, poller_stop.cancelled()).await;
@@ -376,6 +398,16 @@ async fn poll(
                 });
                 Command::Connected
             }
+            Ok(Event::Incoming(Packet::Publish(publish)))
+                if publish.retain && !topics.is_announcement(&publish.topic) =>
+            {
+                // MQTT replays a retained message at every subscribe: a command kept that way
+                // would act again at every reconnect (a delete, an unpairing...).
+                tracing::warn!(topic = %publish.topic, "ignoring a retained command");
+                let event = events::retained_event(&publish.topic, now_timestamp());
+                let _ = notices.try_send(Notice::Event(event));
+                continue;
+            }
             Ok(Event::Incoming(Packet::Publish(publish))) => match decode(&topics, &publish.topic, &publish.payload) {
                 Some(Incoming::Command(command)) => command,
                 Some(Incoming::Alarm(request)) => {
@@ -423,7 +455,7 @@ async fn poll(
                     // The broker would redeliver the packet to the persistent session forever;
                     // one clean session discards it (and whatever else was queued).
                     tracing::error!(
-                        "a message over {MAX_PACKET_BYTES} bytes was sent to the lamp; discarding its session"
+                        "a message over {MAX_INCOMING_PACKET_BYTES} bytes was sent to the lamp; discarding its session"
                     );
                     eventloop.mqtt_options.set_clean_session(true);
                 }
@@ -495,6 +527,60 @@ fn is_oversize(error: &rumqttc::ConnectionError) -> bool {
     )
 }
 
+fn now_timestamp() -> u64 {
+    crate::clock::timestamp(std::time::SystemTime::now().into())
+}
+
+/// The publisher's handle on rumqttc. Everything goes through [`Out::fits`] first: rumqttc keeps
+/// a QoS 1 publish it cannot send and resends it first after every reconnect, so a message over
+/// the packet limit would drop the connection for good. Such a message is dropped instead.
+struct Out {
+    client: AsyncClient,
+    /// The publisher's own queue, where a dropped message's event waits; weak, so that the
+    /// queue still closes when the poller goes.
+    notices: mpsc::WeakSender<Notice>,
+}
+
+impl Out {
+    fn fits(&self, topic: &str, payload: &[u8]) -> bool {
+        let bytes = packet_bytes(topic, payload.len());
+        if bytes <= MAX_PACKET_BYTES {
+            return true;
+        }
+        tracing::error!(topic, bytes, "not sent: over the {MAX_PACKET_BYTES}-byte packet limit");
+        let event = events::oversize_event(topic, bytes, MAX_PACKET_BYTES, now_timestamp());
+        if let Some(notices) = self.notices.upgrade() {
+            let _ = notices.try_send(Notice::Event(event));
+        }
+        false
+    }
+
+    /// A QoS 1 publish, if it fits.
+    async fn publish(&self, topic: &str, retain: bool, payload: impl Into<Vec<u8>>) {
+        let payload = payload.into();
+        if self.fits(topic, &payload) {
+            let _ = self.client.publish(topic, QoS::AtLeastOnce, retain, payload).await;
+        }
+    }
+
+    /// Sends analytics events now if the link is up and rumqttc has room, else spools them.
+    fn send_events(&self, topic: &str, up: bool, spool: &mut Spool, batch: Vec<Value>) {
+        for event in batch {
+            let payload = event.to_string();
+            if !self.fits(topic, payload.as_bytes()) {
+                continue;
+            }
+            let sent = up && self.client.try_publish(topic, QoS::AtLeastOnce, false, payload).is_ok();
+            if !sent {
+                spool.push(&event);
+            }
+        }
+        if let Err(e) = spool.flush() {
+            tracing::error!("analytics spool: {e}");
+        }
+    }
+}
+
 /// What the publisher sends out.
 struct Outputs {
     changes: watch::Receiver<Snapshot>,
@@ -507,38 +593,32 @@ struct Outputs {
 }
 
 /// Publishes the lamp's state on LAMPI's topic and, when enabled, Home Assistant's.
-async fn publish_state(client: &AsyncClient, topics: &Topics, snapshot: &Snapshot) {
+async fn publish_state(out: &Out, topics: &Topics, snapshot: &Snapshot) {
     let payload = lampi::changed_payload(&snapshot.state, &snapshot.client);
-    let _ = client.publish(&topics.changed, QoS::AtLeastOnce, true, payload).await;
+    out.publish(&topics.changed, true, payload).await;
     if let Some(ha) = &topics.homeassistant {
         let state = homeassistant::state(&snapshot.state).to_string();
-        let _ = client
-            .publish(&ha.entity.state_topic, QoS::AtLeastOnce, true, state)
-            .await;
+        out.publish(&ha.entity.state_topic, true, state).await;
     }
 }
 
 /// The pairing code for the cloud (retained; empty withdraws it) and LAMPI's association state.
-async fn publish_pairing(client: &AsyncClient, topics: &Topics, view: &PairingView) {
+async fn publish_pairing(out: &Out, topics: &Topics, view: &PairingView) {
     let code = pairing::code_payload(view);
-    let _ = client.publish(&topics.pairing.code, QoS::AtLeastOnce, true, code).await;
+    out.publish(&topics.pairing.code, true, code).await;
     let associated = pairing::associated_payload(view, topics.code_on_lamp_topic);
-    let _ = client
-        .publish(&topics.associated, QoS::AtLeastOnce, true, associated)
-        .await;
+    out.publish(&topics.associated, true, associated).await;
 }
 
-async fn publish_discovery(client: &AsyncClient, topics: &Topics) {
+async fn publish_discovery(out: &Out, topics: &Topics) {
     if let Some(ha) = &topics.homeassistant {
         let discovery = ha.entity.discovery().to_string();
-        let _ = client
-            .publish(&ha.entity.discovery_topic, QoS::AtLeastOnce, true, discovery)
-            .await;
+        out.publish(&ha.entity.discovery_topic, true, discovery).await;
     }
 }
 
 async fn publish(
-    client: &AsyncClient,
+    out: &Out,
     topics: &Topics,
     outputs: Outputs,
     mut link: watch::Receiver<Link>,
@@ -552,6 +632,7 @@ async fn publish(
         mut events,
         mut spool,
     } = outputs;
+    let client = &out.client;
     loop {
         tokio::select! {
             biased;
@@ -566,15 +647,15 @@ async fn publish(
                 for topic in topics.subscriptions() {
                     let _ = client.subscribe(topic, QoS::AtLeastOnce).await;
                 }
-                let _ = client.publish(&topics.connection_state, QoS::AtLeastOnce, true, "1").await;
-                publish_discovery(client, topics).await;
-                publish_state(client, topics, &snapshot).await;
+                out.publish(&topics.connection_state, true, "1").await;
+                publish_discovery(out, topics).await;
+                publish_state(out, topics, &snapshot).await;
                 let view = pairing.borrow_and_update().clone();
-                publish_pairing(client, topics, &view).await;
-                match spool.drain(crate::clock::timestamp(std::time::SystemTime::now().into())) {
+                publish_pairing(out, topics, &view).await;
+                match spool.drain(now_timestamp()) {
                     Ok(backlog) => {
                         for event in backlog {
-                            let _ = client.publish(&topics.events, QoS::AtLeastOnce, false, event).await;
+                            out.publish(&topics.events, false, event).await;
                         }
                     }
                     Err(e) => tracing::error!("analytics spool: {e}"),
@@ -583,31 +664,22 @@ async fn publish(
             Some(event) = events.recv() => {
                 // Take the whole batch, and never wait: while the link is down (or not yet known
                 // to be) rumqttc's queue fills, and the events go to the spool instead.
-                let up = link.borrow().up;
                 let mut batch = vec![event];
                 while let Ok(event) = events.try_recv() {
                     batch.push(event);
                 }
-                for event in batch {
-                    let sent = up && client.try_publish(&topics.events, QoS::AtLeastOnce, false, event.to_string()).is_ok();
-                    if !sent {
-                        spool.push(&event);
-                    }
-                }
-                if let Err(e) = spool.flush() {
-                    tracing::error!("analytics spool: {e}");
-                }
+                out.send_events(&topics.events, link.borrow().up, &mut spool, batch);
             }
             Ok(()) = changes.changed() => {
                 let snapshot = changes.borrow_and_update().clone();
                 if link.borrow().up {
-                    publish_state(client, topics, &snapshot).await;
+                    publish_state(out, topics, &snapshot).await;
                 }
             }
             Ok(()) = pairing.changed() => {
                 let view = pairing.borrow_and_update().clone();
                 if link.borrow().up {
-                    publish_pairing(client, topics, &view).await;
+                    publish_pairing(out, topics, &view).await;
                 }
             }
             Some(message) = shadow.recv() => {
@@ -617,21 +689,20 @@ async fn publish(
                 if let (true, Some(prefix)) = (up, &topics.shadow) {
                     let topic = format!("{prefix}{}", message.topic.suffix());
                     let payload = serde_json::to_vec(&message.payload).expect("JSON values always serialise");
-                    let _ = client.publish(topic, QoS::AtLeastOnce, false, payload).await;
+                    out.publish(&topic, false, payload).await;
                 }
             }
             Some(notice) = notices.recv() => {
-                if !link.borrow().up {
-                    continue;
-                }
+                let up = link.borrow().up;
                 match notice {
-                    Notice::Reply { topic, payload } => {
-                        let _ = client.publish(topic, QoS::AtLeastOnce, false, payload).await;
-                    }
+                    // Spooled while offline, like the lamp's own events.
+                    Notice::Event(event) => out.send_events(&topics.events, up, &mut spool, vec![event]),
+                    _ if !up => {}
+                    Notice::Reply { topic, payload } => out.publish(&topic, false, payload).await,
                     Notice::Rediscover => {
                         let snapshot = changes.borrow().clone();
-                        publish_discovery(client, topics).await;
-                        publish_state(client, topics, &snapshot).await;
+                        publish_discovery(out, topics).await;
+                        publish_state(out, topics, &snapshot).await;
                     }
                 }
             }
@@ -655,5 +726,63 @@ async fn publish(
             false
         }
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Of all the lamp subscribes to, only Home Assistant's status is taken when retained.
+    #[test]
+    fn only_home_assistants_status_counts_when_retained() {
+        let text = "[device]\nid = \"lamp1\"\n[homeassistant]\nenabled = true\n";
+        let config = Config::parse(text, std::path::Path::new("t.toml")).unwrap().config;
+        let topics = Topics::from_config(&config);
+        let status = &topics.homeassistant.as_ref().unwrap().status;
+        let announcements: Vec<String> = topics
+            .subscriptions()
+            .into_iter()
+            .filter(|t| topics.is_announcement(t))
+            .collect();
+        assert_eq!(announcements, std::slice::from_ref(status));
+    }
+
+    /// rumqttc would keep a publish over its limit and resend it after every reconnect; the
+    /// largest that fits goes out, one byte more is dropped with an event.
+    #[tokio::test]
+    async fn a_publish_over_the_packet_limit_is_dropped_with_an_event() {
+        let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("lamp", "127.0.0.1", 1883), 10);
+        let (notices_tx, mut notices) = mpsc::channel(NOTICE_QUEUE);
+        let out = Out {
+            client,
+            notices: notices_tx.downgrade(),
+        };
+        let topic = "$aws/things/lamp1/shadow/update/documents";
+        let largest = MAX_PACKET_BYTES - packet_bytes(topic, 0);
+        out.publish(topic, false, vec![b'x'; largest]).await;
+        out.publish(topic, false, vec![b'x'; largest + 1]).await;
+
+        eventloop.clean();
+        let sent: Vec<_> = eventloop
+            .pending
+            .iter()
+            .filter_map(|request| match request {
+                rumqttc::Request::Publish(publish) => Some(publish.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent.len(), 1);
+        let mut publish = sent[0].clone();
+        publish.pkid = 1;
+        assert_eq!(publish.payload.len(), largest);
+        assert!(publish.size() <= MAX_PACKET_BYTES, "rumqttc counts {}", publish.size());
+
+        let Ok(Notice::Event(event)) = notices.try_recv() else {
+            panic!("no event for the dropped message");
+        };
+        assert_eq!(event["type"], "message_too_large");
+        assert_eq!(event["bytes"], MAX_PACKET_BYTES + 1);
+        assert_eq!(event["topic"], topic);
     }
 }

@@ -31,9 +31,6 @@ pub const OUTPUT_REPORT_INTERVAL: Duration = Duration::from_millis(250);
 /// flushes them first, so it always sees them.
 pub const LOCAL_REPORT_DELAY: Duration = Duration::from_millis(100);
 
-/// Settings that the cloud sets in `desired` and the lamp mirrors in `reported`.
-const MIRRORED: [&str; 4] = ["mode", "timezone", "alarms", "natural_light"];
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShadowOp {
     Update,
@@ -182,6 +179,10 @@ impl Device {
         transition: Duration,
         now: Instant,
     ) -> Device {
+        let mut shadow = shadow;
+        for id in schema::fit_labels(&mut shadow.desired) {
+            tracing::warn!("desired.alarms.{id}.label: cut to {} bytes", schema::MAX_LABEL_BYTES);
+        }
         let transition_ms = shadow
             .reported
             .get("light")
@@ -620,7 +621,7 @@ impl Device {
     /// key, an emptied object, the whole section, the document) ends on the lamp and leaves
     /// `reported`; falling back to the reported copy would keep it for ever.
     fn settings(&self) -> Map<String, Value> {
-        MIRRORED
+        schema::MIRRORED
             .iter()
             .filter_map(|&key| Some((key.to_owned(), self.shadow.desired.get(key)?.clone())))
             .collect()

@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 /// The end of the reason a downgrade was refused: the cloud may then ask again, allowing it.
 const DOWNGRADE_REFUSED: &str = "a downgrade needs allow_downgrade";
+/// An update's error is reported cut to this many bytes: the updater's message can be long,
+/// and the lamp's report must fit in its shadow section.
+pub const MAX_ERROR_BYTES: usize = 256;
 
 /// `major.minor.patch`, as in Cargo.toml.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -140,6 +143,11 @@ impl Firmware {
     pub fn report(&self) -> Value {
         let mut firmware = json!({ "version": self.running });
         if let Some(status) = &self.status {
+            let mut status = status.clone();
+            if let Some(error) = &mut status.error {
+                super::schema::cut_text(error, MAX_ERROR_BYTES);
+                error.retain(|c| !c.is_control());
+            }
             firmware["update"] = serde_json::to_value(status).expect("a status always serialises");
         }
         firmware

@@ -4,10 +4,29 @@
 
 use serde_json::{Map, Value};
 
+use super::firmware::MAX_ERROR_BYTES;
 use super::light::{LightChange, LightState, Unit};
+use super::pairing::Owner;
+use super::shadow::MAX_STATE_BYTES;
 
+/// The largest MQTT packet the lamp sends (AWS IoT's message limit, 128 KiB). Every limit below
+/// is chosen so that no document this schema accepts makes a message larger; the tests build
+/// the largest documents and check every answer against it.
+pub const MAX_PACKET_BYTES: usize = 128 * 1024;
 pub const MAX_ALARMS: usize = 20;
-pub const MAX_LABEL_CHARS: usize = 64;
+/// Labels are counted in UTF-8 bytes: 64 ASCII letters or 16 emoji.
+pub const MAX_LABEL_BYTES: usize = 64;
+/// Room in `reported` (8 KiB, as AWS counts it) for what the lamp reports besides the settings
+/// it mirrors: light, output, clock, alarm (up to 20 merged ids and two labels), owner (two
+/// 256-byte texts), firmware (a 256-byte error). The largest such report is under 2.8 KiB.
+pub const LAMP_REPORT_BYTES: usize = 3 * 1024;
+/// The settings the lamp mirrors from `desired` into `reported`, serialised, so the lamp's own
+/// report always fits in its section.
+pub const MAX_MIRRORED_BYTES: usize = MAX_STATE_BYTES - LAMP_REPORT_BYTES;
+/// Settings that the cloud sets in `desired` and the lamp mirrors in `reported`.
+pub const MIRRORED: [&str; 4] = ["mode", "timezone", "alarms", "natural_light"];
+/// Versions and times the lamp reports are short; this bounds what an app may write there.
+const MAX_SHORT_TEXT_BYTES: usize = 64;
 pub const MAX_TRANSITION_MS: u64 = 60_000;
 pub const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
@@ -141,13 +160,163 @@ fn alarm(path: &str, value: &Value) -> Checked {
             "snooze_minutes" => integer_in(&path, value, 1, 60)?,
             "ring_minutes" => integer_in(&path, value, 1, 180)?,
             "brightness" => unit(&path, value)?,
-            _ => match value.as_str() {
-                Some(label) if label.chars().count() <= MAX_LABEL_CHARS => {}
-                _ => {
-                    return Err(format!("{path}: must be text of at most {MAX_LABEL_CHARS} characters"));
-                }
-            },
+            _ => text(&path, value, MAX_LABEL_BYTES)?,
         }
+    }
+    Ok(())
+}
+
+/// Cuts `text` to at most `max_bytes` bytes, at a character boundary.
+pub fn cut_text(text: &mut String, max_bytes: usize) {
+    let mut end = max_bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+}
+
+/// Brings settings saved by an older version within today's limits, so that the lamp can go on
+/// reporting them: labels were limited to 64 characters, now to 64 bytes, and are cut. Returns
+/// the ids of the alarms whose labels it cut.
+pub fn fit_labels(section: &mut Map<String, Value>) -> Vec<String> {
+    let Some(Value::Object(alarms)) = section.get_mut("alarms") else {
+        return Vec::new();
+    };
+    let mut cut = Vec::new();
+    for (id, alarm) in alarms {
+        if let Some(Value::String(label)) = alarm.get_mut("label")
+            && label.len() > MAX_LABEL_BYTES
+        {
+            cut_text(label, MAX_LABEL_BYTES);
+            cut.push(id.clone());
+        }
+    }
+    cut
+}
+
+/// Text without control characters, of at most `max_bytes` bytes of UTF-8.
+fn text(path: &str, value: &Value, max_bytes: usize) -> Checked {
+    match value.as_str() {
+        Some(s) if s.len() <= max_bytes && !s.chars().any(char::is_control) => Ok(()),
+        _ => Err(format!(
+            "{path}: must be text of at most {max_bytes} bytes (UTF-8), without control characters"
+        )),
+    }
+}
+
+fn alarm_id(path: &str, id: &str) -> Checked {
+    let valid =
+        !id.is_empty() && id.len() <= 32 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    valid
+        .then_some(())
+        .ok_or_else(|| format!("{path}: alarm ids are 1–32 letters, digits, '-' or '_'"))
+}
+
+/// An RFC 3339 time, as the lamp reports them.
+fn time_stamp(path: &str, value: &Value) -> Checked {
+    match value.as_str() {
+        Some(s) if s.len() <= MAX_SHORT_TEXT_BYTES && chrono::DateTime::parse_from_rfc3339(s).is_ok() => Ok(()),
+        _ => Err(format!("{path}: must be an RFC 3339 time")),
+    }
+}
+
+/// `reported.alarm.ringing` and `.next`: which alarm, as the lamp reports it.
+fn alarm_reference(path: &str, value: &Value, ringing: bool) -> Checked {
+    let map = object(path, value)?;
+    let allowed: &[&str] = if ringing {
+        &["id", "alarms", "label", "action", "at"]
+    } else {
+        &["id", "label", "at"]
+    };
+    only_keys(path, map, allowed)?;
+    for (key, value) in map {
+        let path = format!("{path}.{key}");
+        match key.as_str() {
+            "id" => alarm_id(
+                &path,
+                value.as_str().ok_or_else(|| format!("{path}: must be an alarm id"))?,
+            )?,
+            "alarms" => {
+                let ids = value
+                    .as_array()
+                    .filter(|ids| ids.len() <= MAX_ALARMS)
+                    .ok_or_else(|| format!("{path}: must be a list of at most {MAX_ALARMS} alarm ids"))?;
+                for (i, id) in ids.iter().enumerate() {
+                    let path = format!("{path}[{i}]");
+                    alarm_id(
+                        &path,
+                        id.as_str().ok_or_else(|| format!("{path}: must be an alarm id"))?,
+                    )?;
+                    if ids[..i].contains(id) {
+                        return Err(format!("{path}: {id} is listed twice"));
+                    }
+                }
+            }
+            "label" => text(&path, value, MAX_LABEL_BYTES)?,
+            "action" => one_of(&path, value, &["blink", "sunrise"])?,
+            _ => time_stamp(&path, value)?,
+        }
+    }
+    Ok(())
+}
+
+/// `reported.alarm`, the alarm clock's state.
+fn alarm_state(path: &str, value: &Value) -> Checked {
+    let map = object(path, value)?;
+    only_keys(path, map, &["state", "ringing", "snoozed_until", "next"])?;
+    for (key, value) in map {
+        let path = format!("{path}.{key}");
+        match key.as_str() {
+            "state" => one_of(&path, value, &["idle", "ringing", "snoozed"])?,
+            "ringing" => alarm_reference(&path, value, true)?,
+            "next" => alarm_reference(&path, value, false)?,
+            _ => time_stamp(&path, value)?,
+        }
+    }
+    Ok(())
+}
+
+/// `reported.firmware`: the running version and the last update.
+fn reported_firmware(path: &str, value: &Value) -> Checked {
+    let map = object(path, value)?;
+    only_keys(path, map, &["version", "update"])?;
+    if let Some(version) = map.get("version") {
+        text(&format!("{path}.version"), version, MAX_SHORT_TEXT_BYTES)?;
+    }
+    let Some(update) = map.get("update") else {
+        return Ok(());
+    };
+    let path = format!("{path}.update");
+    let update = object(&path, update)?;
+    only_keys(&path, update, &["state", "version", "error"])?;
+    for (key, value) in update {
+        let path = format!("{path}.{key}");
+        match key.as_str() {
+            "state" => one_of(
+                &path,
+                value,
+                &["requested", "downloading", "installing", "succeeded", "failed"],
+            )?,
+            "version" => text(&path, value, MAX_SHORT_TEXT_BYTES)?,
+            _ => text(&path, value, MAX_ERROR_BYTES)?,
+        }
+    }
+    Ok(())
+}
+
+/// The mirrored settings in force (desired where set, else reported) must leave the lamp room
+/// for its own report.
+fn mirrored_size(desired: &Map<String, Value>, reported: &Map<String, Value>) -> Checked {
+    let settings: Map<String, Value> = MIRRORED
+        .iter()
+        .filter_map(|&key| Some((key.to_owned(), desired.get(key).or_else(|| reported.get(key))?.clone())))
+        .collect();
+    let bytes = serde_json::to_vec(&settings).map_or(usize::MAX, |v| v.len());
+    if bytes > MAX_MIRRORED_BYTES {
+        return Err(format!(
+            "{}: {bytes} bytes together; at most {MAX_MIRRORED_BYTES}, so the lamp's report fits",
+            MIRRORED.join(", ")
+        ));
     }
     Ok(())
 }
@@ -158,12 +327,9 @@ fn alarms(path: &str, value: &Value) -> Checked {
         return Err(format!("{path}: at most {MAX_ALARMS} alarms"));
     }
     for (id, value) in map {
-        let valid_id =
-            !id.is_empty() && id.len() <= 32 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !valid_id {
-            return Err(format!("{path}.{id}: alarm ids are 1–32 letters, digits, '-' or '_'"));
-        }
-        alarm(&format!("{path}.{id}"), value)?;
+        let path = format!("{path}.{id}");
+        alarm_id(&path, id)?;
+        alarm(&path, value)?;
     }
     Ok(())
 }
@@ -255,21 +421,17 @@ pub fn validate(desired: &Map<String, Value>, reported: &Map<String, Value>) -> 
                 only_keys(&path, map, &["r", "g", "b"])?;
                 map.iter().try_for_each(|(k, v)| unit(&format!("{path}.{k}"), v))?;
             }
-            "firmware" => {
-                let map = object(&path, value)?;
-                only_keys(&path, map, &["version", "update"])?;
-            }
+            "firmware" => reported_firmware(&path, value)?,
             "connected_since" => integer_in(&path, value, 0, u64::MAX)?,
-            "alarm" => {
-                let map = object(&path, value)?;
-                only_keys(&path, map, &["state", "ringing", "snoozed_until", "next"])?;
-            }
+            "alarm" => alarm_state(&path, value)?,
             "owner" => {
                 let map = object(&path, value)?;
                 only_keys(&path, map, &["id", "name"])?;
-                if !map.values().all(Value::is_string) {
+                let field = |key: &str| map.get(key).map_or(Some(""), Value::as_str);
+                let (Some(id), Some(name)) = (field("id"), field("name")) else {
                     return Err(format!("{path}: id and name must be text"));
-                }
+                };
+                Owner::new(id, name).map_err(|e| format!("reported.{e}"))?;
             }
             "clock" => {
                 let map = object(&path, value)?;
@@ -279,7 +441,7 @@ pub fn validate(desired: &Map<String, Value>, reported: &Map<String, Value>) -> 
             _ => setting(&path, key, value)?,
         }
     }
-    Ok(())
+    mirrored_size(desired, reported)
 }
 
 /// The light change a (validated) `light` object asks for, and its transition if given.
@@ -414,11 +576,96 @@ mod tests {
                 json!({"alarms": {"a": {"time": "07:00", "brightness": 2}}}),
                 "desired.alarms.a.brightness: 2 is outside",
             ),
+            (
+                json!({"alarms": {"a": {"time": "07:00", "label": "😀".repeat(17)}}}),
+                "desired.alarms.a.label: must be text of at most 64 bytes",
+            ),
+            (
+                json!({"alarms": {"a": {"time": "07:00", "label": "a\u{7}"}}}),
+                "desired.alarms.a.label: must be text",
+            ),
         ];
         for (desired, expected) in cases {
             let err = check(desired.clone()).expect_err(&desired.to_string());
             assert!(err.starts_with(expected), "{desired}: {err}");
         }
+    }
+
+    fn check_reported(reported: Value) -> Checked {
+        validate(&Map::new(), reported.as_object().unwrap())
+    }
+
+    #[test]
+    fn reported_only_fields_are_checked_by_type_and_size() {
+        let ok = [
+            json!({"alarm": {"state": "snoozed", "snoozed_until": "2026-11-27T07:09:00+01:00",
+                             "ringing": {"id": "a", "alarms": ["a", "b"], "label": "Work", "action": "sunrise",
+                                         "at": "2026-11-27T07:00:00+01:00"},
+                             "next": {"id": "b", "label": "", "at": "2026-11-28T07:00:00Z"}}}),
+            json!({"firmware": {"version": "0.1.0", "update": {"state": "failed", "version": "0.2.0", "error": "x"}}}),
+            json!({"owner": {"id": "acct-1", "name": "Ada"}}),
+            json!({"clock": {"synchronised": true, "require_sync": false}}),
+        ];
+        for reported in ok {
+            check_reported(reported.clone()).unwrap_or_else(|e| panic!("{reported}: {e}"));
+        }
+        let zeros = vec![0; 2650];
+        let cases = [
+            (
+                json!({"alarm": {"next": zeros}}),
+                "reported.alarm.next: must be an object",
+            ),
+            (
+                json!({"alarm": {"state": "asleep"}}),
+                "reported.alarm.state: must be one of",
+            ),
+            (
+                json!({"alarm": {"snoozed_until": "soon"}}),
+                "reported.alarm.snoozed_until: must be an RFC 3339",
+            ),
+            (
+                json!({"alarm": {"ringing": {"alarms": vec!["a"; 21]}}}),
+                "reported.alarm.ringing.alarms: must be a list of at most 20",
+            ),
+            (
+                json!({"alarm": {"next": {"label": "x".repeat(65)}}}),
+                "reported.alarm.next.label: must be text of at most 64 bytes",
+            ),
+            (
+                json!({"firmware": {"version": "x".repeat(65)}}),
+                "reported.firmware.version: must be text",
+            ),
+            (
+                json!({"firmware": {"update": {"state": "failed", "error": "x".repeat(257)}}}),
+                "reported.firmware.update.error: must be text of at most 256 bytes",
+            ),
+            (
+                json!({"firmware": {"update": {"log": []}}}),
+                "reported.firmware.update.log: unknown field",
+            ),
+            (json!({"owner": {"id": 5}}), "reported.owner: id and name must be text"),
+            (json!({"owner": {"id": "x".repeat(65)}}), "reported.owner: id must be"),
+        ];
+        for (reported, expected) in cases {
+            let err = check_reported(reported.clone()).expect_err(&reported.to_string());
+            assert!(err.starts_with(expected), "{reported}: {err}");
+        }
+    }
+
+    #[test]
+    fn labels_saved_by_an_older_version_are_cut_to_fit() {
+        let mut desired = json!({"alarms": {"long": {"time": "07:00", "label": "é".repeat(40)},
+                                            "short": {"time": "08:00", "label": "ok"}}})
+        .as_object()
+        .unwrap()
+        .clone();
+        assert!(check(Value::Object(desired.clone())).is_err());
+        assert_eq!(fit_labels(&mut desired), ["long"]);
+        assert_eq!(desired["alarms"]["long"]["label"], json!("é".repeat(32)));
+        check(Value::Object(desired)).unwrap();
+        let mut emoji = "😀".repeat(17);
+        cut_text(&mut emoji, 66);
+        assert_eq!(emoji, "😀".repeat(16));
     }
 
     #[test]
@@ -442,5 +689,156 @@ mod tests {
         let (change, transition) = light_change(value.as_object().unwrap());
         assert_eq!(LightState::default().with(change), state);
         assert_eq!(transition, Some(250));
+    }
+
+    /// What the bound below leaves for the topic and header of a shadow answer.
+    const TOPIC_ROOM: usize = 512;
+
+    /// A number in 0–1 with about the longest form serde_json writes.
+    const LONG_UNIT: f64 = 0.000_123_456_789_012_345_67;
+
+    fn longest_zone() -> &'static str {
+        chrono_tz::TZ_VARIANTS
+            .iter()
+            .map(|tz| tz.name())
+            .max_by_key(|n| n.len())
+            .unwrap()
+    }
+
+    fn size(value: &impl serde::Serialize) -> usize {
+        serde_json::to_vec(value).unwrap().len()
+    }
+
+    /// The largest mirrored settings for the answers: 20 alarms with every field and every day
+    /// (the most leaves, each with its metadata), then labels of `"` or `\` (two bytes each once
+    /// escaped) filling [`MAX_MIRRORED_BYTES`].
+    fn largest_settings(variant: char) -> Map<String, Value> {
+        let id = |i: usize| format!("{i}");
+        // Two variants with every leaf different: same keys, other values.
+        let (time, filler) = if variant == 'a' {
+            ("23:59", '"')
+        } else {
+            ("00:00", '\\')
+        };
+        let alarm = json!({
+            "time": time, "days": DAYS, "timezone": "UTC", "enabled": false, "action": "blink",
+            "ramp_minutes": 9, "snooze_minutes": 9, "ring_minutes": 9, "label": "", "brightness": 1,
+        });
+        let mut settings = json!({
+            "mode": "natural",
+            "timezone": longest_zone(),
+            "natural_light": {"latitude": -89.123_456_789_012_34, "longitude": -179.123_456_789_012_34,
+                              "night": "dim", "night_brightness": LONG_UNIT, "cloud_cover": LONG_UNIT,
+                              "demo_period_s": 86_400},
+            "alarms": (0..MAX_ALARMS).map(|i| (id(i), alarm.clone())).collect::<Map<String, Value>>(),
+        });
+        // Lengthen the labels a byte at a time until the settings are as large as allowed.
+        'fill: for _ in 0..MAX_LABEL_BYTES {
+            for i in 0..MAX_ALARMS {
+                let label = &mut settings["alarms"][&id(i)]["label"];
+                let longer = format!("{}{filler}", label.as_str().unwrap());
+                let shorter = std::mem::replace(label, json!(longer));
+                if size(&settings) > MAX_MIRRORED_BYTES {
+                    settings["alarms"][&id(i)]["label"] = shorter;
+                    break 'fill;
+                }
+            }
+        }
+        assert!(MAX_MIRRORED_BYTES - size(&settings) < 4, "{}", size(&settings));
+        settings.as_object().unwrap().clone()
+    }
+
+    /// The largest report the lamp makes besides the settings: two alarms' worth of labels, all
+    /// 20 ids merged into the ringing one, the longest owner, firmware error and numbers.
+    fn largest_own_report(variant: char) -> Map<String, Value> {
+        let id = |i: usize| format!("{variant}{i:0>31}");
+        let label = "\"".repeat(MAX_LABEL_BYTES);
+        let at = "2026-11-27T07:00:00.123456789+05:45";
+        let owner = format!("{variant}{}", "😀".repeat(crate::core::pairing::MAX_OWNER_CHARS - 1));
+        let version = "9".repeat(9) + "." + &"9".repeat(9) + "." + &"9".repeat(9);
+        json!({
+            "light": {"on": false, "hue": LONG_UNIT, "saturation": LONG_UNIT, "brightness": LONG_UNIT,
+                      "transition_ms": MAX_TRANSITION_MS},
+            "output": {"r": LONG_UNIT, "g": LONG_UNIT, "b": LONG_UNIT},
+            "clock": {"synchronised": false, "require_sync": false},
+            "connected_since": u64::MAX,
+            "alarm": {
+                "state": "snoozed", "snoozed_until": at,
+                "ringing": {"id": id(0), "alarms": (0..MAX_ALARMS).map(id).collect::<Vec<_>>(), "label": label,
+                            "action": "sunrise", "at": at},
+                "next": {"id": id(1), "label": label, "at": at},
+            },
+            "owner": {"id": owner, "name": owner},
+            "firmware": {"version": version, "update": {"state": "downloading", "version": version,
+                                                        "error": "\"".repeat(MAX_ERROR_BYTES)}},
+        })
+        .as_object()
+        .unwrap()
+        .clone()
+    }
+
+    fn largest_desired(variant: char) -> Map<String, Value> {
+        let mut desired = largest_settings(variant);
+        desired.insert("light".into(), largest_own_report(variant)["light"].clone());
+        let version = "9".repeat(9) + "." + &"9".repeat(9) + "." + &"9".repeat(9);
+        desired.insert("firmware".into(), json!({"version": version, "allow_downgrade": false}));
+        desired
+    }
+
+    fn largest_reported(variant: char) -> Map<String, Value> {
+        let mut reported = largest_settings(variant);
+        reported.extend(largest_own_report(variant));
+        reported
+    }
+
+    /// Every answer an accepted update makes, and the `get` after it, fits in a packet.
+    fn assert_answers_fit(shadow: &mut Shadow, request: Value) {
+        use super::super::shadow::parse_update;
+        let payload = request.to_string();
+        let request = parse_update(payload.as_bytes()).unwrap();
+        let accepted = shadow.update(request, 1_795_712_902, validate).unwrap();
+        let get = shadow.get("lamp", Some(&"t".repeat(64)), 1_795_712_902).unwrap();
+        let answers = [
+            Some(accepted.accepted),
+            Some(accepted.documents),
+            accepted.delta,
+            Some(get),
+        ];
+        for answer in answers.iter().flatten() {
+            let bytes = size(answer);
+            assert!(bytes + TOPIC_ROOM <= MAX_PACKET_BYTES, "{bytes} bytes");
+        }
+        let largest = answers.iter().flatten().map(size).max().unwrap();
+        eprintln!("request {} bytes, largest answer {largest} bytes", payload.len());
+    }
+
+    use super::super::shadow::{MAX_REQUEST_BYTES, Shadow};
+
+    #[test]
+    fn the_lamps_largest_report_fits_its_section() {
+        let reported = largest_reported('a');
+        assert!(size(&largest_own_report('a')) <= LAMP_REPORT_BYTES);
+        validate(&largest_desired('a'), &reported).unwrap();
+        assert!(size(&reported) <= MAX_STATE_BYTES, "{}", size(&reported));
+    }
+
+    #[test]
+    fn no_accepted_document_makes_an_answer_over_the_packet_limit() {
+        let mut shadow = Shadow::default();
+        // Twice, with every leaf different, so `previous` and `current` are both the largest.
+        for variant in ['a', 'b'] {
+            let token = "t".repeat(64);
+            let request = json!({"state": {"desired": largest_desired(variant), "reported": largest_reported(variant)},
+                                 "clientToken": token});
+            assert_answers_fit(&mut shadow, request);
+        }
+        // A request that only deletes: every null gets metadata in `update/accepted`.
+        let mut nulls = Map::new();
+        let mut i = 0;
+        while size(&nulls) + 64 < MAX_REQUEST_BYTES {
+            nulls.insert(format!("{i:x}"), Value::Null);
+            i += 1;
+        }
+        assert_answers_fit(&mut shadow, json!({"state": {"desired": nulls, "reported": {}}}));
     }
 }
