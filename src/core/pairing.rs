@@ -24,7 +24,6 @@ const USED_MEMORY: usize = 8;
 
 /// Whom the lamp belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Owner {
     pub id: String,
     pub name: String,
