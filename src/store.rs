@@ -26,6 +26,9 @@ use crate::lamp_task::Saved;
 const STATE_FILE: &str = "state.json";
 /// Version of the file's layout, so a later firmware can migrate instead of guessing.
 /// Formats 1 (light only) and 2 (no alarm clock) are still read.
+/// A change an older lampi cannot read (0.1.0 refuses any unknown field) must also raise
+/// `debian/downgrade-floor` to the first version that writes it: lampi-update never
+/// downgrades a lamp below that floor, so the state is never lost to a downgrade.
 const FORMAT: u32 = 3;
 /// Longest a change waits before it is on disk.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);

@@ -159,6 +159,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::core::firmware::Version;
 
     const NONCE: &str = "00112233445566778899aabbccddeeff";
 
@@ -370,6 +371,16 @@ exit 100
             assert_eq!(self.apt_calls(), "", "apt ran for a refused request");
             status["error"].as_str().unwrap().to_owned()
         }
+    }
+
+    /// postinst records this floor and lampi-update refuses to go below it: above this very
+    /// version, the package would refuse to reinstall itself.
+    #[test]
+    fn the_shipped_downgrade_floor_is_one_version_no_later_than_this_one() {
+        let file = include_str!("../debian/downgrade-floor");
+        let floor = Version::parse(file.trim_end()).expect("debian/downgrade-floor: major.minor.patch");
+        assert_eq!(file, format!("{}\n", file.trim_end()), "one line");
+        assert!(floor <= Version::parse(env!("CARGO_PKG_VERSION")).unwrap());
     }
 
     const VALID: &str = r#"{"version":"0.2.0","allow_downgrade":false,"nonce":"00112233445566778899aabbccddeeff"}"#;
