@@ -89,18 +89,19 @@ say "a Debian root"
 debootstrap --variant=minbase bookworm "$root" "${LAMPI_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$work/debootstrap.log" 2>&1 ||
     { tail -n 20 "$work/debootstrap.log"; fail "debootstrap"; }
 cp /etc/resolv.conf "$root/etc/resolv.conf"
-# /usr/local/bin first: the stand-ins below are there.
-in_root() { chroot "$root" env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+in_root() { chroot "$root" "$@"; }
 as_lamp() { chroot --userspec=lampi:lampi "$root" "$@"; }
-# What the maintainer scripts ask of systemd, as if it ran: they check /run/systemd/system.
+# What the maintainer scripts ask of systemd, as if it ran (they check /run/systemd/system).
+# apt runs dpkg with its own PATH, so the stand-ins take the real tools' places.
 mkdir -p "$root/run/systemd/system"
 systemd_log="$root/var/log/systemd-calls"
+in_root dpkg-divert --local --rename --divert /usr/bin/deb-systemd-invoke.real --add /usr/bin/deb-systemd-invoke >/dev/null
 for tool in systemctl deb-systemd-invoke; do
-    printf '#!/bin/sh\necho "%s $*" >> /var/log/systemd-calls\n' "$tool" > "$root/usr/local/bin/$tool"
-    chmod 755 "$root/usr/local/bin/$tool"
+    printf '#!/bin/sh\necho "%s $*" >> /var/log/systemd-calls\n' "$tool" > "$root/usr/bin/$tool"
+    chmod 755 "$root/usr/bin/$tool"
 done
-# ARGS: what the maintainer scripts asked of systemd: lampi.service started or restarted as
-# ACTION says, and the updater's units never stopped or restarted.
+# What the maintainer scripts asked of systemd since the last call: lampi.service started or
+# restarted as ACTION says, and the updater's units never stopped or restarted.
 systemd_calls() { # ACTION
     grep -q "^deb-systemd-invoke $1 lampi\.service\$" "$systemd_log" || { cat "$systemd_log"; fail "lampi.service was not asked to $1"; }
     if grep -E 'lampi-update\.service|(stop|restart).*lampi-update' "$systemd_log"; then
@@ -182,7 +183,7 @@ reported_until light.brightness 0.3
 
 say "a FIFO or a symlink as the request: refused at once"
 request="$root/var/lib/lampi/update/request.json"
-refused_request() { # WHAT
+refused_request() { # WHAT REASON
     code=0
     timeout 30 chroot "$root" /usr/lib/lampi/lampi-update 2>/dev/null || code=$?
     [ "$code" -ne 124 ] || fail "lampi-update blocked on $1"
