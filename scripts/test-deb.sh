@@ -92,10 +92,10 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 in_root() { chroot "$root" "$@"; }
 as_lamp() { chroot --userspec=lampi:lampi "$root" "$@"; }
 # What the maintainer scripts ask of systemd, as if it ran (they check /run/systemd/system).
-# apt runs dpkg with its own PATH, so the stand-ins take the real tools' places.
+# apt runs dpkg with its own PATH, so the stand-ins take the real tools' places (in a root
+# that is thrown away).
 mkdir -p "$root/run/systemd/system"
 systemd_log="$root/var/log/systemd-calls"
-in_root dpkg-divert --local --rename --divert /usr/bin/deb-systemd-invoke.real --add /usr/bin/deb-systemd-invoke >/dev/null
 for tool in systemctl deb-systemd-invoke; do
     printf '#!/bin/sh\necho "%s $*" >> /var/log/systemd-calls\n' "$tool" > "$root/usr/bin/$tool"
     chmod 755 "$root/usr/bin/$tool"
@@ -110,8 +110,8 @@ systemd_calls() { # ACTION
     : > "$systemd_log"
 }
 config_mode() {
-    [ "$(stat -c '%a %U:%G' "$root/etc/lampi/lampi.toml")" = "640 root:lampi" ] ||
-        { stat "$root/etc/lampi/lampi.toml"; fail "/etc/lampi/lampi.toml is not 0640 root:lampi"; }
+    [ "$(in_root stat -c '%a %U:%G' /etc/lampi/lampi.toml)" = "640 root:lampi" ] ||
+        { in_root stat /etc/lampi/lampi.toml; fail "/etc/lampi/lampi.toml is not 0640 root:lampi"; }
     as_lamp /usr/bin/lampi --config /etc/lampi/lampi.toml check-config >/dev/null || fail "the lamp cannot read its config"
     if chroot --userspec=nobody:nogroup "$root" cat /etc/lampi/lampi.toml >/dev/null 2>&1; then
         fail "anyone can read the config"
