@@ -8,8 +8,8 @@
 # until it is allowed, refused below the downgrade floor whatever is allowed, then done from a
 # deb822 source; remove and reinstall (the watcher unmasked); purge.
 # No systemd runs in the root, so the harness does what lampi-update.path and the package's
-# restart of lampi.service would (tests/systemd.rs checks the units); logging stand-ins for
-# systemctl and deb-systemd-invoke record what the maintainer scripts ask of systemd. Needs root.
+# restart of lampi.service would (tests/systemd.rs checks the units); a logging stand-in for
+# deb-systemd-invoke records what the maintainer scripts ask of systemd. Needs root.
 # Usage: scripts/test-deb.sh          (LAMPI_DEBIAN_MIRROR overrides deb.debian.org)
 set -eu
 cd "$(dirname "$0")/.."
@@ -91,15 +91,14 @@ debootstrap --variant=minbase bookworm "$root" "${LAMPI_DEBIAN_MIRROR:-http://de
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 in_root() { chroot "$root" "$@"; }
 as_lamp() { chroot --userspec=lampi:lampi "$root" "$@"; }
-# What the maintainer scripts ask of systemd, as if it ran (they check /run/systemd/system).
-# apt runs dpkg with its own PATH, so the stand-ins take the real tools' places (in a root
-# that is thrown away).
+# What the maintainer scripts ask systemd to start, stop or restart, as if it ran (they check
+# /run/systemd/system). apt runs dpkg with its own PATH, so the stand-in takes the real tool's
+# place, in a root that is thrown away. (No systemctl: without one, deb-systemd-helper makes the
+# enable links itself.)
 mkdir -p "$root/run/systemd/system"
 systemd_log="$root/var/log/systemd-calls"
-for tool in systemctl deb-systemd-invoke; do
-    printf '#!/bin/sh\necho "%s $*" >> /var/log/systemd-calls\n' "$tool" > "$root/usr/bin/$tool"
-    chmod 755 "$root/usr/bin/$tool"
-done
+printf '#!/bin/sh\necho "deb-systemd-invoke $*" >> /var/log/systemd-calls\n' > "$root/usr/bin/deb-systemd-invoke"
+chmod 755 "$root/usr/bin/deb-systemd-invoke"
 # What the maintainer scripts asked of systemd since the last call: lampi.service started or
 # restarted as ACTION says, and the updater's units never stopped or restarted.
 systemd_calls() { # ACTION
