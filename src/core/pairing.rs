@@ -165,7 +165,11 @@ impl Pairing {
         let Some(active) = self.active.as_mut() else {
             return Err(if self.used.iter().any(|used| same_code(used, &typed)) {
                 Refusal::AlreadyUsed
-            } else if self.expired.as_deref().is_some_and(|expired| same_code(expired, &typed)) {
+            } else if self
+                .expired
+                .as_deref()
+                .is_some_and(|expired| same_code(expired, &typed))
+            {
                 Refusal::Expired
             } else {
                 Refusal::NoCode
@@ -219,7 +223,10 @@ mod tests {
         assert!(pairing.expire(t0 + CODE_LIFE));
         assert_eq!(pairing.active(), None);
         assert_eq!(pairing.associate(&code, alice(), t0 + CODE_LIFE), Err(Refusal::Expired));
-        assert_eq!(pairing.associate("ABCDEFGH", alice(), t0 + CODE_LIFE), Err(Refusal::NoCode));
+        assert_eq!(
+            pairing.associate("ABCDEFGH", alice(), t0 + CODE_LIFE),
+            Err(Refusal::NoCode)
+        );
 
         // Associating at the very instant of expiry is too late, a millisecond before is not.
         let code = pairing.new_code(&mut rng, t0);
