@@ -39,6 +39,7 @@
 //! The `lampi` binary (`src/main.rs`) parses the command line, sets up logging and systemd
 //! notification, and calls [`daemon::run`].
 
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod core;
@@ -50,6 +51,7 @@ pub mod led;
 pub mod mqtt;
 pub mod protocol;
 pub mod store;
+pub mod sys;
 pub mod ui;
 pub mod updater;
 

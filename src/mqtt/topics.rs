@@ -1,6 +1,6 @@
 //! Every topic one lamp uses, and what an incoming topic is for this lamp: pure, no I/O.
 
-use crate::config::{Config, ShadowService};
+use crate::config::{Config, Resolved, ShadowService};
 use crate::core::device::{ShadowOp, ShadowRole, ShadowTopic};
 use crate::protocol::homeassistant::Entity;
 use crate::protocol::lampi;
@@ -77,14 +77,14 @@ const SHADOW_REQUESTS: [(&str, ShadowOp); 3] = [
 ];
 
 impl Topics {
-    pub fn from_config(config: &Config) -> Topics {
-        let device_id = config.device_id();
+    pub fn new(config: &Config, resolved: &Resolved) -> Topics {
+        let device_id = resolved.device_id();
         let prefix = &config.mqtt.topic_prefix;
         let connection_state = format!("{prefix}lamp/connection/{}/state", config.mqtt.client_id);
         let homeassistant = config.homeassistant.enabled.then(|| {
             let discovery = &config.homeassistant.discovery_prefix;
             HomeAssistant {
-                entity: Entity::new(discovery, &device_id, env!("CARGO_PKG_VERSION"), &connection_state),
+                entity: Entity::new(discovery, device_id, env!("CARGO_PKG_VERSION"), &connection_state),
                 status: format!("{discovery}/status"),
             }
         });
@@ -94,16 +94,13 @@ impl Topics {
             changed: format!("{prefix}lamp/changed"),
             connection_state,
             events: format!("lampi/{device_id}/events"),
-            alarm: lampi::alarm_topic(&device_id),
-            alarm_result: format!("{}/result", lampi::alarm_topic(&device_id)),
-            pairing: PairingTopics::new(&device_id),
+            alarm: lampi::alarm_topic(device_id),
+            alarm_result: format!("{}/result", lampi::alarm_topic(device_id)),
+            pairing: PairingTopics::new(device_id),
             associated: format!("{prefix}lamp/associated"),
             code_on_lamp_topic: config.pairing.code_on_lamp_topic,
-            shadow: (config.shadow.service != ShadowService::Off).then(|| config.shadow_topic_prefix()),
-            shadow_role: match config.shadow.service {
-                ShadowService::Aws => ShadowRole::Client,
-                ShadowService::Device | ShadowService::Off => ShadowRole::Host,
-            },
+            shadow: (config.shadow.service != ShadowService::Off).then(|| resolved.shadow_prefix().to_owned()),
+            shadow_role: resolved.shadow_role(),
             homeassistant,
         }
     }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::Overrides;
 
 fn topics(service: ShadowService, homeassistant: bool) -> Topics {
     let mut config = Config::default();
@@ -6,7 +7,7 @@ fn topics(service: ShadowService, homeassistant: bool) -> Topics {
     config.mqtt.topic_prefix = "site/".into();
     config.shadow.service = service;
     config.homeassistant.enabled = homeassistant;
-    Topics::from_config(&config)
+    Topics::new(&config, &Resolved::new(&config, Overrides::default()))
 }
 
 const SHADOW: &str = "$aws/things/lamp1/shadow/";
@@ -152,7 +153,7 @@ fn a_retained_message_is_a_command_to_ignore_unless_it_is_home_assistants_status
 fn only_home_assistants_status_counts_when_retained() {
     let text = "[device]\nid = \"lamp1\"\n[homeassistant]\nenabled = true\n";
     let config = Config::parse(text, std::path::Path::new("t.toml")).unwrap().config;
-    let topics = Topics::from_config(&config);
+    let topics = Topics::new(&config, &Resolved::new(&config, Overrides::default()));
     let status = &topics.homeassistant.as_ref().unwrap().status;
     let announcements: Vec<String> = topics
         .subscriptions()
