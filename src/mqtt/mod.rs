@@ -115,7 +115,7 @@ pub async fn run(
         backoff,
         poller_stop.clone(),
     ));
-    let outputs = publisher::Outputs::new(lamp.changes, lamp.pairing, notices_rx, shadow, events, spool);
+    let outputs = publisher::Outputs::new(lamp, notices_rx, shadow, events, spool);
     let out = publisher::Out::new(client, own_notices);
     let said_goodbye = publisher::publish(&out, &topics, outputs, link_rx, shutdown).await;
     if said_goodbye {

@@ -13,7 +13,7 @@ use super::{GOODBYE_TIMEOUT, Link, Notice, now_timestamp};
 use crate::core::device::{PairingView, ShadowMessage};
 use crate::core::schema::MAX_PACKET_BYTES;
 use crate::events::{self, Spool};
-use crate::lamp_task::Snapshot;
+use crate::lamp_task::{LampHandle, Snapshot};
 use crate::protocol::homeassistant;
 use crate::protocol::lampi;
 use crate::protocol::pairing;
@@ -90,17 +90,18 @@ pub(super) struct Outputs {
 }
 
 impl Outputs {
+    /// The lamp's state channels, the poller's notices, the shadow's replies and the analytics
+    /// events, with the spool they wait in while offline.
     pub(super) fn new(
-        changes: watch::Receiver<Snapshot>,
-        pairing: watch::Receiver<PairingView>,
+        lamp: LampHandle,
         notices: mpsc::Receiver<Notice>,
         shadow: mpsc::Receiver<ShadowMessage>,
         events: mpsc::Receiver<Value>,
         spool: Spool,
     ) -> Outputs {
         Outputs {
-            changes,
-            pairing,
+            changes: lamp.changes,
+            pairing: lamp.pairing,
             notices,
             shadow,
             events,
