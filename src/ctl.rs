@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS};
 use serde_json::{Map, Value, json};
 
+use crate::config::Resolved;
 use crate::core::pairing::{display, normalise};
 use crate::protocol::pairing::PairingTopics;
 
@@ -16,11 +17,23 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the lamp is.
 pub struct Target {
-    pub host: String,
-    pub port: u16,
+    host: String,
+    port: u16,
     /// e.g. `$aws/things/b827eb123456/shadow/`
-    pub shadow_prefix: String,
-    pub device_id: String,
+    shadow_prefix: String,
+    device_id: String,
+}
+
+impl Target {
+    /// The lamp `resolved` names, through the broker at `host`:`port`.
+    pub fn new(host: String, port: u16, resolved: &Resolved) -> Target {
+        Target {
+            host,
+            port,
+            shadow_prefix: resolved.shadow_prefix().to_owned(),
+            device_id: resolved.device_id().to_owned(),
+        }
+    }
 }
 
 /// How long retained messages may take to arrive after a subscription.

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::{SystemClock, VirtualClock, WallClock};
-use crate::config::{Config, OnShutdown, ShadowService};
+use crate::config::{Config, OnShutdown, Overrides, Resolved};
 use crate::core::colour::Rgb;
-use crate::core::device::{Identity, ShadowRole};
+use crate::core::device::Identity;
 use crate::lamp_task::{Command, LampHandle, LampTask, Outbox, Timekeeping};
 use crate::led::Led;
 use crate::store::{self, Store};
@@ -38,13 +38,11 @@ pub async fn run(
     let store = Store::new(&state_dir);
     let initial = store.load();
     tracing::info!(state_dir = %state_dir.display(), light = ?initial.light, shadow_version = initial.shadow.version, "lamp starting");
+    let resolved = Resolved::new(&config, Overrides::default().state_dir(Some(state_dir.clone())));
     let identity = Identity {
-        thing: config.device_id(),
+        thing: resolved.device_id().to_owned(),
         firmware: env!("CARGO_PKG_VERSION").into(),
-        role: match config.shadow.service {
-            ShadowService::Aws => ShadowRole::Client,
-            ShadowService::Device | ShadowService::Off => ShadowRole::Host,
-        },
+        role: resolved.shadow_role(),
     };
     let time = timekeeping(&config);
     let clock = time.clock.replica();
@@ -69,7 +67,7 @@ pub async fn run(
     if config.mqtt.enabled {
         let handle = handle.clone();
         let shutdown = shutdown.clone();
-        let topics = crate::mqtt::Topics::from_config(&config);
+        let topics = crate::mqtt::Topics::new(&config, &resolved);
         let mqtt = config.mqtt.clone();
         let spool = crate::events::Spool::open(&state_dir);
         tracker.spawn(async move { crate::mqtt::run(&mqtt, topics, handle, shadow, events, spool, shutdown).await });

@@ -24,7 +24,9 @@
 //! Shell (tokio tasks around the core):
 //! - [`lamp_task`]: the one owner of a lamp's state; commands in, watch channels out; it sleeps
 //!   until the core's next monotonic or wall-clock wake-up.
-//! - [`mqtt`]: LAMPI's and the shadow's MQTT topics over rumqttc; reconnects with backoff.
+//! - [`mqtt`]: LAMPI's and the shadow's MQTT topics over rumqttc: `topics` (pure routing: topic
+//!   and retain flag → what it is for this lamp), the `poller` (reconnects with backoff, messages
+//!   in → lamp commands), the `publisher` (state, replies, analytics and their spool out), `tls`.
 //! - [`ctl`]: `lampi ctl`, a command-line client for a lamp's shadow.
 //! - [`events`]: usage analytics events and their offline spool.
 //! - [`store`]: atomic, coalesced persistence of the state in the state directory.
@@ -32,13 +34,23 @@
 //! - [`led`]: the LED trait and its backends (`sim`, and `rpi` behind the `rpi` feature).
 //! - [`clock`]: the wall clock: the system's (NTP sync flag, clock-set notice) or a virtual one.
 //! - [`daemon`]: wires one lamp's tasks together; no globals, so many lamps fit one process.
-//! - [`config`]: the TOML config, its defaults and validation.
+//! - [`config`]: the TOML config (`file`), its validation (`validate`), and [`config::Resolved`]:
+//!   the device id, state directory and shadow role settled once at start with the command
+//!   line's [`config::Overrides`]; the only code that reads `/sys/class/net` and the environment
+//!   for them.
 //! - [`ui`]: the touchscreen (Slint): a pure view of the lamp's state, the bridge to the UI's
-//!   `Api` global, the live screen's task, headless screenshots, the backlight.
+//!   `Api` global, the live screen's task ([`ui::live`], with its `session` bookkeeping, on
+//!   tokio's clock), its preferences ([`ui::prefs`]), the backend choice ([`ui::display`]),
+//!   headless screenshots, the backlight.
+//! - [`sys`]: the machine's network addresses ([`sys::net`], the `getifaddrs` FFI).
+//! - [`app`]: the process around one lamp: its runtime, systemd's readiness and watchdog,
+//!   signals, and the screen's event loop beside the lamp's thread (whichever ends first ends
+//!   the other).
 //!
-//! The `lampi` binary (`src/main.rs`) parses the command line, sets up logging and systemd
-//! notification, and calls [`daemon::run`].
+//! The `lampi` binary (`src/main.rs`) parses the command line, sets up logging, resolves the
+//! config and hands over to [`app`].
 
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod core;
@@ -50,6 +62,7 @@ pub mod led;
 pub mod mqtt;
 pub mod protocol;
 pub mod store;
+pub mod sys;
 pub mod ui;
 pub mod updater;
 

@@ -3,18 +3,18 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use lampi::config::{self, Config, Display};
-use lampi::ctl;
-use lampi::daemon::{self, LampSetup};
+use lampi::config::{self, Config, Overrides, Resolved};
+use lampi::daemon::LampSetup;
 use lampi::led::Console;
-use lampi::ui::bridge::{self, Action, Touchscreen};
-use lampi::ui::{live, screenshot};
+use lampi::ui::bridge::Touchscreen;
+use lampi::ui::live::ScreenSetup;
+use lampi::ui::{display, screenshot};
+use lampi::{app, ctl};
 
 #[derive(Parser)]
 #[command(name = "lampi", version = lampi::VERSION, about = "Firmware daemon for the LAMPI smart lamp")]
@@ -148,13 +148,18 @@ fn main() -> ExitCode {
     let config = loaded.config;
     match cli.command {
         Commands::CheckConfig => {
+            let resolved = Resolved::new(&config, Overrides::default());
             println!("{}: OK", path.display());
-            println!("device id: {}", config.device_id());
-            println!("state dir: {}", config.state_dir().display());
+            println!("device id: {}", resolved.device_id());
+            println!("state dir: {}", resolved.state_dir().display());
             println!("{config:#?}");
             ExitCode::SUCCESS
         }
-        Commands::Run { sim, state_dir, no_ui } => run(config, sim, state_dir, no_ui, &console),
+        Commands::Run { sim, state_dir, no_ui } => {
+            let overrides = Overrides::default().state_dir(state_dir).sim(sim).no_ui(no_ui);
+            let resolved = Resolved::new(&config, overrides);
+            run(config, &resolved, sim, &console)
+        }
         Commands::Screenshot { screen, state, out } => screenshot(&config, &screen, state.as_deref(), &out),
         Commands::Ctl {
             host,
@@ -162,30 +167,15 @@ fn main() -> ExitCode {
             thing,
             action,
         } => {
-            let mut config = config;
-            if let Some(thing) = thing {
-                config.device.id = Some(thing);
-            }
-            let target = ctl::Target {
-                host: host.unwrap_or_else(|| config.mqtt.host.clone()),
-                port: port.unwrap_or(config.mqtt.port),
-                shadow_prefix: config.shadow_topic_prefix(),
-                device_id: config.device_id(),
-            };
+            let resolved = Resolved::new(&config, Overrides::default().device_id(thing));
+            let host = host.unwrap_or_else(|| config.mqtt.host.clone());
+            let target = ctl::Target::new(host, port.unwrap_or(config.mqtt.port), &resolved);
             ctl_main(&target, action)
         }
     }
 }
 
-fn run(config: Config, sim: bool, state_dir: Option<PathBuf>, no_ui: bool, console: &Console) -> ExitCode {
-    let state_dir = state_dir.unwrap_or_else(|| {
-        // A developer trying `lampi run --sim` has no /var/lib/lampi; use their own state dir.
-        let unconfigured = config.device.state_dir.is_none() && std::env::var_os("STATE_DIRECTORY").is_none();
-        match (sim && unconfigured, user_state_dir()) {
-            (true, Some(dir)) => dir,
-            _ => config.state_dir(),
-        }
-    });
+fn run(config: Config, resolved: &Resolved, sim: bool, console: &Console) -> ExitCode {
     let led = match lampi::led::open(&config.led, sim, console) {
         Ok(led) => led,
         Err(e) => {
@@ -193,92 +183,32 @@ fn run(config: Config, sim: bool, state_dir: Option<PathBuf>, no_ui: bool, conso
             return ExitCode::FAILURE;
         }
     };
-    let display = if no_ui { Display::None } else { config.ui.display };
-    let backend = match live::backend_for(display) {
+    let backend = match display::backend_for(resolved.display()) {
         Ok(backend) => backend,
         Err(e) => {
             eprintln!("lampi: {e}");
             return ExitCode::from(78);
         }
     };
-    tracing::info!(version = lampi::VERSION, device = %config.device_id(), "lampi starting");
+    tracing::info!(version = lampi::VERSION, device = %resolved.device_id(), "lampi starting");
+    let state_dir = resolved.state_dir().to_owned();
     let setup = LampSetup { config, state_dir, led };
     let shutdown = CancellationToken::new();
     let Some(backend) = backend else {
         tracing::info!("no touchscreen UI");
-        return run_lamp(setup, shutdown, |_, _| {});
+        return app::run_lamp(setup, shutdown, |_, _| {});
     };
     match Touchscreen::open(backend, setup.config.ui.width, setup.config.ui.height) {
-        Ok((screen, actions)) => run_with_screen(setup, shutdown, screen, actions),
+        Ok((screen, actions)) => {
+            let screen_setup = ScreenSetup::new(&setup.config, resolved);
+            app::run_with_screen(setup, shutdown, screen, actions, screen_setup)
+        }
         Err(e) => {
             // The light matters more than the screen: run without it.
             tracing::error!(backend, "cannot start the touchscreen UI, running without it: {e}");
-            run_lamp(setup, shutdown, |_, _| {})
+            app::run_lamp(setup, shutdown, |_, _| {})
         }
     }
-}
-
-/// The lamp's tasks on a tokio runtime until a signal; `with_lamp` starts whatever else needs
-/// the lamp (the screen).
-fn run_lamp(
-    setup: LampSetup,
-    shutdown: CancellationToken,
-    with_lamp: impl FnOnce(&lampi::lamp_task::LampHandle, Box<dyn lampi::clock::WallClock>),
-) -> ExitCode {
-    let Some(runtime) = runtime() else {
-        return ExitCode::FAILURE;
-    };
-    runtime.block_on(async {
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
-        daemon::run(setup, shutdown, |handle, clock| {
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-            let mut usec = 0;
-            if sd_notify::watchdog_enabled(false, &mut usec) {
-                // Ping at twice the rate systemd needs, so one late tick is not fatal.
-                let interval = Duration::from_micros(usec) / 2;
-                tokio::spawn(daemon::watchdog(handle.clone(), interval));
-            }
-            with_lamp(handle, clock);
-        })
-        .await;
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    });
-    ExitCode::SUCCESS
-}
-
-/// Slint owns the main thread (some backends insist); the lamp runs on a thread of its own,
-/// and whichever ends first ends the other.
-fn run_with_screen(
-    setup: LampSetup,
-    shutdown: CancellationToken,
-    screen: Touchscreen,
-    actions: tokio::sync::mpsc::UnboundedReceiver<Action>,
-) -> ExitCode {
-    let weak = screen.handle();
-    let screen_setup = live::ScreenSetup::new(&setup.config, &setup.state_dir);
-    let lamp_shutdown = shutdown.clone();
-    let lamp = std::thread::Builder::new().name("lamp".into()).spawn(move || {
-        let stop = lamp_shutdown.clone();
-        let code = run_lamp(setup, lamp_shutdown, move |handle, clock| {
-            tokio::spawn(live::drive(weak, handle.clone(), clock, actions, screen_setup, stop));
-        });
-        // The lamp has stopped: so does the screen.
-        bridge::quit();
-        code
-    });
-    let lamp = match lamp {
-        Ok(lamp) => lamp,
-        Err(e) => {
-            eprintln!("lampi: cannot start the lamp thread: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let closed = shutdown.clone();
-    if let Err(e) = screen.run(move || closed.cancel()) {
-        tracing::error!("touchscreen UI: {e}");
-    }
-    shutdown.cancel();
-    lamp.join().unwrap_or(ExitCode::FAILURE)
 }
 
 fn screenshot(config: &Config, screen: &str, state: Option<&str>, out: &std::path::Path) -> ExitCode {
@@ -297,16 +227,8 @@ fn screenshot(config: &Config, screen: &str, state: Option<&str>, out: &std::pat
     }
 }
 
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .inspect_err(|e| eprintln!("lampi: cannot start the async runtime: {e}"))
-        .ok()
-}
-
 fn ctl_main(target: &ctl::Target, action: CtlAction) -> ExitCode {
-    let Some(runtime) = runtime() else {
+    let Some(runtime) = app::runtime() else {
         return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
@@ -353,26 +275,6 @@ fn ctl_main(target: &ctl::Target, action: CtlAction) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn user_state_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))?;
-    Some(base.join("lampi"))
-}
-
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot listen for SIGTERM/SIGINT; stop the lamp with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
-    shutdown.cancel();
 }
 
 /// Logs go to stderr, through the console the simulated LED draws its swatch on; under systemd

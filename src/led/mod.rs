@@ -13,8 +13,8 @@ pub use sim::{Console, SimLed};
 #[derive(Debug, thiserror::Error)]
 #[error("LED backend {backend}: {message}")]
 pub struct LedError {
-    pub backend: &'static str,
-    pub message: String,
+    backend: &'static str,
+    message: String,
 }
 
 /// Something that shows three duty cycles. Implementations quantise to their own resolution;

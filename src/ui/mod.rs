@@ -5,12 +5,16 @@
 //! - [`bridge`]: the only code that touches the window: a view into `Api`, callbacks out.
 //! - [`live`]: the screen of a running lamp: watches the lamp task, sends it commands, dims the
 //!   backlight.
+//! - [`display`]: which Slint backend shows the screen, if any.
+//! - [`prefs`]: the screen's own preferences file.
 //! - [`screenshot`]: any screen, headless, to a PNG, with the software renderer.
 //! - [`backlight`]: the backlight in `/sys/class/backlight`.
 
 pub mod backlight;
 pub mod bridge;
+pub mod display;
 pub mod live;
+pub mod prefs;
 pub mod screenshot;
 pub mod view;
 

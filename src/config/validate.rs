@@ -1,0 +1,186 @@
+//! What makes a config wrong (an error naming the key) or risky (a warning).
+
+use std::path::Path;
+
+use super::{Config, ConfigError};
+
+impl Config {
+    /// Settings that work but put something at risk.
+    pub(super) fn warnings(&self) -> Vec<String> {
+        let mqtt = &self.mqtt;
+        let mut warnings = Vec::new();
+        if mqtt.enabled && mqtt.password.is_some() && !mqtt.tls && !is_loopback(&mqtt.host) {
+            warnings.push(format!(
+                "`mqtt.password` is sent in clear text to {} (not this machine): set `mqtt.tls = true`",
+                mqtt.host
+            ));
+        }
+        warnings
+    }
+
+    pub(super) fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, reason| ConfigError::invalid(file, key, reason);
+        if let Some(id) = &self.device.id
+            && (id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return Err(invalid(
+                "device.id",
+                format!("{id:?} must be non-empty ASCII letters, digits, '-' or '_' (it becomes part of MQTT topics)"),
+            ));
+        }
+        if self.mqtt.host.is_empty() {
+            return Err(invalid("mqtt.host", "must not be empty".into()));
+        }
+        if let Some(start) = &self.clock.start
+            && start.parse::<chrono::DateTime<chrono::Utc>>().is_err()
+        {
+            return Err(invalid(
+                "clock.start",
+                format!("{start:?} is not an RFC 3339 time such as \"2026-11-27T06:58:00Z\""),
+            ));
+        }
+        if let Some(speed) = self.clock.speed {
+            if !(speed.is_finite() && (0.001..=100_000.0).contains(&speed)) {
+                return Err(invalid("clock.speed", format!("{speed} must be from 0.001 to 100000")));
+            }
+            if self.clock.start.is_none() {
+                return Err(invalid(
+                    "clock.speed",
+                    "only a virtual clock (clock.start) has a speed".into(),
+                ));
+            }
+        }
+        for (key, time) in [
+            ("ui.night_start", &self.ui.night_start),
+            ("ui.night_end", &self.ui.night_end),
+        ] {
+            if chrono::NaiveTime::parse_from_str(time, "%H:%M").is_err() {
+                return Err(invalid(key, format!("{time:?} must be \"HH:MM\", 24-hour")));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.ui.dim_level) {
+            return Err(invalid(
+                "ui.dim_level",
+                format!("{} must be from 0.0 to 1.0", self.ui.dim_level),
+            ));
+        }
+        if !(160..=7680).contains(&self.ui.width) || !(120..=4320).contains(&self.ui.height) {
+            return Err(invalid(
+                "ui.width",
+                format!(
+                    "{} × {} is not a screen size (160–7680 × 120–4320)",
+                    self.ui.width, self.ui.height
+                ),
+            ));
+        }
+        if self.mqtt.port == 0 {
+            return Err(invalid("mqtt.port", "must be 1–65535".into()));
+        }
+        if self.mqtt.client_id.is_empty() || self.mqtt.client_id.contains(['+', '#', '/']) {
+            return Err(invalid(
+                "mqtt.client_id",
+                format!(
+                    "{:?} must be non-empty and free of '+', '#' and '/' (it is part of a topic)",
+                    self.mqtt.client_id
+                ),
+            ));
+        }
+        if self.mqtt.topic_prefix.contains(['+', '#', '\0']) {
+            return Err(invalid(
+                "mqtt.topic_prefix",
+                format!("{:?} must not contain MQTT wildcards", self.mqtt.topic_prefix),
+            ));
+        }
+        if let Some(prefix) = &self.shadow.topic_prefix
+            && (prefix.contains(['+', '#', '\0']) || !prefix.ends_with('/'))
+        {
+            return Err(invalid(
+                "shadow.topic_prefix",
+                format!("{prefix:?} must end with '/' and contain no MQTT wildcards"),
+            ));
+        }
+        self.validate_credentials(file)?;
+        let discovery = &self.homeassistant.discovery_prefix;
+        if discovery.is_empty() || discovery.contains(['+', '#', '\0']) || discovery.ends_with('/') {
+            return Err(invalid(
+                "homeassistant.discovery_prefix",
+                format!("{discovery:?} must be a topic level like \"homeassistant\": no wildcards, no trailing '/'"),
+            ));
+        }
+        if !(5..=3600).contains(&self.mqtt.keep_alive_secs) {
+            return Err(invalid(
+                "mqtt.keep_alive_secs",
+                format!("{} must be 5–3600", self.mqtt.keep_alive_secs),
+            ));
+        }
+        if self.mqtt.reconnect_initial_ms == 0 || self.mqtt.reconnect_initial_ms > self.mqtt.reconnect_max_ms {
+            return Err(invalid(
+                "mqtt.reconnect_initial_ms",
+                format!(
+                    "{} must be at least 1 and at most mqtt.reconnect_max_ms ({})",
+                    self.mqtt.reconnect_initial_ms, self.mqtt.reconnect_max_ms
+                ),
+            ));
+        }
+        let pins = self.led.pins;
+        if [pins.red, pins.green, pins.blue].iter().any(|&p| p > 27) {
+            return Err(invalid("led.pins", "BCM GPIO numbers on the header are 0–27".into()));
+        }
+        if pins.red == pins.green || pins.green == pins.blue || pins.red == pins.blue {
+            return Err(invalid(
+                "led.pins",
+                "red, green and blue need three different pins".into(),
+            ));
+        }
+        if !(1.0..=100_000.0).contains(&self.led.frequency_hz) {
+            return Err(invalid(
+                "led.frequency_hz",
+                format!("{} must be 1–100000", self.led.frequency_hz),
+            ));
+        }
+        if self.light.transition_ms > 60_000 {
+            return Err(invalid(
+                "light.transition_ms",
+                format!("{} must be at most 60000", self.light.transition_ms),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_credentials(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, reason| ConfigError::invalid(file, key, reason);
+        let mqtt = &self.mqtt;
+        if mqtt.tls && mqtt.ca_file.is_none() {
+            return Err(invalid("mqtt.ca_file", "required when mqtt.tls is true".into()));
+        }
+        if !mqtt.tls && (mqtt.ca_file.is_some() || mqtt.cert_file.is_some()) {
+            return Err(invalid(
+                "mqtt.tls",
+                "certificates are configured but tls is false".into(),
+            ));
+        }
+        if mqtt.cert_file.is_some() != mqtt.key_file.is_some() {
+            return Err(invalid("mqtt.cert_file", "cert_file and key_file go together".into()));
+        }
+        if mqtt.password.is_some() && mqtt.username.is_none() {
+            return Err(invalid("mqtt.username", "required when a password is given".into()));
+        }
+        for (key, path) in [
+            ("mqtt.ca_file", &mqtt.ca_file),
+            ("mqtt.cert_file", &mqtt.cert_file),
+            ("mqtt.key_file", &mqtt.key_file),
+        ] {
+            if let Some(path) = path {
+                std::fs::File::open(path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `host` names this machine without a lookup: `localhost` or a loopback address. A
+/// name that resolves to loopback is not trusted to stay so.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}

@@ -1,0 +1,239 @@
+//! The poller: the one task that drives rumqttc's `EventLoop`, reconnects with backoff, and
+//! turns incoming messages into lamp commands.
+
+use rumqttc::{Event, EventLoop, Outgoing, Packet};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::topics::{Route, Topics};
+use super::{Link, MAX_INCOMING_PACKET_BYTES, Notice, now_timestamp};
+use crate::core::backoff::Backoff;
+use crate::core::pairing::Owner;
+use crate::events;
+use crate::lamp_task::Command;
+use crate::protocol::homeassistant;
+use crate::protocol::lampi;
+use crate::protocol::pairing;
+
+/// What an incoming message means.
+enum Incoming {
+    Command(Command),
+    /// A command for the alarm, whose answer is published.
+    Alarm(lampi::AlarmRequest),
+    /// The portal's association or unpairing, answered on the pairing result topic.
+    Associate(pairing::Association),
+    Unpair {
+        token: Option<String>,
+    },
+    Notice(Notice),
+    /// A command that arrived retained, ignored.
+    Retained,
+}
+
+/// Decodes an incoming publish; `None` for topics the lamp does not act on.
+fn decode(topics: &Topics, topic: &str, retain: bool, payload: &[u8]) -> Option<Incoming> {
+    Some(match topics.route(topic, retain)? {
+        Route::RetainedCommand => Incoming::Retained,
+        Route::SetConfig => match lampi::parse_set_config(payload) {
+            Ok(set) => Incoming::Command(Command::Set {
+                change: set.change,
+                transition: None,
+                client: set.client,
+            }),
+            Err(rejection) => {
+                tracing::warn!(client = ?rejection.client, "set_config rejected: {}", rejection.error);
+                Incoming::Notice(Notice::Reply {
+                    topic: topics.set_config_rejected.clone(),
+                    payload: lampi::rejection_payload(&rejection),
+                })
+            }
+        },
+        Route::Alarm => match lampi::parse_alarm_command(payload) {
+            Ok(request) => Incoming::Alarm(request),
+            Err((error, token)) => Incoming::Notice(Notice::Reply {
+                topic: topics.alarm_result.clone(),
+                payload: lampi::alarm_result(None, token.as_deref(), Err(&error)),
+            }),
+        },
+        Route::PairingRequest => Incoming::Command(Command::RequestPairingCode),
+        Route::PairingAssociate => match pairing::parse_association(payload) {
+            Ok(association) => Incoming::Associate(association),
+            Err((error, token)) => Incoming::Notice(Notice::Reply {
+                topic: topics.pairing.result.clone(),
+                payload: pairing::result(token.as_deref(), Err(&error)),
+            }),
+        },
+        Route::PairingUnpair => match pairing::parse_unpair(payload) {
+            Ok(token) => Incoming::Unpair { token },
+            Err(error) => Incoming::Notice(Notice::Reply {
+                topic: topics.pairing.result.clone(),
+                payload: pairing::result(None, Err(&error)),
+            }),
+        },
+        Route::ShadowRequest(op) => Incoming::Command(Command::Shadow {
+            op,
+            payload: payload.to_vec(),
+        }),
+        Route::Cloud(topic) => Incoming::Command(Command::Cloud {
+            topic,
+            payload: payload.to_vec(),
+        }),
+        Route::HomeAssistantStatus => return (payload == b"online").then_some(Incoming::Notice(Notice::Rediscover)),
+        Route::HomeAssistantCommand => match homeassistant::parse_command(payload) {
+            Ok((change, transition)) => Incoming::Command(Command::Set {
+                change,
+                transition,
+                client: "homeassistant".into(),
+            }),
+            Err(error) => {
+                tracing::warn!("Home Assistant command rejected: {error}");
+                Incoming::Notice(Notice::Reply {
+                    topic: format!("{topic}/rejected"),
+                    payload: json!({ "error": error }).to_string().into_bytes(),
+                })
+            }
+        },
+    })
+}
+
+pub(super) async fn poll(
+    mut eventloop: EventLoop,
+    topics: Topics,
+    commands: mpsc::Sender<Command>,
+    notices: mpsc::Sender<Notice>,
+    link: watch::Sender<Link>,
+    mut backoff: Backoff,
+    stop: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => return,
+            event = eventloop.poll() => event,
+        };
+        let command = match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                tracing::info!(broker = ?eventloop.mqtt_options.broker_address(), "MQTT connected");
+                eventloop.mqtt_options.set_clean_session(false);
+                backoff.reset();
+                link.send_modify(|l| {
+                    l.up = true;
+                    l.generation += 1;
+                });
+                Command::Connected
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                match decode(&topics, &publish.topic, publish.retain, &publish.payload) {
+                    Some(Incoming::Retained) => {
+                        tracing::warn!(topic = %publish.topic, "ignoring a retained command");
+                        let event = events::retained_event(&publish.topic, now_timestamp());
+                        let _ = notices.try_send(Notice::Event(event));
+                        continue;
+                    }
+                    Some(Incoming::Command(command)) => command,
+                    Some(Incoming::Alarm(request)) => {
+                        let (reply, answer) = oneshot::channel();
+                        let command = request.command;
+                        answer_later(
+                            &notices,
+                            topics.alarm_result.clone(),
+                            answer,
+                            move |result: Result<(), String>| {
+                                let result = result.as_ref().map(|_| ()).map_err(String::as_str);
+                                lampi::alarm_result(Some(command), request.token.as_deref(), result)
+                            },
+                        );
+                        Command::Alarm { command, reply }
+                    }
+                    Some(Incoming::Associate(association)) => Command::Associate {
+                        code: association.code,
+                        owner: association.owner,
+                        reply: pairing_reply(&notices, &topics, association.token),
+                    },
+                    Some(Incoming::Unpair { token }) => Command::Unpair {
+                        source: "cloud",
+                        reply: pairing_reply(&notices, &topics, token),
+                    },
+                    Some(Incoming::Notice(notice)) => {
+                        if notices.try_send(notice).is_err() {
+                            tracing::warn!("too many notices queued; this one is only logged");
+                        }
+                        continue;
+                    }
+                    None => continue,
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                stop.cancel();
+                return;
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                if link.send_if_modified(|l| std::mem::replace(&mut l.up, false)) {
+                    // Only the screen's status icon waits on this; never stall reconnecting for it.
+                    let _ = commands.try_send(Command::Disconnected);
+                }
+                if is_oversize(&e) {
+                    // The broker would redeliver the packet to the persistent session forever;
+                    // one clean session discards it (and whatever else was queued).
+                    tracing::error!(
+                        "a message over {MAX_INCOMING_PACKET_BYTES} bytes was sent to the lamp; discarding its session"
+                    );
+                    eventloop.mqtt_options.set_clean_session(true);
+                }
+                let delay = backoff.next_delay(&mut rand::rng());
+                tracing::warn!("MQTT connection: {e}; retrying in {delay:?}");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                continue;
+            }
+        };
+        if commands.send(command).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Publishes the lamp's answer to a command once it comes, without holding up the poller.
+fn answer_later<T: Send + 'static>(
+    notices: &mpsc::Sender<Notice>,
+    topic: String,
+    answer: oneshot::Receiver<T>,
+    render: impl FnOnce(T) -> Vec<u8> + Send + 'static,
+) {
+    let notices = notices.clone();
+    tokio::spawn(async move {
+        if let Ok(result) = answer.await {
+            let payload = render(result);
+            let _ = notices.send(Notice::Reply { topic, payload }).await;
+        }
+    });
+}
+
+/// Where the lamp's answer to an association or unpairing goes: the pairing result topic,
+/// with the sender's token.
+fn pairing_reply(
+    notices: &mpsc::Sender<Notice>,
+    topics: &Topics,
+    token: Option<String>,
+) -> oneshot::Sender<Result<Owner, String>> {
+    let (reply, answer) = oneshot::channel();
+    answer_later(
+        notices,
+        topics.pairing.result.clone(),
+        answer,
+        move |result: Result<Owner, String>| pairing::result(token.as_deref(), result.as_ref().map_err(String::as_str)),
+    );
+    reply
+}
+
+fn is_oversize(error: &rumqttc::ConnectionError) -> bool {
+    matches!(
+        error,
+        rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(_)
+        ))
+    )
+}
