@@ -18,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MqttConfig, ShadowService};
 use crate::core::backoff::Backoff;
-use crate::core::device::{PairingView, ShadowMessage, ShadowOp, ShadowRole, ShadowTopic};
+use crate::core::lamp::{Echo, PairingView, Refusal, ShadowMessage, ShadowOp, ShadowRole, ShadowTopic, UnpairSource};
 use crate::core::pairing::Owner;
 use crate::core::schema::MAX_PACKET_BYTES;
 use crate::events::{self, Spool};
-use crate::lamp_task::{Command, LampHandle, Snapshot};
+use crate::lamp_task::{Command, LampHandle};
 use crate::protocol::homeassistant::{self, Entity};
 use crate::protocol::lampi;
 use crate::protocol::pairing::{self, PairingTopics};
@@ -417,7 +417,8 @@ async fn poll(
                         &notices,
                         topics.alarm_result.clone(),
                         answer,
-                        move |result: Result<(), String>| {
+                        move |result: Result<(), Refusal>| {
+                            let result = result.map_err(|refusal| refusal.to_string());
                             let result = result.as_ref().map(|_| ()).map_err(String::as_str);
                             lampi::alarm_result(Some(command), request.token.as_deref(), result)
                         },
@@ -430,7 +431,7 @@ async fn poll(
                     reply: pairing_reply(&notices, &topics, association.token),
                 },
                 Some(Incoming::Unpair { token }) => Command::Unpair {
-                    source: "cloud",
+                    source: UnpairSource::Cloud,
                     reply: pairing_reply(&notices, &topics, token),
                 },
                 Some(Incoming::Notice(notice)) => {
@@ -496,13 +497,16 @@ fn pairing_reply(
     notices: &mpsc::Sender<Notice>,
     topics: &Topics,
     token: Option<String>,
-) -> oneshot::Sender<Result<Owner, String>> {
+) -> oneshot::Sender<Result<Owner, Refusal>> {
     let (reply, answer) = oneshot::channel();
     answer_later(
         notices,
         topics.pairing.result.clone(),
         answer,
-        move |result: Result<Owner, String>| pairing::result(token.as_deref(), result.as_ref().map_err(String::as_str)),
+        move |result: Result<Owner, Refusal>| {
+            let result = result.map_err(|refusal| refusal.to_string());
+            pairing::result(token.as_deref(), result.as_ref().map_err(String::as_str))
+        },
     );
     reply
 }
@@ -583,7 +587,7 @@ impl Out {
 
 /// What the publisher sends out.
 struct Outputs {
-    changes: watch::Receiver<Snapshot>,
+    changes: watch::Receiver<Echo>,
     pairing: watch::Receiver<PairingView>,
     notices: mpsc::Receiver<Notice>,
     shadow: mpsc::Receiver<ShadowMessage>,
@@ -593,7 +597,7 @@ struct Outputs {
 }
 
 /// Publishes the lamp's state on LAMPI's topic and, when enabled, Home Assistant's.
-async fn publish_state(out: &Out, topics: &Topics, snapshot: &Snapshot) {
+async fn publish_state(out: &Out, topics: &Topics, snapshot: &Echo) {
     let payload = lampi::changed_payload(&snapshot.state, &snapshot.client);
     out.publish(&topics.changed, true, payload).await;
     if let Some(ha) = &topics.homeassistant {

@@ -222,6 +222,24 @@ impl AlarmEvent {
     }
 }
 
+/// Why snooze or dismiss did nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotRinging {
+    /// Snooze needs a ringing alarm.
+    Snooze,
+    /// Dismiss needs a ringing or snoozed one.
+    Dismiss,
+}
+
+impl std::fmt::Display for NotRinging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NotRinging::Snooze => "no alarm is ringing",
+            NotRinging::Dismiss => "no alarm is ringing or snoozed",
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Phase {
@@ -479,7 +497,7 @@ impl AlarmClock {
 
     /// Snooze: the light goes back to what it was; the alarm rings again after its
     /// `snooze_minutes`.
-    pub fn snooze(&mut self, wall: DateTime<Utc>) -> Result<Vec<AlarmEvent>, String> {
+    pub fn snooze(&mut self, wall: DateTime<Utc>) -> Result<Vec<AlarmEvent>, NotRinging> {
         let minutes = self.primary().map_or(9, |a| a.snooze_minutes);
         match self.memory.active.as_mut() {
             Some(active) if matches!(active.phase, Phase::Ringing { .. }) => {
@@ -490,15 +508,15 @@ impl AlarmClock {
                     until,
                 }])
             }
-            _ => Err("no alarm is ringing".into()),
+            _ => Err(NotRinging::Snooze),
         }
     }
 
     /// Dismiss a ringing or snoozed alarm: the light goes back to what it was.
-    pub fn dismiss(&mut self, how: Dismissal) -> Result<Vec<AlarmEvent>, String> {
+    pub fn dismiss(&mut self, how: Dismissal) -> Result<Vec<AlarmEvent>, NotRinging> {
         match self.memory.active {
             Some(_) => Ok(self.end(how)),
-            None => Err("no alarm is ringing or snoozed".into()),
+            None => Err(NotRinging::Dismiss),
         }
     }
 

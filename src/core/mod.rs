@@ -1,9 +1,10 @@
 //! The pure core: everything that decides, with no I/O, no tokio and no clock reads.
 
 pub mod alarm;
+pub mod analytics;
 pub mod backoff;
 pub mod colour;
-pub mod device;
+pub mod fade;
 pub mod firmware;
 pub mod lamp;
 pub mod light;
