@@ -14,7 +14,7 @@ use crate::core::colour::duty_for;
 use crate::core::natural::NaturalLight;
 use crate::core::pairing::CODE_LIFE;
 use crate::core::schedule::zone_setting;
-use crate::core::schema::{DAYS, MAX_ALARMS};
+use crate::core::schema::MAX_ALARMS;
 use crate::core::sun::{self, Daylight};
 
 /// Everything the screen depends on. The live UI builds it from the lamp's watch channels;
@@ -472,23 +472,23 @@ fn days_text(mask: u8) -> String {
     }
 }
 
-/// The alarm as the settings want it after an edit on the screen: only the fields the editor
-/// owns, so a label or snooze time set from the app survives.
+/// The alarm as the settings want it after an edit on the screen ([`Alarm::to_patch`]).
 pub fn alarm_patch(line: &AlarmLine) -> Value {
-    let days: Vec<&str> = (0..7)
-        .filter(|i| line.day_mask & 1 << i != 0)
-        .map(|i| DAYS[i])
-        .collect();
-    let mut alarm = json!({
-        "time": format!("{:02}:{:02}", line.hour, line.minute),
-        "days": days,
-        "enabled": line.enabled,
-        "action": if line.sunrise { "sunrise" } else { "blink" },
-    });
-    if line.sunrise {
-        alarm["ramp_minutes"] = json!(line.ramp_minutes);
-    }
-    alarm
+    let alarm = Alarm {
+        id: line.id.clone(),
+        time: NaiveTime::from_hms_opt(line.hour, line.minute, 0).unwrap_or(NaiveTime::MIN),
+        days: std::array::from_fn(|i| line.day_mask & 1 << i != 0),
+        enabled: line.enabled,
+        action: if line.sunrise {
+            Action::Sunrise {
+                ramp_minutes: line.ramp_minutes,
+            }
+        } else {
+            Action::Blink
+        },
+        ..Alarm::from_json(&line.id, &json!({}))
+    };
+    alarm.to_patch()
 }
 
 /// An id for a new alarm that no alarm has yet.
