@@ -10,6 +10,7 @@ pub mod lamp;
 pub mod light;
 pub mod natural;
 pub mod pairing;
+pub mod report;
 pub mod schedule;
 pub mod schema;
 pub mod screen;

@@ -13,6 +13,7 @@ use crate::core::alarm::{Action, Alarm, DEFAULT_RAMP_MINUTES};
 use crate::core::colour::duty_for;
 use crate::core::natural::NaturalLight;
 use crate::core::pairing::CODE_LIFE;
+use crate::core::report::{self, AlarmState};
 use crate::core::schedule::zone_setting;
 use crate::core::schema::MAX_ALARMS;
 use crate::core::sun::{self, Daylight};
@@ -275,9 +276,8 @@ pub fn view(input: &ViewInput) -> View {
     } else {
         "Waiting for the time…".into()
     };
-    let alarm_state = input.reported.get("alarm");
-    let state = alarm_state.and_then(|a| a.get("state")).and_then(Value::as_str);
-    let ringing_entry = alarm_state.and_then(|a| a.get("ringing"));
+    let alarm = report::alarm(&input.reported).unwrap_or_default();
+    let ringing_entry = alarm.ringing.as_ref();
     let light = input.light;
     let track = |stops: usize, f: &dyn Fn(f64) -> (f64, f64, f64)| {
         (0..stops)
@@ -290,13 +290,7 @@ pub fn view(input: &ViewInput) -> View {
     // The tracks show colour even when the light is off: they say what a touch would do.
     let shown_brightness = light.brightness.max(0.35);
     let (natural_available, natural_text, sun) = natural(input, zone);
-    let owner_name = input
-        .reported
-        .get("owner")
-        .and_then(|o| o.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let owner_name = report::owner(&input.reported).map(|o| o.name).unwrap_or_default();
     let left = input.pairing.left_s.max(0.0);
     View {
         time_text,
@@ -314,18 +308,15 @@ pub fn view(input: &ViewInput) -> View {
         cloud_connected: input.cloud_connected,
         paired: !owner_name.is_empty(),
         natural_mode: input.setting("mode").and_then(Value::as_str) == Some("natural"),
-        ringing: state == Some("ringing"),
-        snoozed: state == Some("snoozed"),
+        ringing: alarm.state == AlarmState::Ringing,
+        snoozed: alarm.state == AlarmState::Snoozed,
         ringing_label: ringing_entry
-            .and_then(|r| r.get("label"))
-            .and_then(Value::as_str)
+            .map(|r| r.label.as_str())
             .filter(|l| !l.is_empty())
             .unwrap_or("Alarm")
             .to_owned(),
         ringing_time: ringing_entry
-            .and_then(|r| r.get("at"))
-            .and_then(Value::as_str)
-            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            .and_then(|r| DateTime::parse_from_rfc3339(&r.at).ok())
             .map(|at| joined_clock_text(at.time(), clock_24h))
             .unwrap_or_default(),
         alarms: alarm_lines(input, clock_24h),
@@ -378,21 +369,17 @@ fn joined_clock_text(time: NaiveTime, clock_24h: bool) -> String {
 }
 
 fn next_alarm_text(input: &ViewInput, today: chrono::NaiveDate, clock_24h: bool) -> String {
-    let Some(alarm) = input.reported.get("alarm") else {
+    let Some(alarm) = report::alarm(&input.reported) else {
         return String::new();
     };
-    let at = |value: Option<&Value>| {
-        value
-            .and_then(Value::as_str)
-            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
-    };
-    if let Some(until) = at(alarm.get("snoozed_until")) {
+    let at = |value: Option<&String>| value.and_then(|at| DateTime::parse_from_rfc3339(at).ok());
+    if let Some(until) = at(alarm.snoozed_until.as_ref()) {
         return format!("Snoozed until {}", joined_clock_text(until.time(), clock_24h));
     }
-    let Some(next) = alarm.get("next") else {
+    let Some(next) = alarm.next else {
         return "No alarm set".into();
     };
-    let Some(when) = at(next.get("at")) else {
+    let Some(when) = at(Some(&next.at)) else {
         return String::new();
     };
     let day = match (when.date_naive() - today).num_days() {
@@ -401,7 +388,7 @@ fn next_alarm_text(input: &ViewInput, today: chrono::NaiveDate, clock_24h: bool)
         2..=6 => when.format("%A").to_string(),
         _ => when.format("%a %-d %b").to_string(),
     };
-    let label = next.get("label").and_then(Value::as_str).unwrap_or_default();
+    let label = next.label;
     let time = joined_clock_text(when.time(), clock_24h);
     if label.is_empty() {
         format!("Alarm: {day} {time}")
@@ -576,21 +563,16 @@ fn info(input: &ViewInput, zone: Tz, clock_24h: bool) -> Vec<(String, String)> {
         "off" => "off".to_owned(),
         _ => "hosted on the lamp".to_owned(),
     };
-    let firmware = match input
-        .reported
-        .get("firmware")
-        .and_then(|f| f.get("update"))
-        .and_then(|u| Some((u.get("state")?.as_str()?, u.get("version")?.as_str()?)))
-    {
-        Some((state, version)) => format!("{} (update to {version}: {state})", status.firmware),
+    let firmware = match report::firmware(&input.reported).and_then(|f| f.update) {
+        Some(update) => format!(
+            "{} (update to {}: {})",
+            status.firmware,
+            update.version,
+            update.state.name()
+        ),
         None => status.firmware.clone(),
     };
-    let owner = input
-        .reported
-        .get("owner")
-        .and_then(|o| o.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("nobody");
+    let owner = report::owner(&input.reported).map_or_else(|| "nobody".to_owned(), |o| o.name);
     let addresses = if status.addresses.is_empty() {
         "none".to_owned()
     } else {

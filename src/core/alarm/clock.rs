@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::*;
 use crate::core::colour::Rgb;
+use crate::core::report;
 
 /// How late an alarm may still ring, e.g. after a restart across its time.
 pub const GRACE: chrono::Duration = chrono::Duration::minutes(5);
@@ -385,13 +386,16 @@ impl AlarmClock {
         let local = |alarm: &Alarm, at: DateTime<Utc>| at.with_timezone(&alarm.zone.unwrap_or(self.zone)).to_rfc3339();
         let ringing = self.memory.active.as_ref().and_then(|active| {
             let alarm = self.alarm(&active.ids[0])?;
-            Some(json!({
-                "id": alarm.id,
-                "alarms": active.ids,
-                "label": alarm.label,
-                "action": match alarm.action { Action::Blink => "blink", Action::Sunrise { .. } => "sunrise" },
-                "at": local(alarm, instant(active.at)),
-            }))
+            Some(report::Ringing {
+                id: alarm.id.clone(),
+                alarms: active.ids.clone(),
+                label: alarm.label.clone(),
+                action: match alarm.action {
+                    Action::Blink => report::RingAction::Blink,
+                    Action::Sunrise { .. } => report::RingAction::Sunrise,
+                },
+                at: local(alarm, instant(active.at)),
+            })
         });
         let snoozed_until = match &self.memory.active {
             Some(ActiveRing {
@@ -410,26 +414,25 @@ impl AlarmClock {
                 a.next_after(settled.max(wall - GRACE), self.zone).map(|at| (at, a))
             })
             .min_by_key(|(at, _)| *at)
-            .map(|(at, a)| json!({"id": a.id, "label": a.label, "at": local(a, at)}));
-        // Absent, never null: in a shadow, null means "delete this key".
+            .map(|(at, a)| report::NextAlarm {
+                id: a.id.clone(),
+                label: a.label.clone(),
+                at: local(a, at),
+            });
         let state = match &self.memory.active {
-            None => "idle",
+            None => report::AlarmState::Idle,
             Some(ActiveRing {
                 phase: Phase::Snoozed { .. },
                 ..
-            }) => "snoozed",
-            Some(_) => "ringing",
+            }) => report::AlarmState::Snoozed,
+            Some(_) => report::AlarmState::Ringing,
         };
-        let mut report = json!({ "state": state });
-        for (key, value) in [
-            ("ringing", ringing),
-            ("snoozed_until", snoozed_until.map(Value::from)),
-            ("next", next),
-        ] {
-            if let Some(value) = value {
-                report[key] = value;
-            }
-        }
-        report
+        // Absent, never null: in a shadow, null means "delete this key".
+        report::to_value(&report::AlarmReport {
+            state,
+            ringing,
+            snoozed_until,
+            next,
+        })
     }
 }

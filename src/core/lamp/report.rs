@@ -91,7 +91,7 @@ impl Lamp {
             json!({"synchronised": self.clock.synchronised, "require_sync": self.clock.require_sync}),
         );
         if let Some(owner) = self.pairing.owner() {
-            truth.insert("owner".into(), json!({"id": owner.id, "name": owner.name}));
+            truth.insert("owner".into(), crate::core::report::to_value(owner));
         }
         truth.insert(
             "light".into(),
