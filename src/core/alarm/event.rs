@@ -2,10 +2,13 @@
 //! dismiss did nothing.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde::Serialize;
+
+use crate::core::analytics::Event;
 
 /// How a ring ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dismissal {
     /// Dismissed by a person (touchscreen, remote command).
     User,
@@ -15,17 +18,6 @@ pub enum Dismissal {
     Auto,
     /// The alarm was deleted or disabled.
     Removed,
-}
-
-impl Dismissal {
-    pub(super) fn name(self) -> &'static str {
-        match self {
-            Dismissal::User => "user",
-            Dismissal::Manual => "manual",
-            Dismissal::Auto => "auto",
-            Dismissal::Removed => "removed",
-        }
-    }
 }
 
 /// What happened, for analytics and for the device to act on.
@@ -59,20 +51,21 @@ pub enum AlarmEvent {
 
 impl AlarmEvent {
     /// The analytics event, or `None` for internal ones.
-    pub fn analytics(&self, timestamp: u64) -> Option<Value> {
-        let event = match self {
-            AlarmEvent::Ringing { id } => json!({"type": "alarm_ringing", "alarm": id}),
-            AlarmEvent::Merged { id, into } => json!({"type": "alarm_merged", "alarm": id, "into": into}),
-            AlarmEvent::Missed { id, at } => json!({"type": "alarm_missed", "alarm": id, "due": at.timestamp()}),
-            AlarmEvent::Snoozed { ids, until } => {
-                json!({"type": "alarm_snoozed", "alarms": ids, "until": until.timestamp()})
-            }
-            AlarmEvent::Dismissed { ids, how } => json!({"type": "alarm_dismissed", "alarms": ids, "how": how.name()}),
+    pub fn analytics(&self) -> Option<Event> {
+        Some(match self.clone() {
+            AlarmEvent::Ringing { id } => Event::AlarmRinging { alarm: id },
+            AlarmEvent::Merged { id, into } => Event::AlarmMerged { alarm: id, into },
+            AlarmEvent::Missed { id, at } => Event::AlarmMissed {
+                alarm: id,
+                due: at.timestamp(),
+            },
+            AlarmEvent::Snoozed { ids, until } => Event::AlarmSnoozed {
+                alarms: ids,
+                until: until.timestamp(),
+            },
+            AlarmEvent::Dismissed { ids, how } => Event::AlarmDismissed { alarms: ids, how },
             AlarmEvent::Disable { .. } => return None,
-        };
-        let mut event = event;
-        event["timestamp"] = json!(timestamp);
-        Some(event)
+        })
     }
 }
 

@@ -123,22 +123,13 @@ pub enum AlarmCommand {
 }
 
 /// Who asked to forget the owner.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UnpairSource {
     /// The touchscreen.
     Lamp,
     /// The cloud portal.
     Cloud,
-}
-
-impl UnpairSource {
-    /// The name in the `unpaired` analytics event.
-    pub fn name(self) -> &'static str {
-        match self {
-            UnpairSource::Lamp => "lamp",
-            UnpairSource::Cloud => "cloud",
-        }
-    }
 }
 
 /// What the lamp knows about its wall clock.

@@ -228,8 +228,8 @@ impl Lamp {
         // Every LAMPI sender gets its echo; shadow requests only when they changed the light.
         let echo = client.is_some() || light != light_before;
         let source = client.unwrap_or_else(|| "shadow".into());
-        for event in analytics::light_events(&light_before, &light, &source, timestamp) {
-            self.outputs.push_back(Output::Event(event));
+        for event in analytics::light_events(&light_before, &light, &source) {
+            self.outputs.push_back(Output::Event(event.to_json(timestamp)));
         }
         if echo {
             self.outputs.push_back(Output::Echo(Echo {
@@ -345,7 +345,7 @@ impl Lamp {
                 let alarms = self.pending_patch(now).entry("alarms").or_insert_with(|| json!({}));
                 alarms[id.as_str()] = json!({"enabled": false});
             }
-            self.events.extend(event.analytics(timestamp));
+            self.events.extend(event.analytics().map(|e| e.to_json(timestamp)));
         }
         self.scheduler.resample();
         self.report_due = true;

@@ -3,9 +3,8 @@
 
 use std::time::Instant;
 
-use serde_json::json;
-
 use super::{Lamp, PairingView, Refusal, UnpairSource};
+use crate::core::analytics::Event;
 use crate::core::pairing::{self, Owner};
 
 impl Lamp {
@@ -38,14 +37,17 @@ impl Lamp {
         match self.pairing.associate(code, owner.clone(), now) {
             Ok(()) => {
                 self.report_due = true;
-                self.events
-                    .push(json!({"type": "paired", "owner": owner.id, "timestamp": timestamp}));
+                self.events.push(
+                    Event::Paired {
+                        owner: owner.id.clone(),
+                    }
+                    .to_json(timestamp),
+                );
                 Ok(owner)
             }
             Err(refusal) => {
                 let reason = refusal.to_string();
-                self.events
-                    .push(json!({"type": "pairing_refused", "reason": reason, "timestamp": timestamp}));
+                self.events.push(Event::PairingRefused { reason }.to_json(timestamp));
                 Err(Refusal::Pairing(refusal))
             }
         }
@@ -55,8 +57,11 @@ impl Lamp {
     pub(super) fn unpair(&mut self, source: UnpairSource, timestamp: u64) -> Result<Owner, Refusal> {
         let owner = self.pairing.unpair().ok_or(Refusal::NotPaired)?;
         self.report_due = true;
-        self.events
-            .push(json!({"type": "unpaired", "owner": owner.id, "source": source.name(), "timestamp": timestamp}));
+        let event = Event::Unpaired {
+            owner: owner.id.clone(),
+            source,
+        };
+        self.events.push(event.to_json(timestamp));
         Ok(owner)
     }
 }
