@@ -131,7 +131,7 @@ fn shadow_update_cost() {
         firmware: "0".into(),
         role: Default::default(),
     };
-    let mut lamp = Lamp::new(Default::default(), identity, Duration::ZERO, now);
+    let mut lamp = Lamp::new(Default::default(), identity, Duration::ZERO, Now::at(now, 0));
     let clock = ClockStatus {
         synchronised: true,
         require_sync: false,

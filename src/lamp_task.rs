@@ -151,7 +151,8 @@ impl LampTask {
         transition: Duration,
         time: Timekeeping,
     ) -> (LampTask, LampHandle, Outbox) {
-        let lamp = Lamp::new(saved.clone(), identity, transition, Instant::now().into_std());
+        let now = Now::new(Instant::now().into_std(), time.clock.now());
+        let lamp = Lamp::new(saved.clone(), identity, transition, now);
         let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (changes_tx, changes_rx) = watch::channel(Echo {
             state: saved.light,

@@ -99,7 +99,7 @@ pub struct Lamp {
 }
 
 impl Lamp {
-    pub fn new(saved: Saved, identity: Identity, transition: Duration, now: Instant) -> Lamp {
+    pub fn new(saved: Saved, identity: Identity, transition: Duration, now: Now) -> Lamp {
         let Saved { light, shadow, memory } = saved;
         let mut shadow = Shadow::clone(&shadow);
         for id in schema::fit_labels(&mut shadow.desired) {
@@ -118,12 +118,12 @@ impl Lamp {
             ..PairingView::default()
         };
         Lamp {
-            fader: Fader::new(light, Duration::from_millis(transition_ms), now),
+            fader: Fader::new(light, Duration::from_millis(transition_ms), now.mono()),
             shadow,
             identity,
             transition_ms,
             reported_output: Rgb::OFF,
-            next_output_report: now,
+            next_output_report: now.mono(),
             connected_since: None,
             pending_local: None,
             requests: 0,
@@ -142,7 +142,7 @@ impl Lamp {
             firmware: Firmware::new(&identity_firmware, memory.firmware_update.clone()),
             update_requests: Vec::new(),
             outputs: VecDeque::new(),
-            now: Now::at(now, 0),
+            now,
             shown_led: Rgb::OFF,
             shown_pairing,
             saved_memory: memory,
@@ -351,15 +351,7 @@ impl Lamp {
         self.report_due = true;
     }
 
-    pub fn light(&self) -> LightState {
-        self.fader.state()
-    }
-
-    pub fn shadow(&self) -> &Shadow {
-        &self.shadow
-    }
-
-    pub fn output(&self, now: Instant) -> Rgb {
+    fn output(&self, now: Instant) -> Rgb {
         self.fader.output(now)
     }
 

@@ -6,6 +6,17 @@ use super::*;
 use crate::core::colour::duty_for;
 use crate::core::light::Unit;
 
+/// What the tests look at; the shell sees only outputs.
+impl Lamp {
+    fn light(&self) -> LightState {
+        self.fader.state()
+    }
+
+    fn shadow(&self) -> &Shadow {
+        &self.shadow
+    }
+}
+
 const FADE: Duration = Duration::from_millis(400);
 
 fn device(now: Instant) -> Lamp {
@@ -14,7 +25,7 @@ fn device(now: Instant) -> Lamp {
         firmware: "1.2.3".into(),
         role: Default::default(),
     };
-    let mut device = Lamp::new(Saved::default(), identity, FADE, now);
+    let mut device = Lamp::new(Saved::default(), identity, FADE, Now::at(now, 0));
     device.tick(now + FADE, 100);
     device
 }
@@ -210,7 +221,7 @@ fn as_a_cloud_client_it_fetches_follows_deltas_and_refetches_when_refused() {
         firmware: "1".into(),
         role: ShadowRole::Client,
     };
-    let mut device = Lamp::new(Saved::default(), identity, Duration::ZERO, t0);
+    let mut device = Lamp::new(Saved::default(), identity, Duration::ZERO, Now::at(t0, 0));
     let hello = device.connected(10);
     assert_eq!(topics(&hello), [ShadowTopic::Get]);
     let token = hello[0].payload["clientToken"].as_str().unwrap().to_owned();
@@ -293,7 +304,7 @@ fn cloud_client(now: Instant) -> (Lamp, String) {
         firmware: "1".into(),
         role: ShadowRole::Client,
     };
-    let mut device = Lamp::new(Saved::default(), identity, Duration::ZERO, now);
+    let mut device = Lamp::new(Saved::default(), identity, Duration::ZERO, Now::at(now, 0));
     let hello = device.connected(10);
     let token = hello[0].payload["clientToken"].as_str().unwrap().to_owned();
     (device, token)
@@ -403,7 +414,7 @@ fn as_a_cloud_client_a_new_document_gets_the_settings_the_lamp_keeps() {
         },
         identity,
         Duration::ZERO,
-        now,
+        Now::at(now, 0),
     );
     let hello = device.connected(10);
     let token = hello[0].payload["clientToken"].clone();
