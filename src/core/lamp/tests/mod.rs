@@ -4,7 +4,7 @@ use schedules::{at, run_for};
 
 use super::*;
 use crate::core::colour::duty_for;
-use crate::core::light::Unit;
+use crate::core::light::{LightState, Unit};
 
 /// What the tests look at; the shell sees only outputs.
 impl Lamp {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::core::colour::state_for;
 use crate::core::pairing::Owner;
 
 /// Epoch seconds of an RFC 3339 time.
