@@ -1,8 +1,8 @@
 //! The light's fader: target state, the fade towards it, and when to wake next.
 //!
 //! Sans-IO in the style of quinn-proto: every call takes `now`; nothing here reads a clock,
-//! sleeps or touches hardware. The shell asks [`Fader::output`] for the duty cycles to apply
-//! and sleeps until [`Fader::next_wake`], which is `None` whenever the light is still.
+//! sleeps or touches hardware. The lamp core asks [`Fader::output`] for the duty cycles to show
+//! and wakes at [`Fader::next_wake`], which is `None` whenever the light is still.
 
 use std::time::{Duration, Instant};
 
