@@ -29,9 +29,10 @@ const STATE_FILE: &str = "state.json";
 /// The rule: reading is forward-compatible, so a field added at the top level (with a default
 /// that is right when it is missing, as `owner` and `firmware_update` were) keeps this format:
 /// an older firmware ignores it and keeps everything it knows. The format goes up only when the
-/// meaning of what an older firmware reads changes (a field renamed, retyped or reinterpreted, a
-/// field added inside `light`, `shadow`, `alarm_clock`, `owner` or `firmware_update`, whose
-/// types are read strictly). A firmware leaves a file of a newer format untouched and never
+/// meaning of what an older firmware reads changes (a field renamed, retyped or reinterpreted).
+/// The same holds inside `light`, `shadow`, `alarm_clock`, `owner` and `firmware_update`: their
+/// types ignore unknown fields too, and a field added there needs a default that is right when
+/// it is missing. A firmware leaves a file of a newer format untouched and never
 /// saves over it: after a downgrade across a format bump the lamp runs on defaults, and the
 /// newer firmware finds its file intact when it is reinstalled.
 ///
@@ -366,6 +367,10 @@ mod tests {
         let mut file: serde_json::Value = serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
         file["screen"] = serde_json::json!({"brightness": 0.5, "theme": "dark"});
         file["ble_bonds"] = serde_json::json!(["aa:bb"]);
+        for section in ["light", "shadow", "alarm_clock", "owner", "firmware_update"] {
+            file[section]["added_later"] = serde_json::json!({"any": ["shape"]});
+        }
+        file["shadow"]["metadata"]["added_later"] = serde_json::json!(1);
         fs::write(store.path(), serde_json::to_vec(&file).unwrap()).unwrap();
 
         let saved = Store::new(dir.path()).load();

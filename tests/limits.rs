@@ -442,3 +442,33 @@ async fn labels_saved_by_an_older_version_do_not_freeze_the_shadow() {
     assert_eq!(doc["state"]["desired"]["alarms"]["wake"]["label"], json!(label(64)));
     lamp.stop().await;
 }
+
+/// An older version took up to 8 KiB of settings (it checked only `desired`), more than the lamp
+/// can mirror beside its own report: upgraded with such a state file, the lamp brings it within
+/// today's limits and goes on reporting, instead of having every report refused with 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_saved_by_an_older_version_over_the_limit_do_not_freeze_reported() {
+    let broker = documented_broker();
+    let state = tempfile::tempdir().unwrap();
+    let older = json!({"alarms": alarms(&"\\".repeat(64), true), "timezone": "America/Argentina/Buenos_Aires"});
+    assert!(older.to_string().len() > 5120 && older.to_string().len() <= 8192);
+    let file = json!({"format": 3, "light": {"on": true, "hue": 0.0, "saturation": 0.0, "brightness": 1.0},
+                      "shadow": {"desired": older, "reported": {}, "metadata": {"desired": {}, "reported": {}},
+                                 "version": 7, "exists": true}});
+    std::fs::write(state.path().join("state.json"), file.to_string()).unwrap();
+    let mut watch = connection_watch(&broker).await;
+    let mut app = shadow_app(&broker, "app").await;
+    let lamp = start(&broker, state.path(), &mut watch).await;
+
+    let report = reported(&mut app, |r| r["alarms"]["alarm-19"]["time"] == json!("19:19")).await;
+    assert_eq!(report["alarms"].as_object().unwrap().len(), 20, "no alarm lost");
+    assert_eq!(report["timezone"], json!("America/Argentina/Buenos_Aires"));
+    still_acts(&mut app, 0.5).await;
+    let one_fewer = json!({"desired": {"alarms": {"alarm-00": null}}});
+    update(&mut app, "delete-one", one_fewer)
+        .await
+        .expect("a deletion is taken");
+    reported(&mut app, |r| r["alarms"].get("alarm-00").is_none()).await;
+    assert_never_dropped(&mut watch).await;
+    lamp.stop().await;
+}

@@ -188,7 +188,7 @@ async fn an_expired_code_is_refused_and_withdrawn() {
     let late = associate(&mut watcher, &code, "late").await;
     assert_eq!(late["ok"], json!(false));
     assert!(
-        late["error"].as_str().unwrap().starts_with("no pairing code is active"),
+        late["error"].as_str().unwrap().starts_with("the code has expired"),
         "{late}"
     );
     let malformed = {

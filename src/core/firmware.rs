@@ -61,7 +61,6 @@ impl UpdateState {
 
 /// Where an update stands: the updater's status file and `reported.firmware.update`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct UpdateStatus {
     pub state: UpdateState,
     pub version: String,

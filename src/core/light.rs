@@ -33,7 +33,8 @@ impl TryFrom<f64> for Unit {
 
     fn try_from(value: f64) -> Result<Self, OutOfRange> {
         if (0.0..=1.0).contains(&value) {
-            Ok(Unit(value))
+            // -0.0 is in range, but would go out as "-0.0", which LAMPI's clients show as "-0".
+            Ok(Unit(value + 0.0))
         } else {
             Err(OutOfRange(value))
         }
@@ -53,7 +54,6 @@ impl fmt::Display for Unit {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LightState {
     pub on: bool,
     pub hue: Unit,
@@ -102,6 +102,9 @@ mod tests {
         assert!(Unit::try_from(1.0001).is_err());
         assert!(Unit::try_from(f64::NAN).is_err());
         assert_eq!(Unit::try_from(1.0).unwrap(), Unit::ONE);
+        let zero = Unit::try_from(-0.0).unwrap().get();
+        assert!(zero.is_sign_positive(), "{zero}");
+        assert_eq!(serde_json::to_string(&Unit::try_from(-0.0).unwrap()).unwrap(), "0.0");
     }
 
     #[test]

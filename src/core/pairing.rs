@@ -24,7 +24,6 @@ const USED_MEMORY: usize = 8;
 
 /// Whom the lamp belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Owner {
     pub id: String,
     pub name: String,
@@ -66,6 +65,8 @@ pub struct Pairing {
     owner: Option<Owner>,
     active: Option<ActiveCode>,
     used: VecDeque<String>,
+    /// The last code that ran out of time, so that someone typing it late hears why it fails.
+    expired: Option<String>,
 }
 
 /// A code as people read it: `ABCD-EFGH`.
@@ -138,7 +139,7 @@ impl Pairing {
     /// Drops the code once its minute is over; true if it just went.
     pub fn expire(&mut self, now: Instant) -> bool {
         if self.active.as_ref().is_some_and(|a| now >= a.expires) {
-            self.active = None;
+            self.expired = self.active.take().map(|a| a.code);
             return true;
         }
         false
@@ -164,12 +165,18 @@ impl Pairing {
         let Some(active) = self.active.as_mut() else {
             return Err(if self.used.iter().any(|used| same_code(used, &typed)) {
                 Refusal::AlreadyUsed
+            } else if self
+                .expired
+                .as_deref()
+                .is_some_and(|expired| same_code(expired, &typed))
+            {
+                Refusal::Expired
             } else {
                 Refusal::NoCode
             });
         };
         if now >= active.expires {
-            self.active = None;
+            self.expire(now);
             return Err(Refusal::Expired);
         }
         if !same_code(&active.code, &typed) {
@@ -215,7 +222,11 @@ mod tests {
         assert!(!pairing.expire(t0 + CODE_LIFE - Duration::from_millis(1)));
         assert!(pairing.expire(t0 + CODE_LIFE));
         assert_eq!(pairing.active(), None);
-        assert_eq!(pairing.associate(&code, alice(), t0 + CODE_LIFE), Err(Refusal::NoCode));
+        assert_eq!(pairing.associate(&code, alice(), t0 + CODE_LIFE), Err(Refusal::Expired));
+        assert_eq!(
+            pairing.associate("ABCDEFGH", alice(), t0 + CODE_LIFE),
+            Err(Refusal::NoCode)
+        );
 
         // Associating at the very instant of expiry is too late, a millisecond before is not.
         let code = pairing.new_code(&mut rng, t0);

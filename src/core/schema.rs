@@ -176,18 +176,53 @@ pub fn cut_text(text: &mut String, max_bytes: usize) {
 }
 
 /// Brings settings saved by an older version within today's limits, so that the lamp can go on
-/// reporting them: labels were limited to 64 characters, now to 64 bytes, and are cut. Returns
-/// the ids of the alarms whose labels it cut.
-pub fn fit_labels(section: &mut Map<String, Value>) -> Vec<String> {
-    let Some(Value::Object(alarms)) = section.get_mut("alarms") else {
+/// reporting them: labels were limited to 64 characters (now 64 bytes), and the settings
+/// together only by `desired`'s 8 KiB (now [`MAX_MIRRORED_BYTES`]), so a lamp upgraded with
+/// more would have every report refused. Labels are cut to 64 bytes, then shorter while the
+/// settings are still over; only if that is not enough are the alarms whose ids sort last
+/// dropped. Returns what it changed, for the log.
+pub fn fit_settings(desired: &mut Map<String, Value>) -> Vec<String> {
+    let mut changes = Vec::new();
+    let mut limit = MAX_LABEL_BYTES;
+    loop {
+        let cut = cut_labels(desired, limit);
+        if !cut.is_empty() {
+            changes.push(format!("labels of alarms {} cut to {limit} bytes", cut.join(", ")));
+        }
+        if settings_bytes(desired) <= MAX_MIRRORED_BYTES || limit == 0 {
+            break;
+        }
+        limit = limit.saturating_sub(16);
+    }
+    while settings_bytes(desired) > MAX_MIRRORED_BYTES {
+        let Some(Value::Object(alarms)) = desired.get_mut("alarms") else {
+            break;
+        };
+        let Some(last) = alarms.keys().next_back().cloned() else {
+            break;
+        };
+        alarms.remove(&last);
+        if alarms.is_empty() {
+            desired.remove("alarms");
+        }
+        changes.push(format!(
+            "alarm {last} dropped: the settings were over {MAX_MIRRORED_BYTES} bytes"
+        ));
+    }
+    changes
+}
+
+/// Cuts every alarm label to at most `max_bytes`; returns the ids of those it cut.
+fn cut_labels(desired: &mut Map<String, Value>, max_bytes: usize) -> Vec<String> {
+    let Some(Value::Object(alarms)) = desired.get_mut("alarms") else {
         return Vec::new();
     };
     let mut cut = Vec::new();
     for (id, alarm) in alarms {
         if let Some(Value::String(label)) = alarm.get_mut("label")
-            && label.len() > MAX_LABEL_BYTES
+            && label.len() > max_bytes
         {
-            cut_text(label, MAX_LABEL_BYTES);
+            cut_text(label, max_bytes);
             cut.push(id.clone());
         }
     }
@@ -304,14 +339,19 @@ fn reported_firmware(path: &str, value: &Value) -> Checked {
     Ok(())
 }
 
-/// The mirrored settings in force (desired where set, else reported) must leave the lamp room
-/// for its own report.
-fn mirrored_size(desired: &Map<String, Value>, reported: &Map<String, Value>) -> Checked {
+/// The mirrored settings as the lamp reports them, in bytes of JSON.
+fn settings_bytes(desired: &Map<String, Value>) -> usize {
     let settings: Map<String, Value> = MIRRORED
         .iter()
-        .filter_map(|&key| Some((key.to_owned(), desired.get(key).or_else(|| reported.get(key))?.clone())))
+        .filter_map(|&key| Some((key.to_owned(), desired.get(key)?.clone())))
         .collect();
-    let bytes = serde_json::to_vec(&settings).map_or(usize::MAX, |v| v.len());
+    serde_json::to_vec(&settings).map_or(usize::MAX, |v| v.len())
+}
+
+/// The settings in force (what `desired` holds; the lamp mirrors them into `reported`) must
+/// leave the lamp room for its own report.
+fn mirrored_size(desired: &Map<String, Value>) -> Checked {
+    let bytes = settings_bytes(desired);
     if bytes > MAX_MIRRORED_BYTES {
         return Err(format!(
             "{}: {bytes} bytes together; at most {MAX_MIRRORED_BYTES}, so the lamp's report fits",
@@ -441,7 +481,7 @@ pub fn validate(desired: &Map<String, Value>, reported: &Map<String, Value>) -> 
             _ => setting(&path, key, value)?,
         }
     }
-    mirrored_size(desired, reported)
+    mirrored_size(desired)
 }
 
 /// The light change a (validated) `light` object asks for, and its transition if given.

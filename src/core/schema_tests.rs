@@ -184,12 +184,48 @@ fn labels_saved_by_an_older_version_are_cut_to_fit() {
     .unwrap()
     .clone();
     assert!(check(Value::Object(desired.clone())).is_err());
-    assert_eq!(fit_labels(&mut desired), ["long"]);
+    assert_eq!(fit_settings(&mut desired), ["labels of alarms long cut to 64 bytes"]);
     assert_eq!(desired["alarms"]["long"]["label"], json!("é".repeat(32)));
     check(Value::Object(desired)).unwrap();
     let mut emoji = "😀".repeat(17);
     cut_text(&mut emoji, 66);
     assert_eq!(emoji, "😀".repeat(16));
+}
+
+/// What an older version took, under the 8 KiB of `desired` it checked, whose report the
+/// lamp could no longer fit in `reported`: 20 alarms with every field and 64 backslashes as
+/// labels (128 bytes each once escaped), with ids of `id_bytes`.
+fn older_settings(id_bytes: usize) -> Map<String, Value> {
+    let alarm = json!({"time": "04:00", "days": DAYS, "label": "\\".repeat(64), "action": "sunrise",
+                       "enabled": true, "ramp_minutes": 90, "ring_minutes": 180, "snooze_minutes": 60,
+                       "timezone": "America/Argentina/Buenos_Aires", "brightness": 0.5});
+    let alarms: Map<String, Value> = (0..MAX_ALARMS)
+        .map(|i| (format!("{i:02}{}", "Q".repeat(id_bytes - 2)), alarm.clone()))
+        .collect();
+    let desired = json!({"alarms": alarms, "timezone": "America/Argentina/Buenos_Aires"});
+    assert!(size(&desired) > MAX_MIRRORED_BYTES && size(&desired) <= MAX_STATE_BYTES);
+    desired.as_object().unwrap().clone()
+}
+
+#[test]
+fn settings_saved_by_an_older_version_are_brought_within_the_limit() {
+    // Short ids: shorter labels are enough, and no alarm is lost.
+    let mut desired = older_settings(8);
+    let changes = fit_settings(&mut desired);
+    assert!(!changes.is_empty());
+    assert!(changes.iter().all(|c| c.starts_with("labels of alarms")), "{changes:?}");
+    validate(&desired, &Map::new()).unwrap();
+    assert_eq!(desired["alarms"].as_object().unwrap().len(), MAX_ALARMS);
+
+    // 32-byte ids: not even empty labels make room; the alarms that sort last go.
+    let mut desired = older_settings(32);
+    let changes = fit_settings(&mut desired);
+    validate(&desired, &Map::new()).unwrap();
+    let kept = desired["alarms"].as_object().unwrap();
+    assert!(kept.len() >= MAX_ALARMS - 2, "{changes:?}");
+    assert!(kept.contains_key(&format!("00{}", "Q".repeat(30))), "{changes:?}");
+    assert!(!kept.contains_key(&format!("19{}", "Q".repeat(30))), "{changes:?}");
+    assert!(changes.last().unwrap().contains("dropped"), "{changes:?}");
 }
 
 #[test]

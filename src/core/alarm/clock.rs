@@ -43,7 +43,6 @@ pub struct ActiveRing {
 
 /// What the alarm clock must remember across restarts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AlarmMemory {
     /// Per alarm, the latest instant (epoch seconds) up to which it has been dealt with.
     pub settled: BTreeMap<String, i64>,

@@ -102,8 +102,8 @@ impl Lamp {
     pub fn new(saved: Saved, identity: Identity, transition: Duration, now: Now) -> Lamp {
         let Saved { light, shadow, memory } = saved;
         let mut shadow = Shadow::clone(&shadow);
-        for id in schema::fit_labels(&mut shadow.desired) {
-            tracing::warn!("desired.alarms.{id}.label: cut to {} bytes", schema::MAX_LABEL_BYTES);
+        for change in schema::fit_settings(&mut shadow.desired) {
+            tracing::warn!("settings saved by an older version, over today's limits: {change}");
         }
         let transition_ms = shadow
             .reported

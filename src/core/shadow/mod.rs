@@ -200,7 +200,6 @@ fn project(metadata: &Map<String, Value>, shape: &Map<String, Value>) -> Map<Str
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Metadata {
     pub desired: Map<String, Value>,
     pub reported: Map<String, Value>,
@@ -208,7 +207,6 @@ pub struct Metadata {
 
 /// The whole shadow, as kept on disk.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Shadow {
     pub desired: Map<String, Value>,
     pub reported: Map<String, Value>,
