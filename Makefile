@@ -1,7 +1,7 @@
 # The two commands of the README. Both install what they need (Rust toolchain aside).
 # (The UI's text needs fontconfig; udev, libinput and xkbcommon are the Pi touchscreen's, for
-# lint, which builds the linuxkms backend too.)
-TEST_PACKAGES = mosquitto mosquitto-clients openssl python3-ephem systemd pkg-config \
+# lint, which builds the linuxkms backend too; strace watches the daemon's system calls.)
+TEST_PACKAGES = mosquitto mosquitto-clients openssl python3-ephem systemd strace pkg-config \
 	libfontconfig-dev libudev-dev libinput-dev libxkbcommon-dev
 
 .PHONY: run test lint bench deb deb-arm64 deb-armhf screenshots
@@ -15,6 +15,7 @@ test:
 	@start=$$(date +%s) && cargo test && echo "cargo test: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s) && scripts/test-arm64.sh && echo "test-arm64: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s) && scripts/test-deb.sh && echo "test-deb: $$(( $$(date +%s) - start )) s"
+	@start=$$(date +%s) && scripts/test-vm.sh && echo "test-vm: $$(( $$(date +%s) - start )) s"
 
 lint:
 	scripts/deps.sh pkg-config libudev-dev libinput-dev libxkbcommon-dev

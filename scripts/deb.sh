@@ -5,7 +5,10 @@
 # toolchains (no Docker).
 set -eu
 cd "$(dirname "$0")/.."
-command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
+# 3.8.0 is the first cargo-deb whose systemd-units `unit-name` also scopes the maintainer-script
+# snippets (Cargo.toml relies on it to keep upgrades off lampi-update.*; test-deb.sh checks).
+cargo_deb=3.8.0
+[ "$(cargo-deb --version 2>/dev/null)" = "cargo-deb $cargo_deb" ] || cargo install cargo-deb --version "$cargo_deb" --locked
 case "${1:-}" in
     "")
         cargo deb

@@ -36,10 +36,11 @@ const STATE_FILE: &str = "state.json";
 /// saves over it: after a downgrade across a format bump the lamp runs on defaults, and the
 /// newer firmware finds its file intact when it is reinstalled.
 ///
-/// Downgrade floor (for the updater): format 3 is read by every release from 0.1.0. Release
-/// 0.1.0 itself refuses unknown fields, so the first top-level field added to format 3 raises the
-/// floor to the first release with this forward-compatible reader; bumping FORMAT raises it to
-/// the release that introduces the new format.
+/// Downgrade floor: `lampi-update` never installs a version below `debian/downgrade-floor`
+/// (see the README), so a downgrade never loses the state. Format 3 is read by every release
+/// from 0.1.0, but 0.1.0 refuses unknown fields: the first field added to format 3, anywhere,
+/// must raise the floor to the first release with this forward-compatible reader, and bumping
+/// FORMAT raises it to the release that introduces the new format.
 const FORMAT: u32 = 3;
 /// Longest a change waits before it is on disk.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
