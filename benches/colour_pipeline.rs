@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use lampi::core::colour::{Rgb, duty_for, hue_saturation_to_rgb};
-use lampi::core::lamp::Lamp;
+use lampi::core::fade::Fader;
 use lampi::core::light::{LightChange, LightState, Unit};
 
 /// LAMPI's `lamp_service.py`: `colorsys.hsv_to_rgb(h, s, 1.0)` scaled by brightness, then
@@ -57,7 +57,7 @@ fn main() {
     });
     // A fade frame: what the lamp computes 100 times a second while the light changes.
     let t0 = Instant::now();
-    let mut lamp = Lamp::new(LightState::default(), Duration::from_millis(400), t0);
+    let mut lamp = Fader::new(LightState::default(), Duration::from_millis(400), t0);
     lamp.apply(
         LightChange {
             hue: Some(Unit::try_from(0.6).unwrap()),
@@ -123,8 +123,7 @@ fn main() {
 /// The core's cost of one shadow update (parse, validate, merge, act, report, five response
 /// documents), against the least any implementation must do: parse the request's JSON.
 fn shadow_update_cost() {
-    use lampi::core::device::{Device, Identity, ShadowOp};
-    use lampi::core::shadow::Shadow;
+    use lampi::core::lamp::{ClockStatus, Identity, Input, Lamp, Now, ShadowOp};
 
     let now = Instant::now();
     let identity = Identity {
@@ -132,15 +131,13 @@ fn shadow_update_cost() {
         firmware: "0".into(),
         role: Default::default(),
     };
-    let mut device = Device::new(
-        LightState::default(),
-        Shadow::default(),
-        Default::default(),
-        identity,
-        Duration::ZERO,
-        now,
-    );
-    device.tick(now, 1);
+    let mut lamp = Lamp::new(Default::default(), identity, Duration::ZERO, Now::at(now, 0));
+    let clock = ClockStatus {
+        synchronised: true,
+        require_sync: false,
+    };
+    lamp.handle(Input::Tick(clock), Now::at(now, 1));
+    while lamp.poll_output().is_some() {}
     let payloads: Vec<Vec<u8>> = (0..INPUTS)
         .map(|i| {
             let b = if i % 2 == 0 { 0.25 } else { 0.75 };
@@ -155,13 +152,23 @@ fn shadow_update_cost() {
     });
     let full = time_per_call(|| {
         for p in &payloads {
-            black_box(device.shadow_request(ShadowOp::Update, black_box(p), now, 2));
+            let payload = black_box(p).clone();
+            lamp.handle(
+                Input::Shadow {
+                    op: ShadowOp::Update,
+                    payload,
+                },
+                Now::at(now, 2),
+            );
+            while let Some(output) = lamp.poll_output() {
+                black_box(output);
+            }
         }
     });
-    println!("shadow update through the device core, ns per request:");
+    println!("shadow update through the lamp core, ns per request:");
     println!("  parse the request JSON only (floor) {parse_only:8.0} ns");
     println!(
-        "  Device::shadow_request (complete)   {full:8.0} ns   ({:.1}x)",
+        "  Lamp::handle + poll_output (complete) {full:8.0} ns   ({:.1}x)",
         full / parse_only
     );
 }

@@ -94,7 +94,7 @@ async fn main() {
 /// day with the fastest dawn and dusk changes there.
 fn natural_day_in_the_core() {
     use lampi::core::alarm::AlarmMemory;
-    use lampi::core::lamp::Lamp;
+    use lampi::core::fade::Fader;
     use lampi::core::light::LightState;
     use lampi::core::schedule::{Scheduler, Show};
     use std::time::Instant;
@@ -104,7 +104,7 @@ fn natural_day_in_the_core() {
     let wall0: chrono::DateTime<chrono::Utc> = "2026-06-21T00:00:00Z".parse().unwrap();
     let mut scheduler = Scheduler::new(AlarmMemory::default());
     scheduler.configure(settings.as_object().unwrap(), t0, wall0);
-    let mut lamp = Lamp::new(LightState::default(), Duration::ZERO, t0);
+    let mut lamp = Fader::new(LightState::default(), Duration::ZERO, t0);
     let mut wakes_per_minute = vec![0u32; 1440];
     let mut now = t0;
     let end = t0 + Duration::from_secs(86_400);

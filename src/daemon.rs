@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::clock::{SystemClock, VirtualClock, WallClock};
 use crate::config::{Config, OnShutdown, Overrides, Resolved};
 use crate::core::colour::Rgb;
-use crate::core::device::Identity;
+use crate::core::lamp::Identity;
 use crate::lamp_task::{Command, LampHandle, LampTask, Outbox, Timekeeping};
 use crate::led::Led;
 use crate::store::{self, Store};

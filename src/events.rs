@@ -10,32 +10,9 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::core::light::LightState;
-
 /// Events kept while offline; about 150 bytes each.
 pub const MAX_SPOOLED: usize = 1000;
 const SPOOL_FILE: &str = "events.spool";
-
-/// The events a change of the light makes: `power` when it was switched, `light` when its
-/// colour or brightness changed.
-pub fn light_events(before: &LightState, after: &LightState, source: &str, timestamp: u64) -> Vec<Value> {
-    let mut events = Vec::new();
-    if before.on != after.on {
-        events.push(json!({"type": "power", "on": after.on, "source": source, "timestamp": timestamp}));
-    }
-    let colour = |s: &LightState| (s.hue, s.saturation, s.brightness);
-    if colour(before) != colour(after) {
-        events.push(json!({
-            "type": "light",
-            "hue": after.hue.get(),
-            "saturation": after.saturation.get(),
-            "brightness": after.brightness.get(),
-            "source": source,
-            "timestamp": timestamp,
-        }));
-    }
-    events
-}
 
 /// The event that says how many were lost.
 pub fn dropped_event(count: u64, timestamp: u64) -> Value {
@@ -175,25 +152,6 @@ impl Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::light::Unit;
-
-    #[test]
-    fn power_and_light_events_name_their_source() {
-        let before = LightState::default();
-        let after = LightState {
-            on: false,
-            brightness: Unit::try_from(0.5).unwrap(),
-            ..before
-        };
-        let events = light_events(&before, &after, "me", 7);
-        assert_eq!(
-            events[0],
-            json!({"type": "power", "on": false, "source": "me", "timestamp": 7})
-        );
-        assert_eq!(events[1]["type"], json!("light"));
-        assert_eq!(events[1]["brightness"], json!(0.5));
-        assert!(light_events(&after, &after, "me", 8).is_empty());
-    }
 
     #[test]
     fn spool_survives_restarts_and_torn_lines_and_drops_oldest_counted() {

@@ -1,11 +1,10 @@
-//! The one owner of the lamp's state: a task that takes commands on a channel, drives the pure
-//! [`Device`] with the real clocks, and publishes what changed on watch channels.
+//! The one owner of the lamp's state: a task that feeds the pure [`Lamp`] its inputs with the
+//! real clocks, drains its outputs onto channels, and sleeps until its next wake-up.
 //!
-//! Everything else (MQTT, and later the UI, BLE and the schedulers) holds a [`LampHandle`].
+//! Everything else (MQTT, the UI, and later BLE) holds a [`LampHandle`] and sends [`Command`]s.
 //! The task never awaits anything but its inputs and its next wake-up, so no slow peer can
 //! stall the light: shadow replies go out through a bounded queue that it never waits on.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -14,15 +13,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{Wake, WallClock, timestamp};
+use crate::clock::{self, WallClock, timestamp};
 use crate::core::colour::Rgb;
-use crate::core::device::{
-    AlarmCommand, ClockStatus, Device, Identity, Memory, PairingView, ShadowMessage, ShadowOp, ShadowTopic,
-};
 use crate::core::firmware::{FirmwareRequest, UpdateStatus};
-use crate::core::light::{LightChange, LightState};
+use crate::core::lamp::{
+    AlarmCommand, Answer, ClockStatus, Echo, Identity, Input, Lamp, Now, Output, PairingView, Refusal, Saved,
+    ShadowMessage, ShadowOp, ShadowTopic, UnpairSource,
+};
+use crate::core::light::LightChange;
 use crate::core::pairing::Owner;
-use crate::core::shadow::Shadow;
 
 /// Room for a burst of commands; beyond it senders wait, which pushes back to the broker
 /// instead of growing memory.
@@ -35,6 +34,7 @@ const EVENT_QUEUE: usize = 256;
 /// While alarms wait for the clock to be synchronised, how often to look.
 const SYNC_POLL: Duration = Duration::from_secs(30);
 
+/// What the lamp's peers ask of it. Most become one [`Input`]; the task answers the rest.
 #[derive(Debug)]
 pub enum Command {
     /// A partial change from a named client (LAMPI's `client` field), with its own fade or the
@@ -55,12 +55,12 @@ pub enum Command {
     /// A change to the settings in `desired` (alarms, mode, natural light) made on the lamp.
     Settings {
         patch: Map<String, Value>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
     },
     /// Snooze or dismiss the ringing alarm; the answer says why not when there is none.
     Alarm {
         command: AlarmCommand,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
     },
     /// Show a new pairing code (it appears on the `pairing` watch channel).
     RequestPairingCode,
@@ -68,12 +68,12 @@ pub enum Command {
     Associate {
         code: String,
         owner: Owner,
-        reply: oneshot::Sender<Result<Owner, String>>,
+        reply: oneshot::Sender<Result<Owner, Refusal>>,
     },
-    /// Forget the owner; `source` is `lamp` or `cloud`.
+    /// Forget the owner.
     Unpair {
-        source: &'static str,
-        reply: oneshot::Sender<Result<Owner, String>>,
+        source: UnpairSource,
+        reply: oneshot::Sender<Result<Owner, Refusal>>,
     },
     /// How the privileged updater is getting on.
     FirmwareStatus(UpdateStatus),
@@ -81,27 +81,11 @@ pub enum Command {
     Ping(oneshot::Sender<()>),
 }
 
-/// The light as LAMPI reports it, published after every accepted `set_config` (even one that
-/// changes nothing, so every sender gets its echo) and whenever the shadow changes the light.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Snapshot {
-    pub state: LightState,
-    /// Who made the last change; `shadow` for changes through the device shadow.
-    pub client: String,
-}
-
-/// Everything that must survive a restart.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Saved {
-    pub light: LightState,
-    pub shadow: Arc<Shadow>,
-    pub memory: Memory,
-}
-
 #[derive(Clone, Debug)]
 pub struct LampHandle {
     pub commands: mpsc::Sender<Command>,
-    pub changes: watch::Receiver<Snapshot>,
+    /// The light for LAMPI's `changed` topic.
+    pub changes: watch::Receiver<Echo>,
     /// The duty cycles being shown, every fade frame.
     pub output: watch::Receiver<Rgb>,
     pub saved: watch::Receiver<Saved>,
@@ -112,11 +96,11 @@ pub struct LampHandle {
 }
 
 pub struct LampTask {
-    device: Device,
+    lamp: Lamp,
     clock: Box<dyn WallClock>,
     require_sync: bool,
     commands: mpsc::Receiver<Command>,
-    changes: watch::Sender<Snapshot>,
+    changes: watch::Sender<Echo>,
     output: watch::Sender<Rgb>,
     saved: watch::Sender<Saved>,
     pairing: watch::Sender<PairingView>,
@@ -144,7 +128,13 @@ enum Woken {
     Command(Command),
     CommandsClosed,
     Timer,
-    Clock(Wake),
+    Clock(clock::Wake),
+}
+
+/// Where the answer to a command goes.
+enum Reply {
+    Done(oneshot::Sender<Result<(), Refusal>>),
+    Owner(oneshot::Sender<Result<Owner, Refusal>>),
 }
 
 /// How the lamp keeps time: its wall clock, and whether alarms need it synchronised.
@@ -161,21 +151,18 @@ impl LampTask {
         transition: Duration,
         time: Timekeeping,
     ) -> (LampTask, LampHandle, Outbox) {
-        let device = Device::new(
-            saved.light,
-            Shadow::clone(&saved.shadow),
-            saved.memory.clone(),
-            identity,
-            transition,
-            Instant::now().into_std(),
-        );
+        let now = Now::new(Instant::now().into_std(), time.clock.now());
+        let lamp = Lamp::new(saved.clone(), identity, transition, now);
         let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
-        let (changes_tx, changes_rx) = watch::channel(Snapshot {
+        let (changes_tx, changes_rx) = watch::channel(Echo {
             state: saved.light,
             client: String::new(),
         });
         let (output_tx, output_rx) = watch::channel(Rgb::OFF);
-        let (pairing_tx, pairing_rx) = watch::channel(device.pairing());
+        let (pairing_tx, pairing_rx) = watch::channel(PairingView {
+            owner: saved.memory.owner.clone(),
+            ..PairingView::default()
+        });
         let (saved_tx, saved_rx) = watch::channel(saved);
         let (online_tx, online_rx) = watch::channel(false);
         let (shadow_tx, shadow_rx) = mpsc::channel(SHADOW_QUEUE);
@@ -183,7 +170,7 @@ impl LampTask {
         // One request at a time: the lamp asks for a version only once.
         let (updates_tx, updates_rx) = mpsc::channel(4);
         let task = LampTask {
-            device,
+            lamp,
             clock: time.clock,
             require_sync: time.require_sync,
             commands: command_rx,
@@ -214,32 +201,28 @@ impl LampTask {
         (task, handle, outbox)
     }
 
+    fn now(&self) -> Now {
+        Now::new(Instant::now().into_std(), self.clock.now())
+    }
+
     /// Runs until `shutdown` fires, even when no handle is left (a lamp with MQTT disabled
     /// still fades in and keeps its light); returns what must be saved.
     pub async fn run(mut self, shutdown: CancellationToken) -> Saved {
         let mut commands_open = true;
         loop {
-            let now = Instant::now().into_std();
-            let wall = timestamp(self.clock.now());
             let synchronised = self.clock.synchronised();
             let status = ClockStatus {
                 synchronised,
                 require_sync: self.require_sync,
             };
-            self.device.set_clock(status, wall);
-            // The LED first: reporting the output to the shadow can wait a few microseconds.
-            let output = self.device.output(now);
-            self.output
-                .send_if_modified(|shown| std::mem::replace(shown, output) != output);
-            let messages = self.device.tick(now, wall);
-            self.emit(messages);
-            let mut wake = self.device.next_wake(now).map(Instant::from_std);
+            self.handle(Input::Tick(status), None);
+            let wake = self.lamp.next_wake();
+            let mut mono = wake.mono.map(Instant::from_std);
             if self.require_sync && !synchronised {
                 // The kernel does not announce synchronisation: look now and then.
                 let poll = Instant::now() + SYNC_POLL;
-                wake = Some(wake.map_or(poll, |w| w.min(poll)));
+                mono = Some(mono.map_or(poll, |w| w.min(poll)));
             }
-            let wall_wake = self.device.next_wall_wake(now);
             let woken = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Woken::Shutdown,
@@ -247,100 +230,105 @@ impl LampTask {
                     Some(command) => Woken::Command(command),
                     None => Woken::CommandsClosed,
                 },
-                () = sleep_until(wake) => Woken::Timer,
-                woke = self.clock.sleep_until(wall_wake) => Woken::Clock(woke),
+                () = sleep_until(mono) => Woken::Timer,
+                woke = self.clock.sleep_until(wake.wall) => Woken::Clock(woke),
             };
             match woken {
                 Woken::Shutdown => break,
-                Woken::Command(command) => self.handle(command),
+                Woken::Command(command) => self.command(command),
                 Woken::CommandsClosed => commands_open = false,
-                Woken::Timer | Woken::Clock(Wake::Due) => {}
-                Woken::Clock(Wake::Stepped) => {
+                Woken::Timer | Woken::Clock(clock::Wake::Due) => {}
+                Woken::Clock(clock::Wake::Stepped) => {
                     let wall = self.clock.now();
                     tracing::info!(%wall, "the wall clock was set; alarms are planned again");
-                    self.device.clock_stepped(timestamp(wall));
+                    self.handle(Input::ClockStepped, None);
                 }
             }
         }
         // Local changes still waiting for the shadow are saved with it.
-        let messages = self.device.flush_local(timestamp(self.clock.now()));
-        self.emit(messages);
+        self.handle(Input::Flush, None);
         self.saved.borrow().clone()
     }
 
-    fn handle(&mut self, command: Command) {
-        let now = Instant::now().into_std();
-        let timestamp = timestamp(self.clock.now());
-        let light_before = self.device.light();
-        let (messages, client) = match command {
+    fn command(&mut self, command: Command) {
+        let (input, reply) = match command {
             Command::Set {
                 change,
                 transition,
                 client,
-            } => {
-                self.device.local_change(change, transition, now, timestamp);
-                (Vec::new(), Some(client))
-            }
-            Command::Shadow { op, payload } => (self.device.shadow_request(op, &payload, now, timestamp), None),
-            Command::Cloud { topic, payload } => (self.device.cloud_message(topic, &payload, now, timestamp), None),
+            } => (
+                Input::Set {
+                    change,
+                    transition,
+                    client,
+                },
+                None,
+            ),
+            Command::Shadow { op, payload } => (Input::Shadow { op, payload }, None),
+            Command::Cloud { topic, payload } => (Input::Cloud { topic, payload }, None),
             Command::Connected => {
                 self.online.send_replace(true);
-                (self.device.connected(timestamp), None)
+                (Input::Connected, None)
             }
             Command::Disconnected => {
                 self.online.send_replace(false);
                 return;
             }
-            Command::Settings { patch, reply } => match self.device.local_settings(patch, now, timestamp) {
-                Ok(messages) => {
-                    let _ = reply.send(Ok(()));
-                    (messages, None)
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    return;
-                }
-            },
-            Command::Alarm { command, reply } => {
-                let _ = reply.send(self.device.alarm_command(command, now, timestamp));
-                (Vec::new(), None)
-            }
+            Command::Settings { patch, reply } => (Input::Settings(patch), Some(Reply::Done(reply))),
+            Command::Alarm { command, reply } => (Input::Alarm(command), Some(Reply::Done(reply))),
             Command::RequestPairingCode => {
-                let mut os_random = rand::TryRngCore::unwrap_err(rand::rngs::OsRng);
-                self.device.request_code(&mut os_random, now, timestamp);
-                (Vec::new(), None)
+                let mut seed = [0; 32];
+                rand::RngCore::fill_bytes(&mut rand::TryRngCore::unwrap_err(rand::rngs::OsRng), &mut seed);
+                (Input::RequestPairingCode { seed }, None)
             }
-            Command::Associate { code, owner, reply } => {
-                let _ = reply.send(self.device.associate(&code, owner, now, timestamp));
-                (Vec::new(), None)
-            }
-            Command::Unpair { source, reply } => {
-                let _ = reply.send(self.device.unpair(source, timestamp));
-                (Vec::new(), None)
-            }
-            Command::FirmwareStatus(status) => {
-                self.device.firmware_progress(status);
-                (Vec::new(), None)
-            }
+            Command::Associate { code, owner, reply } => (Input::Associate { code, owner }, Some(Reply::Owner(reply))),
+            Command::Unpair { source, reply } => (Input::Unpair(source), Some(Reply::Owner(reply))),
+            Command::FirmwareStatus(status) => (Input::FirmwareStatus(status), None),
             Command::Ping(reply) => {
                 let _ = reply.send(());
                 return;
             }
         };
-        let light = self.device.light();
-        // Every LAMPI sender gets its echo; shadow requests only when they changed the light.
-        let echo = client.is_some() || light != light_before;
-        let source = client.unwrap_or_else(|| "shadow".into());
-        for event in crate::events::light_events(&light_before, &light, &source, timestamp) {
-            self.send_event(event);
+        self.handle(input, reply);
+    }
+
+    /// Feeds the lamp one input and sends everything it made where it goes.
+    fn handle(&mut self, input: Input, mut reply: Option<Reply>) {
+        let now = self.now();
+        self.lamp.handle(input, now);
+        while let Some(output) = self.lamp.poll_output() {
+            match output {
+                Output::Led(duty) => {
+                    self.output.send_replace(duty);
+                }
+                Output::Shadow(message) => self.send_shadow(message),
+                Output::Event(event) => self.send_event(event),
+                Output::FirmwareRequest(request) => {
+                    // Closed: no updater runs (tests, a lamp without a state directory to share).
+                    if let Err(TrySendError::Full(request)) = self.updates_out.try_send(request) {
+                        tracing::warn!(version = %request.version, "firmware update queue full; request dropped");
+                    }
+                }
+                Output::Echo(echo) => {
+                    self.changes.send_replace(echo);
+                }
+                Output::Pairing(view) => {
+                    self.pairing.send_replace(view);
+                }
+                Output::Saved(saved) => {
+                    self.saved.send_replace(saved);
+                }
+                Output::Answer(answer) => match (answer, reply.take()) {
+                    (Answer::Settings(result) | Answer::Alarm(result), Some(Reply::Done(reply))) => {
+                        let _ = reply.send(result);
+                    }
+                    (Answer::Associate(result) | Answer::Unpair(result), Some(Reply::Owner(reply))) => {
+                        let _ = reply.send(result);
+                    }
+                    (answer, _) => tracing::error!(?answer, "an answer nobody asked for"),
+                },
+            }
         }
-        if echo {
-            self.changes.send_replace(Snapshot {
-                state: light,
-                client: source,
-            });
-        }
-        self.emit(messages);
     }
 
     /// Queues an analytics event; when the queue is full it is dropped and counted, and the count
@@ -358,43 +346,17 @@ impl LampTask {
         }
     }
 
-    /// Queues shadow messages for the publisher and the core's analytics events, and marks
-    /// the state for saving when it changed.
-    fn emit(&mut self, messages: Vec<ShadowMessage>) {
-        for event in self.device.take_events() {
-            self.send_event(event);
-        }
-        for request in self.device.take_update_requests() {
-            // Closed: no updater runs (tests, a lamp without a state directory to share).
-            if let Err(TrySendError::Full(request)) = self.updates_out.try_send(request) {
-                tracing::warn!(version = %request.version, "firmware update queue full; request dropped");
+    fn send_shadow(&mut self, message: ShadowMessage) {
+        if let Err(TrySendError::Full(_)) = self.shadow_out.try_send(message) {
+            // One line per thousand, so a flood of requests cannot flood the journal too.
+            if self.dropped_replies.is_multiple_of(1000) {
+                tracing::warn!(
+                    dropped = self.dropped_replies + 1,
+                    "shadow reply queue full; replies dropped"
+                );
             }
+            self.dropped_replies += 1;
         }
-        let pairing = self.device.pairing();
-        self.pairing
-            .send_if_modified(|shown| std::mem::replace(shown, pairing.clone()) != pairing);
-        let memory = self.device.memory();
-        if messages.is_empty() && self.saved.borrow().memory == memory {
-            return;
-        }
-        for message in messages {
-            if let Err(TrySendError::Full(_)) = self.shadow_out.try_send(message) {
-                // One line per thousand, so a flood of requests cannot flood the journal too.
-                if self.dropped_replies.is_multiple_of(1000) {
-                    tracing::warn!(
-                        dropped = self.dropped_replies + 1,
-                        "shadow reply queue full; replies dropped"
-                    );
-                }
-                self.dropped_replies += 1;
-            }
-        }
-        let saved = Saved {
-            light: self.device.light(),
-            shadow: Arc::new(self.device.shadow().clone()),
-            memory,
-        };
-        self.saved.send_replace(saved);
     }
 }
 
@@ -426,11 +388,7 @@ mod tests {
     }
 
     fn fresh() -> Saved {
-        Saved {
-            light: LightState::default(),
-            shadow: Arc::default(),
-            memory: Memory::default(),
-        }
+        Saved::default()
     }
 
     fn set(brightness: f64) -> Command {
@@ -490,7 +448,7 @@ mod tests {
             (event["type"].as_str(), event["source"].as_str()),
             (Some("power"), Some("shadow"))
         );
-        assert_eq!(first.topic, crate::core::device::ShadowTopic::UpdateAccepted);
+        assert_eq!(first.topic, crate::core::lamp::ShadowTopic::UpdateAccepted);
     }
 
     #[tokio::test(start_paused = true)]

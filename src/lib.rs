@@ -3,13 +3,22 @@
 //! # Layout
 //!
 //! Pure core (no I/O, no tokio, no clock reads; every input carries `now`):
+//! - [`core::lamp`]: **the lamp's core**, [`core::lamp::Lamp`]: one way in,
+//!   `handle(`[`Input`](core::lamp::Input)`, `[`Now`](core::lamp::Now)`)`; one way out,
+//!   `poll_output() -> Option<`[`Output`](core::lamp::Output)`>` and `next_wake() ->`
+//!   [`Wake`](core::lamp::Wake). Its parts: `io` (the types in and out), `host` (the shadow
+//!   service), `cloud` (a cloud shadow's client), `report` (`reported`, local changes
+//!   coalesced), `pairing`. A new input source (BLE, a fleet simulator) is a new `Input` and
+//!   `Output` variant, handled here and routed in [`lamp_task`].
 //! - [`core::light`]: the lamp's state (on, hue, saturation, brightness) and partial changes.
 //! - [`core::colour`]: the colour pipeline, state → perceptual brightness → PWM duty cycles.
-//! - [`core::lamp`]: the state machine: target, fades, and when it next needs waking.
+//! - [`core::fade`]: the fader: target, fades, and when it next needs waking.
 //! - [`core::shadow`]: a device shadow with AWS IoT semantics (merge, metadata, delta, errors).
 //! - [`core::schema`]: what the lamp's shadow may contain, validated field by field.
-//! - [`core::device`]: the whole lamp as one state machine: light, shadow and schedulers in step.
-//! - [`core::alarm`]: alarm occurrences across zones and DST, and the alarm clock's rules.
+//! - [`core::report`]: the typed sections of `reported` the core writes and the screen reads.
+//! - [`core::analytics`]: the analytics events the core makes.
+//! - [`core::alarm`]: an alarm and its defaults (`spec`), the alarm clock's rules (`clock`),
+//!   its light (`light`: blink, sunrise), occurrences across zones and DST.
 //! - [`core::sun`]: the sun's elevation, sunrise and sunset (NOAA's equations).
 //! - [`core::natural`]: natural-light mode: sun elevation to colour temperature and brightness.
 //! - [`core::schedule`]: what shows — an alarm, natural light or the person's setting.
@@ -22,8 +31,8 @@
 //! - [`protocol::pairing`]: the pairing topics' JSON between the lamp and the cloud portal.
 //!
 //! Shell (tokio tasks around the core):
-//! - [`lamp_task`]: the one owner of a lamp's state; commands in, watch channels out; it sleeps
-//!   until the core's next monotonic or wall-clock wake-up.
+//! - [`lamp_task`]: the one owner of a [`core::lamp::Lamp`]: each command becomes an `Input`,
+//!   every `Output` goes to its watch channel or queue, and it sleeps until `next_wake()`.
 //! - [`mqtt`]: LAMPI's and the shadow's MQTT topics over rumqttc: `topics` (pure routing: topic
 //!   and retain flag → what it is for this lamp), the `poller` (reconnects with backoff, messages
 //!   in → lamp commands), the `publisher` (state, replies, analytics and their spool out), `tls`.

@@ -16,12 +16,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::core::alarm::AlarmMemory;
-use crate::core::device::Memory;
 use crate::core::firmware::UpdateStatus;
+use crate::core::lamp::{Memory, Saved};
 use crate::core::light::LightState;
 use crate::core::pairing::Owner;
 use crate::core::shadow::Shadow;
-use crate::lamp_task::Saved;
 
 const STATE_FILE: &str = "state.json";
 /// Version of the file's meaning, so a later firmware can migrate instead of guessing.

@@ -144,7 +144,7 @@ async fn a_state_file_from_a_newer_firmware_keeps_the_owner_and_the_alarms() {
         .next_where(|p| p.topic.ends_with("/accepted") || p.topic.ends_with("/rejected"))
         .await;
     assert!(answer.topic.ends_with("/accepted"), "{:?}", answer.payload);
-    let has_alarm = |saved: &lampi::lamp_task::Saved| {
+    let has_alarm = |saved: &lampi::core::lamp::Saved| {
         saved
             .shadow
             .reported

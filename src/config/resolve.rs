@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Config, Display, ShadowService};
-use crate::core::device::ShadowRole;
+use crate::core::lamp::ShadowRole;
 
 /// Where the state lives when neither the command line, the config nor systemd says.
 const SYSTEM_STATE_DIR: &str = "/var/lib/lampi";

@@ -184,7 +184,7 @@ fn the_command_line_overrides_the_config_which_overrides_the_machine() {
 
 #[test]
 fn the_shadow_service_decides_the_lamps_role() {
-    use crate::core::device::ShadowRole;
+    use crate::core::lamp::ShadowRole;
     for (service, role) in [
         ("device", ShadowRole::Host),
         ("aws", ShadowRole::Client),

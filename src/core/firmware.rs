@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The end of the reason a downgrade was refused: the cloud may then ask again, allowing it.
 const DOWNGRADE_REFUSED: &str = "a downgrade needs allow_downgrade";
@@ -43,6 +43,17 @@ pub enum UpdateState {
 }
 
 impl UpdateState {
+    /// The name `reported.firmware.update.state` has.
+    pub fn name(self) -> &'static str {
+        match self {
+            UpdateState::Requested => "requested",
+            UpdateState::Downloading => "downloading",
+            UpdateState::Installing => "installing",
+            UpdateState::Succeeded => "succeeded",
+            UpdateState::Failed => "failed",
+        }
+    }
+
     pub fn finished(self) -> bool {
         matches!(self, UpdateState::Succeeded | UpdateState::Failed)
     }
@@ -140,21 +151,24 @@ impl Firmware {
 
     /// `reported.firmware`.
     pub fn report(&self) -> Value {
-        let mut firmware = json!({ "version": self.running });
-        if let Some(status) = &self.status {
-            let mut status = status.clone();
+        let update = self.status.clone().map(|mut status| {
             if let Some(error) = &mut status.error {
                 super::schema::cut_text(error, MAX_ERROR_BYTES);
                 error.retain(|c| !c.is_control());
             }
-            firmware["update"] = serde_json::to_value(status).expect("a status always serialises");
-        }
-        firmware
+            status
+        });
+        super::report::to_value(&super::report::FirmwareReport {
+            version: self.running.clone(),
+            update,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn desired(version: &str, allow_downgrade: bool) -> Value {

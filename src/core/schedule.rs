@@ -193,7 +193,7 @@ impl Scheduler {
 mod tests {
     use super::*;
     use crate::core::colour::lightness_from_luminance;
-    use crate::core::lamp::Lamp;
+    use crate::core::fade::Fader;
     use crate::core::light::LightState;
     use serde_json::json;
 
@@ -207,7 +207,7 @@ mod tests {
         let mut scheduler = Scheduler::new(AlarmMemory::default());
         let t0 = Instant::now();
         let wall0: DateTime<Utc> = start.parse().unwrap();
-        let mut lamp = Lamp::new(LightState::default(), Duration::ZERO, t0);
+        let mut lamp = Fader::new(LightState::default(), Duration::ZERO, t0);
         scheduler.configure(settings.as_object().unwrap(), t0, wall0);
         let (mut worst, mut darkest, mut brightest_seen) = (0.0_f64, 1.0_f64, 0.0_f64);
         let mut previous: Option<f64> = None;

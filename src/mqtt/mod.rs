@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::topics::Topics;
 use crate::config::MqttConfig;
 use crate::core::backoff::Backoff;
-use crate::core::device::ShadowMessage;
+use crate::core::lamp::ShadowMessage;
 use crate::core::schema::MAX_PACKET_BYTES;
 use crate::events::Spool;
 use crate::lamp_task::LampHandle;

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::topics::{Route, Topics};
 use super::{Link, MAX_INCOMING_PACKET_BYTES, Notice, now_timestamp};
 use crate::core::backoff::Backoff;
+use crate::core::lamp::{Refusal, UnpairSource};
 use crate::core::pairing::Owner;
 use crate::events;
 use crate::lamp_task::Command;
@@ -138,7 +139,8 @@ pub(super) async fn poll(
                             &notices,
                             topics.alarm_result.clone(),
                             answer,
-                            move |result: Result<(), String>| {
+                            move |result: Result<(), Refusal>| {
+                                let result = result.map_err(|refusal| refusal.to_string());
                                 let result = result.as_ref().map(|_| ()).map_err(String::as_str);
                                 lampi::alarm_result(Some(command), request.token.as_deref(), result)
                             },
@@ -151,7 +153,7 @@ pub(super) async fn poll(
                         reply: pairing_reply(&notices, &topics, association.token),
                     },
                     Some(Incoming::Unpair { token }) => Command::Unpair {
-                        source: "cloud",
+                        source: UnpairSource::Cloud,
                         reply: pairing_reply(&notices, &topics, token),
                     },
                     Some(Incoming::Notice(notice)) => {
@@ -218,13 +220,16 @@ fn pairing_reply(
     notices: &mpsc::Sender<Notice>,
     topics: &Topics,
     token: Option<String>,
-) -> oneshot::Sender<Result<Owner, String>> {
+) -> oneshot::Sender<Result<Owner, Refusal>> {
     let (reply, answer) = oneshot::channel();
     answer_later(
         notices,
         topics.pairing.result.clone(),
         answer,
-        move |result: Result<Owner, String>| pairing::result(token.as_deref(), result.as_ref().map_err(String::as_str)),
+        move |result: Result<Owner, Refusal>| {
+            let result = result.map_err(|refusal| refusal.to_string());
+            pairing::result(token.as_deref(), result.as_ref().map_err(String::as_str))
+        },
     );
     reply
 }

@@ -10,10 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::topics::Topics;
 use super::{GOODBYE_TIMEOUT, Link, Notice, now_timestamp};
-use crate::core::device::{PairingView, ShadowMessage};
+use crate::core::lamp::{PairingView, ShadowMessage};
 use crate::core::schema::MAX_PACKET_BYTES;
 use crate::events::{self, Spool};
-use crate::lamp_task::{LampHandle, Snapshot};
+use crate::core::lamp::Echo;
+use crate::lamp_task::LampHandle;
 use crate::protocol::homeassistant;
 use crate::protocol::lampi;
 use crate::protocol::pairing;
@@ -80,7 +81,7 @@ impl Out {
 
 /// What the publisher sends out.
 pub(super) struct Outputs {
-    changes: watch::Receiver<Snapshot>,
+    changes: watch::Receiver<Echo>,
     pairing: watch::Receiver<PairingView>,
     notices: mpsc::Receiver<Notice>,
     shadow: mpsc::Receiver<ShadowMessage>,
@@ -123,7 +124,7 @@ async fn send_backlog(out: &Out, topics: &Topics, spool: &mut Spool) {
 }
 
 /// Publishes the lamp's state on LAMPI's topic and, when enabled, Home Assistant's.
-async fn publish_state(out: &Out, topics: &Topics, snapshot: &Snapshot) {
+async fn publish_state(out: &Out, topics: &Topics, snapshot: &Echo) {
     let payload = lampi::changed_payload(&snapshot.state, &snapshot.client);
     out.publish(&topics.changed, true, payload).await;
     if let Some(ha) = &topics.homeassistant {

@@ -1,7 +1,7 @@
 //! Every topic one lamp uses, and what an incoming topic is for this lamp: pure, no I/O.
 
 use crate::config::{Config, Resolved, ShadowService};
-use crate::core::device::{ShadowOp, ShadowRole, ShadowTopic};
+use crate::core::lamp::{ShadowOp, ShadowRole, ShadowTopic};
 use crate::protocol::homeassistant::Entity;
 use crate::protocol::lampi;
 use crate::protocol::pairing::PairingTopics;

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::core::device::AlarmCommand;
+use crate::core::lamp::AlarmCommand;
 use crate::core::light::{LightChange, LightState, Unit};
 
 /// A `set_config` is a few dozen bytes; anything much larger is a mistake or an attack.

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{only_keys, small_object, token};
-use crate::core::device::PairingView;
+use crate::core::lamp::PairingView;
 use crate::core::pairing::{Owner, display};
 
 /// Longest association or unpair message accepted.

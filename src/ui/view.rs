@@ -9,12 +9,12 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::core::alarm::{Action, Alarm, DEFAULT_RAMP_MINUTES};
 use crate::core::colour::duty_for;
 use crate::core::natural::NaturalLight;
 use crate::core::pairing::CODE_LIFE;
+use crate::core::report::{self, AlarmState};
 use crate::core::schedule::zone_setting;
-use crate::core::schema::{DAYS, MAX_ALARMS};
+use crate::core::schema::MAX_ALARMS;
 use crate::core::sun::{self, Daylight};
 
 /// Everything the screen depends on. The live UI builds it from the lamp's watch channels;
@@ -185,24 +185,6 @@ pub enum PairingPhase {
     Paired,
 }
 
-/// One alarm as the list and the editor show it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct AlarmLine {
-    pub id: String,
-    pub label: String,
-    pub hour: u32,
-    pub minute: u32,
-    /// Bit 0 is Monday.
-    pub day_mask: u8,
-    pub enabled: bool,
-    pub sunrise: bool,
-    pub ramp_minutes: u32,
-    pub time_text: String,
-    pub days_text: String,
-    pub action_text: String,
-}
-
-/// Everything on every screen, ready to show.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct View {
     pub time_text: String,
@@ -256,6 +238,12 @@ pub struct View {
 
 /// Stops per slider track (as many as ui/api.slint's gradients have): the hue track passes
 /// through every primary and secondary colour; five follow the brightness curve closely.
+#[path = "view_alarms.rs"]
+mod alarms;
+
+pub use alarms::{AlarmLine, alarm_patch, new_alarm_id};
+use alarms::{alarm_count, alarm_lines, next_alarm_text};
+
 const HUE_STOPS: usize = 7;
 const TRACK_STOPS: usize = 5;
 /// The sun curve's resolution in minutes.
@@ -275,9 +263,8 @@ pub fn view(input: &ViewInput) -> View {
     } else {
         "Waiting for the time…".into()
     };
-    let alarm_state = input.reported.get("alarm");
-    let state = alarm_state.and_then(|a| a.get("state")).and_then(Value::as_str);
-    let ringing_entry = alarm_state.and_then(|a| a.get("ringing"));
+    let alarm = report::alarm(&input.reported).unwrap_or_default();
+    let ringing_entry = alarm.ringing.as_ref();
     let light = input.light;
     let track = |stops: usize, f: &dyn Fn(f64) -> (f64, f64, f64)| {
         (0..stops)
@@ -290,13 +277,7 @@ pub fn view(input: &ViewInput) -> View {
     // The tracks show colour even when the light is off: they say what a touch would do.
     let shown_brightness = light.brightness.max(0.35);
     let (natural_available, natural_text, sun) = natural(input, zone);
-    let owner_name = input
-        .reported
-        .get("owner")
-        .and_then(|o| o.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let owner_name = report::owner(&input.reported).map(|o| o.name).unwrap_or_default();
     let left = input.pairing.left_s.max(0.0);
     View {
         time_text,
@@ -314,18 +295,15 @@ pub fn view(input: &ViewInput) -> View {
         cloud_connected: input.cloud_connected,
         paired: !owner_name.is_empty(),
         natural_mode: input.setting("mode").and_then(Value::as_str) == Some("natural"),
-        ringing: state == Some("ringing"),
-        snoozed: state == Some("snoozed"),
+        ringing: alarm.state == AlarmState::Ringing,
+        snoozed: alarm.state == AlarmState::Snoozed,
         ringing_label: ringing_entry
-            .and_then(|r| r.get("label"))
-            .and_then(Value::as_str)
+            .map(|r| r.label.as_str())
             .filter(|l| !l.is_empty())
             .unwrap_or("Alarm")
             .to_owned(),
         ringing_time: ringing_entry
-            .and_then(|r| r.get("at"))
-            .and_then(Value::as_str)
-            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            .and_then(|r| DateTime::parse_from_rfc3339(&r.at).ok())
             .map(|at| joined_clock_text(at.time(), clock_24h))
             .unwrap_or_default(),
         alarms: alarm_lines(input, clock_24h),
@@ -375,128 +353,6 @@ fn clock_text(time: NaiveTime, clock_24h: bool) -> (String, String) {
 fn joined_clock_text(time: NaiveTime, clock_24h: bool) -> String {
     let (time, meridiem) = clock_text(time, clock_24h);
     format!("{time} {meridiem}").trim_end().to_owned()
-}
-
-fn next_alarm_text(input: &ViewInput, today: chrono::NaiveDate, clock_24h: bool) -> String {
-    let Some(alarm) = input.reported.get("alarm") else {
-        return String::new();
-    };
-    let at = |value: Option<&Value>| {
-        value
-            .and_then(Value::as_str)
-            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
-    };
-    if let Some(until) = at(alarm.get("snoozed_until")) {
-        return format!("Snoozed until {}", joined_clock_text(until.time(), clock_24h));
-    }
-    let Some(next) = alarm.get("next") else {
-        return "No alarm set".into();
-    };
-    let Some(when) = at(next.get("at")) else {
-        return String::new();
-    };
-    let day = match (when.date_naive() - today).num_days() {
-        0 => "Today".to_owned(),
-        1 => "Tomorrow".to_owned(),
-        2..=6 => when.format("%A").to_string(),
-        _ => when.format("%a %-d %b").to_string(),
-    };
-    let label = next.get("label").and_then(Value::as_str).unwrap_or_default();
-    let time = joined_clock_text(when.time(), clock_24h);
-    if label.is_empty() {
-        format!("Alarm: {day} {time}")
-    } else {
-        format!("Alarm: {day} {time} · {label}")
-    }
-}
-
-fn alarm_count(input: &ViewInput) -> usize {
-    input.setting("alarms").and_then(Value::as_object).map_or(0, Map::len)
-}
-
-fn alarm_lines(input: &ViewInput, clock_24h: bool) -> Vec<AlarmLine> {
-    let Some(alarms) = input.setting("alarms").and_then(Value::as_object) else {
-        return Vec::new();
-    };
-    let mut lines: Vec<AlarmLine> = alarms
-        .iter()
-        .map(|(id, spec)| {
-            // Read as the alarm clock reads it, with its defaults.
-            let alarm = Alarm::from_json(id, spec);
-            let time = alarm.time;
-            let day_mask = (0..7).filter(|&i| alarm.days[i]).fold(0u8, |mask, i| mask | 1 << i);
-            let (sunrise, ramp_minutes) = match alarm.action {
-                Action::Sunrise { ramp_minutes } => (true, ramp_minutes),
-                // The editor offers the length the alarm keeps for a sunrise, should it
-                // become one.
-                Action::Blink => {
-                    let kept = spec.get("ramp_minutes").and_then(Value::as_u64);
-                    (false, kept.map_or(DEFAULT_RAMP_MINUTES, |m| m as u32))
-                }
-            };
-            AlarmLine {
-                id: id.clone(),
-                label: alarm.label,
-                hour: time.hour(),
-                minute: time.minute(),
-                day_mask,
-                enabled: alarm.enabled,
-                sunrise,
-                ramp_minutes,
-                time_text: joined_clock_text(time, clock_24h),
-                days_text: days_text(day_mask),
-                action_text: if sunrise {
-                    format!("Sunrise over {ramp_minutes} min")
-                } else {
-                    "Blink".into()
-                },
-            }
-        })
-        .collect();
-    lines.sort_by(|a, b| (a.hour, a.minute, &a.id).cmp(&(b.hour, b.minute, &b.id)));
-    lines
-}
-
-fn days_text(mask: u8) -> String {
-    const NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    match mask {
-        0 => "Once".into(),
-        0b111_1111 => "Every day".into(),
-        0b001_1111 => "Weekdays".into(),
-        0b110_0000 => "Weekends".into(),
-        _ => (0..7)
-            .filter(|i| mask & 1 << i != 0)
-            .map(|i| NAMES[i])
-            .collect::<Vec<_>>()
-            .join(", "),
-    }
-}
-
-/// The alarm as the settings want it after an edit on the screen: only the fields the editor
-/// owns, so a label or snooze time set from the app survives.
-pub fn alarm_patch(line: &AlarmLine) -> Value {
-    let days: Vec<&str> = (0..7)
-        .filter(|i| line.day_mask & 1 << i != 0)
-        .map(|i| DAYS[i])
-        .collect();
-    let mut alarm = json!({
-        "time": format!("{:02}:{:02}", line.hour, line.minute),
-        "days": days,
-        "enabled": line.enabled,
-        "action": if line.sunrise { "sunrise" } else { "blink" },
-    });
-    if line.sunrise {
-        alarm["ramp_minutes"] = json!(line.ramp_minutes);
-    }
-    alarm
-}
-
-/// An id for a new alarm that no alarm has yet.
-pub fn new_alarm_id(input_alarms: Option<&Map<String, Value>>) -> String {
-    (1..)
-        .map(|n| format!("alarm-{n}"))
-        .find(|id| input_alarms.is_none_or(|alarms| !alarms.contains_key(id)))
-        .expect("fewer alarms than numbers")
 }
 
 #[derive(Default)]
@@ -576,21 +432,16 @@ fn info(input: &ViewInput, zone: Tz, clock_24h: bool) -> Vec<(String, String)> {
         "off" => "off".to_owned(),
         _ => "hosted on the lamp".to_owned(),
     };
-    let firmware = match input
-        .reported
-        .get("firmware")
-        .and_then(|f| f.get("update"))
-        .and_then(|u| Some((u.get("state")?.as_str()?, u.get("version")?.as_str()?)))
-    {
-        Some((state, version)) => format!("{} (update to {version}: {state})", status.firmware),
+    let firmware = match report::firmware(&input.reported).and_then(|f| f.update) {
+        Some(update) => format!(
+            "{} (update to {}: {})",
+            status.firmware,
+            update.version,
+            update.state.name()
+        ),
         None => status.firmware.clone(),
     };
-    let owner = input
-        .reported
-        .get("owner")
-        .and_then(|o| o.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("nobody");
+    let owner = report::owner(&input.reported).map_or_else(|| "nobody".to_owned(), |o| o.name);
     let addresses = if status.addresses.is_empty() {
         "none".to_owned()
     } else {
@@ -631,207 +482,5 @@ pub fn countdown_tick(input: &ViewInput) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn example() -> ViewInput {
-        ViewInput::example()
-    }
-
-    #[test]
-    fn the_clock_is_in_the_lamps_zone_in_either_format_and_blank_until_synchronised() {
-        let mut input = example();
-        // 12:42 UTC is 07:42 in New York.
-        assert_eq!(
-            (view(&input).time_text.as_str(), view(&input).meridiem.as_str()),
-            ("07:42", "")
-        );
-        assert_eq!(view(&input).date_text, "Thursday 26 November");
-        input.prefs.clock_24h = false;
-        input.now = "2026-11-26T21:05:00Z".parse().unwrap();
-        assert_eq!(
-            (view(&input).time_text.as_str(), view(&input).meridiem.as_str()),
-            ("4:05", "PM")
-        );
-        input.desired.insert("timezone".into(), json!("Asia/Kolkata"));
-        assert_eq!(view(&input).time_text, "2:35");
-        input.clock_synchronised = false;
-        assert_eq!(view(&input).time_text, "--:--");
-        assert_eq!(view(&input).meridiem, "");
-    }
-
-    #[test]
-    fn next_alarm_snooze_and_ringing_read_from_the_report() {
-        let mut input = example();
-        assert_eq!(view(&input).next_alarm_text, "Alarm: Tomorrow 06:45 · Work");
-        input.reported["alarm"] =
-            json!({"state": "idle", "next": {"id": "w", "label": "", "at": "2026-12-01T09:00:00-05:00"}});
-        assert_eq!(view(&input).next_alarm_text, "Alarm: Tuesday 09:00");
-        input.reported["alarm"] = json!({"state": "idle"});
-        assert_eq!(view(&input).next_alarm_text, "No alarm set");
-        input.reported["alarm"] = json!({"state": "snoozed", "snoozed_until": "2026-11-27T06:54:00-05:00"});
-        assert_eq!(view(&input).next_alarm_text, "Snoozed until 06:54");
-        assert!(!view(&input).ringing && view(&input).snoozed);
-        input.reported["alarm"] =
-            json!({"state": "ringing", "ringing": {"label": "", "at": "2026-11-27T06:45:00-05:00"}});
-        let ringing = view(&input);
-        assert!(ringing.ringing);
-        assert_eq!(
-            (ringing.ringing_label.as_str(), ringing.ringing_time.as_str()),
-            ("Alarm", "06:45")
-        );
-    }
-
-    #[test]
-    fn alarms_are_listed_by_time_with_their_days_and_actions() {
-        let lines = view(&example()).alarms;
-        let summary: Vec<(&str, &str, &str, bool)> = lines
-            .iter()
-            .map(|l| {
-                (
-                    l.time_text.as_str(),
-                    l.days_text.as_str(),
-                    l.action_text.as_str(),
-                    l.enabled,
-                )
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                ("06:45", "Weekdays", "Sunrise over 30 min", true),
-                ("09:00", "Weekends", "Sunrise over 45 min", true),
-                ("21:30", "Once", "Blink", false),
-            ]
-        );
-        assert_eq!(days_text(0b000_0101), "Mon, Wed");
-        assert_eq!(days_text(0b111_1111), "Every day");
-        // A desired change shows before the lamp reports it.
-        let mut input = example();
-        input.desired.insert("alarms".into(), json!({}));
-        assert!(view(&input).alarms.is_empty());
-    }
-
-    #[test]
-    fn an_edited_alarm_becomes_a_patch_the_schema_accepts() {
-        let line = AlarmLine {
-            hour: 6,
-            minute: 5,
-            day_mask: 0b100_0001,
-            enabled: true,
-            sunrise: true,
-            ramp_minutes: 25,
-            ..AlarmLine::default()
-        };
-        let patch = alarm_patch(&line);
-        assert_eq!(
-            patch,
-            json!({"time": "06:05", "days": ["mon", "sun"], "enabled": true, "action": "sunrise", "ramp_minutes": 25})
-        );
-        let desired = json!({"alarms": {"alarm-1": patch}});
-        crate::core::schema::validate(desired.as_object().unwrap(), &Map::new()).unwrap();
-        let blink = alarm_patch(&AlarmLine { sunrise: false, ..line });
-        assert_eq!(blink.get("ramp_minutes"), None);
-        let taken = json!({"alarm-1": {}, "alarm-2": {}});
-        assert_eq!(new_alarm_id(taken.as_object()), "alarm-3");
-        assert_eq!(new_alarm_id(None), "alarm-1");
-    }
-
-    #[test]
-    fn slider_tracks_show_what_they_would_produce() {
-        let mut input = example();
-        let warm = view(&input);
-        // Brightness runs from black to the chosen colour at full brightness.
-        assert_eq!(warm.brightness_track[0], [0, 0, 0]);
-        assert_eq!(
-            warm.brightness_track[4],
-            duty_for(true, input.light.hue, input.light.saturation, 1.0).to_srgb8()
-        );
-        // Saturation starts white; the hue track goes round to where it began.
-        let first = warm.saturation_track[0];
-        assert!(first[0] == first[1] && first[1] == first[2]);
-        assert_eq!(warm.hue_track[0], warm.hue_track[6]);
-        input.light.on = false;
-        let off = view(&input);
-        assert_eq!(off.preview, [0, 0, 0]);
-        assert_eq!(off.hue_track, warm.hue_track);
-    }
-
-    #[test]
-    fn pairing_shows_the_code_its_countdown_the_owner_or_that_it_expired() {
-        let mut input = example();
-        assert_eq!(view(&input).pairing_phase, PairingPhase::Paired);
-        assert_eq!(view(&input).owner_name, "Ada");
-        input.pairing = PairingInput {
-            code: Some("ABCD-EFGH".into()),
-            left_s: 29.2,
-            expired: false,
-        };
-        let showing = view(&input);
-        assert_eq!(showing.pairing_phase, PairingPhase::Showing);
-        assert_eq!(
-            (showing.pairing_seconds, showing.pairing_code.as_str()),
-            (30, "ABCD-EFGH")
-        );
-        assert!((showing.pairing_left - 29.2 / 60.0).abs() < 1e-6);
-        input.pairing = PairingInput {
-            expired: true,
-            ..PairingInput::default()
-        };
-        assert_eq!(view(&input).pairing_phase, PairingPhase::Expired);
-        input.pairing.expired = false;
-        input.reported.remove("owner");
-        assert_eq!(view(&input).pairing_phase, PairingPhase::Idle);
-        assert!(!view(&input).paired);
-    }
-
-    #[test]
-    fn natural_light_needs_a_place_and_draws_todays_sun() {
-        let sunny = view(&example());
-        assert!(sunny.natural_available);
-        assert_eq!(sunny.sun_path.matches('L').count(), 24 * 60 / SUN_STEP_MINUTES as usize);
-        // 07:42 local: the sun is up, low, in the morning.
-        assert!((sunny.sun_now_minute - 462.0).abs() < 0.01);
-        assert!(
-            (0.0..20.0).contains(&sunny.sun_now_elevation),
-            "{}",
-            sunny.sun_now_elevation
-        );
-        assert_eq!(
-            (sunny.sunrise_text.as_str(), sunny.sunset_text.as_str()),
-            ("☀↑ 06:48", "☀↓ 16:14")
-        );
-        let mut input = example();
-        input.reported.remove("natural_light");
-        let nowhere = view(&input);
-        assert!(!nowhere.natural_available && nowhere.sun_path.is_empty());
-        assert!(nowhere.natural_text.contains("location"));
-    }
-
-    #[test]
-    fn status_lines_say_what_the_network_popup_said_and_more() {
-        let mut input = example();
-        input.cloud_connected = false;
-        let info = view(&input).info;
-        let line = |name: &str| info.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
-        assert_eq!(line("Broker"), "mqtt.example.net:8883, offline");
-        assert_eq!(line("Addresses"), "192.168.1.42, fe80::ba27:ebff:fe12:3456");
-        assert_eq!(line("Time zone"), "America/New_York");
-        input.status.broker.clear();
-        assert_eq!(view(&input).info[3].1, "MQTT off");
-    }
-
-    #[test]
-    fn the_screen_changes_by_itself_at_the_next_minute_or_countdown_second() {
-        let mut input = example();
-        input.now = "2026-11-26T12:42:15.5Z".parse().unwrap();
-        assert_eq!(
-            next_minute(input.now),
-            "2026-11-26T12:43:00Z".parse::<DateTime<Utc>>().unwrap()
-        );
-        assert_eq!(countdown_tick(&input), None);
-        input.pairing.code = Some("ABCD-EFGH".into());
-        input.pairing.left_s = 41.25;
-        assert_eq!(countdown_tick(&input), Some(Duration::from_millis(250)));
-    }
-}
+#[path = "view_tests.rs"]
+mod tests;

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::super::bridge::Action;
 use super::super::prefs;
 use super::super::view::{self, PairingInput, Prefs, ViewInput};
-use crate::core::device::{AlarmCommand, PairingView};
+use crate::core::lamp::{AlarmCommand, PairingView, Refusal, UnpairSource};
 use crate::core::light::{LightChange, Unit};
 use crate::core::pairing::Owner;
 use crate::lamp_task::Command;
@@ -226,7 +226,14 @@ impl ScreenSession {
             Action::RequestPairingCode => self.send(Command::RequestPairingCode).await,
             Action::Unpair => {
                 let (reply, answer) = oneshot::channel();
-                self.ask(Command::Unpair { source: "lamp", reply }, answer).await;
+                self.ask(
+                    Command::Unpair {
+                        source: UnpairSource::Lamp,
+                        reply,
+                    },
+                    answer,
+                )
+                .await;
             }
             Action::Clock24h(on) => self.prefs(input, |p| p.clock_24h = on),
             Action::ScreenBrightness(v) => {
@@ -256,10 +263,10 @@ impl ScreenSession {
     }
 
     /// Sends a command and shows the lamp's refusal, if it refuses.
-    async fn ask<T>(&mut self, command: Command, answer: oneshot::Receiver<Result<T, String>>) {
+    async fn ask<T>(&mut self, command: Command, answer: oneshot::Receiver<Result<T, Refusal>>) {
         self.send(command).await;
         if let Ok(Err(refusal)) = answer.await {
-            self.show_notice(refusal);
+            self.show_notice(refusal.to_string());
         }
     }
 }

@@ -5,9 +5,10 @@ use tokio::sync::watch;
 use super::session::MIN_COMMAND_GAP;
 use super::*;
 use crate::clock::VirtualClock;
-use crate::core::device::PairingView;
+use crate::core::lamp::PairingView;
 use crate::core::light::LightState;
-use crate::lamp_task::{Command, Saved, Snapshot};
+use crate::core::lamp::{Echo, Saved};
+use crate::lamp_task::Command;
 
 /// A screen that takes every frame.
 struct Headless;
@@ -21,7 +22,7 @@ impl Surface for Headless {
 /// The lamp's side of its channels: the commands it got; the rest only kept open.
 struct FakeLamp {
     received: mpsc::Receiver<Command>,
-    _changes: watch::Sender<Snapshot>,
+    _changes: watch::Sender<Echo>,
     _saved: watch::Sender<Saved>,
     _pairing: watch::Sender<PairingView>,
     _online: watch::Sender<bool>,
@@ -30,7 +31,7 @@ struct FakeLamp {
 fn lamp() -> (LampHandle, FakeLamp) {
     let (commands, received) = mpsc::channel(256);
     let light = LightState::default();
-    let (changes_tx, changes) = watch::channel(Snapshot {
+    let (changes_tx, changes) = watch::channel(Echo {
         state: light,
         client: String::new(),
     });

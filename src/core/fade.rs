@@ -1,8 +1,8 @@
-//! The lamp's deciding core: target state, the fade towards it, and when to wake next.
+//! The light's fader: target state, the fade towards it, and when to wake next.
 //!
 //! Sans-IO in the style of quinn-proto: every call takes `now`; nothing here reads a clock,
-//! sleeps or touches hardware. The shell asks [`Lamp::output`] for the duty cycles to apply
-//! and sleeps until [`Lamp::next_wake`], which is `None` whenever the light is still.
+//! sleeps or touches hardware. The lamp core asks [`Fader::output`] for the duty cycles to show
+//! and wakes at [`Fader::next_wake`], which is `None` whenever the light is still.
 
 use std::time::{Duration, Instant};
 
@@ -57,17 +57,17 @@ impl Fade {
 }
 
 #[derive(Debug)]
-pub struct Lamp {
+pub struct Fader {
     target: LightState,
     fade: Option<Fade>,
     output: Rgb,
 }
 
-impl Lamp {
+impl Fader {
     /// A lamp that starts dark and fades in to `state` over `fade_in`, as a lamp coming back
     /// from a power cut should rather than flashing to full.
-    pub fn new(state: LightState, fade_in: Duration, now: Instant) -> Lamp {
-        let mut lamp = Lamp {
+    pub fn new(state: LightState, fade_in: Duration, now: Instant) -> Fader {
+        let mut lamp = Fader {
             target: state,
             fade: None,
             output: Rgb::OFF,
@@ -135,7 +135,7 @@ impl Lamp {
         self.output
     }
 
-    /// When the shell must call [`Lamp::tick`] again; `None` when nothing is changing. A
+    /// When the shell must call [`Fader::tick`] again; `None` when nothing is changing. A
     /// slow fade (a sunrise, natural light) wakes only as often as its output moves by a
     /// [`MIN_LIGHTNESS_STEP`], a fast one at most every [`FADE_FRAME`].
     pub fn next_wake(&self, now: Instant) -> Option<Instant> {
@@ -157,8 +157,8 @@ mod tests {
         Unit::try_from(v).unwrap()
     }
 
-    fn settled(state: LightState, now: Instant) -> Lamp {
-        let mut lamp = Lamp::new(state, FADE, now);
+    fn settled(state: LightState, now: Instant) -> Fader {
+        let mut lamp = Fader::new(state, FADE, now);
         lamp.tick(now + FADE);
         lamp
     }
@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn starts_dark_and_fades_in() {
         let t0 = Instant::now();
-        let mut lamp = Lamp::new(LightState::default(), FADE, t0);
+        let mut lamp = Fader::new(LightState::default(), FADE, t0);
         assert_eq!(lamp.tick(t0), Rgb::OFF);
         let half = lamp.tick(t0 + FADE / 2);
         assert!(half.r > 0.1 && half.r < 0.3, "{half:?}");
@@ -279,7 +279,7 @@ mod tests {
     fn slow_fades_wake_only_as_often_as_the_output_visibly_moves() {
         let t0 = Instant::now();
         let mut lamp = settled(LightState::default(), t0);
-        let frames = |lamp: &mut Lamp, from: Instant| {
+        let frames = |lamp: &mut Fader, from: Instant| {
             let (mut now, mut frames) = (from, 0);
             while let Some(wake) = lamp.next_wake(now) {
                 lamp.tick(wake);
