@@ -451,9 +451,7 @@ impl Device {
             self.settings_changed = true;
         }
         let desired = (!patch.is_empty()).then_some(SectionUpdate::Merge(patch));
-        self.report_due = false;
-        let reported = self.report_patch();
-        self.internal_update(desired, reported, timestamp)
+        self.report_with(desired, timestamp)
     }
 
     /// A request on the shadow's `update`, `get` or `delete` topic.
@@ -621,10 +619,7 @@ impl Device {
     /// key, an emptied object, the whole section, the document) ends on the lamp and leaves
     /// `reported`; falling back to the reported copy would keep it for ever.
     fn settings(&self) -> Map<String, Value> {
-        schema::MIRRORED
-            .iter()
-            .filter_map(|&key| Some((key.to_owned(), self.shadow.desired.get(key)?.clone())))
-            .collect()
+        schema::settings(&self.shadow.desired)
     }
 
     /// The patch that makes `reported` tell the truth about the lamp.
@@ -654,9 +649,14 @@ impl Device {
 
     /// Sends `reported` whatever is not already true in it.
     fn report(&mut self, timestamp: u64) -> Vec<ShadowMessage> {
+        self.report_with(None, timestamp)
+    }
+
+    /// [`Device::report`], in one update with a change to `desired`.
+    fn report_with(&mut self, desired: Option<SectionUpdate>, timestamp: u64) -> Vec<ShadowMessage> {
         self.report_due = false;
         let reported = self.report_patch();
-        self.internal_update(None, reported, timestamp)
+        self.internal_update(desired, reported, timestamp)
     }
 
     fn internal_update(
@@ -805,12 +805,9 @@ impl Device {
             ShadowTopic::GetRejected if self.is_own(&doc["clientToken"]) => {
                 self.shadow.reported.clear();
                 let settings = self.settings();
-                if !settings.is_empty() {
-                    self.report_due = false;
-                    let reported = self.report_patch();
-                    messages.push(self.update_request(Some(SectionUpdate::Merge(settings)), reported, timestamp));
-                    return messages;
-                }
+                let desired = (!settings.is_empty()).then_some(SectionUpdate::Merge(settings));
+                messages.extend(self.report_with(desired, timestamp));
+                return messages;
             }
             _ => return messages,
         }
