@@ -37,6 +37,8 @@ const NOTICE_QUEUE: usize = 64;
 const MAX_INCOMING_PACKET_BYTES: usize = MAX_PACKET_BYTES + 1024;
 /// How long a clean shutdown may spend telling the broker the lamp is going.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How soon events spooled while the link was up (rumqttc's queue was full) are sent again.
+const SPOOL_RETRY: Duration = Duration::from_millis(500);
 
 /// Bytes of a QoS 1 PUBLISH packet: fixed header (at most 5), topic length, topic, packet id,
 /// payload — as rumqttc counts it against its outgoing limit, or a few bytes more.
@@ -564,19 +566,33 @@ impl Out {
     }
 
     /// Sends analytics events now if the link is up and rumqttc has room, else spools them.
+    /// Once one is spooled the rest follow it there, so they leave in order.
     fn send_events(&self, topic: &str, up: bool, spool: &mut Spool, batch: Vec<Value>) {
         for event in batch {
             let payload = event.to_string();
             if !self.fits(topic, payload.as_bytes()) {
                 continue;
             }
-            let sent = up && self.client.try_publish(topic, QoS::AtLeastOnce, false, payload).is_ok();
+            let sent =
+                up && spool.is_empty() && self.client.try_publish(topic, QoS::AtLeastOnce, false, payload).is_ok();
             if !sent {
                 spool.push(&event);
             }
         }
         if let Err(e) = spool.flush() {
             tracing::error!("analytics spool: {e}");
+        }
+    }
+
+    /// Publishes everything spooled, oldest first.
+    async fn drain_spool(&self, topic: &str, spool: &mut Spool) {
+        match spool.drain(now_timestamp()) {
+            Ok(backlog) => {
+                for event in backlog {
+                    self.publish(topic, false, event).await;
+                }
+            }
+            Err(e) => tracing::error!("analytics spool: {e}"),
         }
     }
 }
@@ -633,7 +649,15 @@ async fn publish(
         mut spool,
     } = outputs;
     let client = &out.client;
+    // Events spooled while the link is up would otherwise wait for the next reconnect.
+    let retry = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(retry);
+    let mut retry_armed = false;
     loop {
+        if !retry_armed && link.borrow().up && !spool.is_empty() {
+            retry.as_mut().reset(tokio::time::Instant::now() + SPOOL_RETRY);
+            retry_armed = true;
+        }
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
@@ -652,13 +676,12 @@ async fn publish(
                 publish_state(out, topics, &snapshot).await;
                 let view = pairing.borrow_and_update().clone();
                 publish_pairing(out, topics, &view).await;
-                match spool.drain(now_timestamp()) {
-                    Ok(backlog) => {
-                        for event in backlog {
-                            out.publish(&topics.events, false, event).await;
-                        }
-                    }
-                    Err(e) => tracing::error!("analytics spool: {e}"),
+                out.drain_spool(&topics.events, &mut spool).await;
+            }
+            () = &mut retry, if retry_armed => {
+                retry_armed = false;
+                if link.borrow().up {
+                    out.drain_spool(&topics.events, &mut spool).await;
                 }
             }
             Some(event) = events.recv() => {
