@@ -46,6 +46,33 @@ async fn start(broker: &Broker, state: &std::path::Path, watch: &mut Client) -> 
     lamp
 }
 
+/// The documented broker, a lamp on it, an app watching its shadow and a watch on its
+/// connection: where most tests here begin.
+struct Scene {
+    broker: Broker,
+    state: tempfile::TempDir,
+    watch: Client,
+    app: Client,
+    lamp: RunningLamp,
+}
+
+impl Scene {
+    async fn start() -> Scene {
+        let broker = documented_broker();
+        let state = tempfile::tempdir().unwrap();
+        let mut watch = connection_watch(&broker).await;
+        let app = shadow_app(&broker, "app").await;
+        let lamp = start(&broker, state.path(), &mut watch).await;
+        Scene {
+            broker,
+            state,
+            watch,
+            app,
+            lamp,
+        }
+    }
+}
+
 async fn restart(lamp: RunningLamp, broker: &Broker, state: &std::path::Path, watch: &mut Client) -> RunningLamp {
     lamp.stop().await;
     start(broker, state, watch).await
@@ -126,11 +153,13 @@ fn label(bytes: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_alarms_with_the_longest_labels_are_reported_and_keep_the_connection() {
-    let broker = documented_broker();
-    let state = tempfile::tempdir().unwrap();
-    let mut watch = connection_watch(&broker).await;
-    let mut app = shadow_app(&broker, "app").await;
-    let lamp = start(&broker, state.path(), &mut watch).await;
+    let Scene {
+        broker: _broker,
+        state: _state,
+        mut watch,
+        mut app,
+        lamp,
+    } = Scene::start().await;
     still_acts(&mut app, 0.25).await;
 
     // 64 characters of four-byte emoji, then 64 bytes: the longest label the lamp accepts.
@@ -154,11 +183,13 @@ async fn twenty_alarms_with_the_longest_labels_are_reported_and_keep_the_connect
 /// report, which adds its light, clock, alarm state and more, must still be taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lamps_own_report_fits_when_desired_is_at_its_limit() {
-    let broker = documented_broker();
-    let state = tempfile::tempdir().unwrap();
-    let mut watch = connection_watch(&broker).await;
-    let mut app = shadow_app(&broker, "app").await;
-    let lamp = start(&broker, state.path(), &mut watch).await;
+    let Scene {
+        broker: _broker,
+        state: _state,
+        mut watch,
+        mut app,
+        lamp,
+    } = Scene::start().await;
     still_acts(&mut app, 0.25).await;
 
     // Label bytes per alarm: the largest accepted, by bisection.
@@ -197,11 +228,13 @@ async fn the_lamps_own_report_fits_when_desired_is_at_its_limit() {
 /// ~8 KB of zeros in a field only the lamp reports would have made ~106 KB answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_amplifying_request_is_refused_and_the_lamp_stays_connected() {
-    let broker = documented_broker();
-    let state = tempfile::tempdir().unwrap();
-    let mut watch = connection_watch(&broker).await;
-    let mut app = shadow_app(&broker, "app").await;
-    let lamp = start(&broker, state.path(), &mut watch).await;
+    let Scene {
+        broker: _broker,
+        state: _state,
+        mut watch,
+        mut app,
+        lamp,
+    } = Scene::start().await;
     still_acts(&mut app, 0.25).await;
 
     let zeros = vec![0; 2650];
@@ -286,11 +319,13 @@ async fn ignored_retained(app: &mut Client, topic: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retained_shadow_delete_acts_once_and_not_at_every_restart() {
-    let broker = documented_broker();
-    let state = tempfile::tempdir().unwrap();
-    let mut watch = connection_watch(&broker).await;
-    let mut app = shadow_app(&broker, "app").await;
-    let lamp = start(&broker, state.path(), &mut watch).await;
+    let Scene {
+        broker,
+        state,
+        mut watch,
+        mut app,
+        lamp,
+    } = Scene::start().await;
     let wake = json!({"desired": {"alarms": {"wake": {"time": "07:00"}}}});
     update(&mut app, "wake-1", wake.clone()).await.unwrap();
 
@@ -369,11 +404,13 @@ async fn a_retained_unpair_is_not_replayed_at_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retained_amplifying_request_is_not_replayed_at_a_restart() {
-    let broker = documented_broker();
-    let state = tempfile::tempdir().unwrap();
-    let mut watch = connection_watch(&broker).await;
-    let mut app = shadow_app(&broker, "app").await;
-    let lamp = start(&broker, state.path(), &mut watch).await;
+    let Scene {
+        broker,
+        state,
+        mut watch,
+        mut app,
+        lamp,
+    } = Scene::start().await;
     still_acts(&mut app, 0.25).await;
 
     let update_topic = format!("{SHADOW}update");
@@ -421,11 +458,13 @@ async fn a_retained_set_config_is_not_replayed_at_a_restart() {
 /// today's schema refuses. The lamp cuts them when it starts, so it can still report and act.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_saved_by_an_older_version_do_not_freeze_the_shadow() {
-    let broker = documented_broker();
-    let state = tempfile::tempdir().unwrap();
-    let mut watch = connection_watch(&broker).await;
-    let mut app = shadow_app(&broker, "app").await;
-    let lamp = start(&broker, state.path(), &mut watch).await;
+    let Scene {
+        broker,
+        state,
+        mut watch,
+        mut app,
+        lamp,
+    } = Scene::start().await;
     let wake = json!({"desired": {"alarms": {"wake": {"time": "07:00", "label": label(64)}}}});
     update(&mut app, "wake", wake).await.unwrap();
     reported(&mut app, |r| r["alarms"]["wake"]["label"] == json!(label(64))).await;

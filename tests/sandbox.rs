@@ -126,6 +126,12 @@ impl Drop for Traced {
     fn drop(&mut self) {
         if self.strace.try_wait().ok().flatten().is_none() {
             let _ = Command::new("kill").args(["-KILL", &self.lamp.to_string()]).status();
+            // Never wait for ever: a failed test must end, not hang the suite.
+            let deadline = Instant::now() + TIMEOUT;
+            while self.strace.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.strace.kill();
             let _ = self.strace.wait();
         }
     }
@@ -139,7 +145,8 @@ fn signal(name: &str, pid: u32) {
     assert!(sent.is_ok_and(|s| s.success()), "kill -{name} {pid}");
 }
 
-/// The one child of `parent` (strace's: the lamp).
+/// The lamp: the child of `parent` (strace) once it runs `lampi`. Before its exec the child is
+/// still a copy of strace, and a test that took it for the lamp signalled the wrong process.
 fn child_of(parent: u32) -> u32 {
     let parent = parent.to_string();
     let deadline = Instant::now() + TIMEOUT;
@@ -147,10 +154,11 @@ fn child_of(parent: u32) -> u32 {
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
             // pid (comm) state ppid …; comm may hold spaces, so count from its ')'.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
-            if ppid == Some(parent.as_str()) {
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let ppid = rest.split_whitespace().nth(1);
+            if ppid == Some(parent.as_str()) && head.ends_with("(lampi") {
                 return entry.file_name().to_string_lossy().parse().unwrap();
             }
         }

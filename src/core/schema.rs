@@ -281,13 +281,17 @@ fn reported_firmware(path: &str, value: &Value) -> Checked {
     Ok(())
 }
 
-/// The mirrored settings as the lamp reports them, in bytes of JSON.
-fn settings_bytes(desired: &Map<String, Value>) -> usize {
-    let settings: Map<String, Value> = MIRRORED
+/// The settings in force: what `desired` holds of those the lamp mirrors into `reported`.
+pub fn settings(desired: &Map<String, Value>) -> Map<String, Value> {
+    MIRRORED
         .iter()
         .filter_map(|&key| Some((key.to_owned(), desired.get(key)?.clone())))
-        .collect();
-    serde_json::to_vec(&settings).map_or(usize::MAX, |v| v.len())
+        .collect()
+}
+
+/// The mirrored settings as the lamp reports them, in bytes of JSON.
+fn settings_bytes(desired: &Map<String, Value>) -> usize {
+    serde_json::to_vec(&settings(desired)).map_or(usize::MAX, |v| v.len())
 }
 
 /// The settings in force (what `desired` holds; the lamp mirrors them into `reported`) must

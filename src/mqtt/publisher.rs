@@ -3,6 +3,8 @@
 //! shadow's replies, the poller's notices and the analytics events, spooled while offline and
 //! drained at each reconnect.
 
+use std::time::Duration;
+
 use rumqttc::{AsyncClient, QoS};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -18,6 +20,9 @@ use crate::lamp_task::LampHandle;
 use crate::protocol::homeassistant;
 use crate::protocol::lampi;
 use crate::protocol::pairing;
+
+/// How soon events spooled while the link was up (rumqttc's queue was full) are sent again.
+const SPOOL_RETRY: Duration = Duration::from_millis(500);
 
 /// Bytes of a QoS 1 PUBLISH packet: fixed header (at most 5), topic length, topic, packet id,
 /// payload — as rumqttc counts it against its outgoing limit, or a few bytes more.
@@ -62,13 +67,15 @@ impl Out {
     }
 
     /// Sends analytics events now if the link is up and rumqttc has room, else spools them.
+    /// Once one is spooled the rest follow it there, so they leave in order.
     fn send_events(&self, topic: &str, up: bool, spool: &mut Spool, batch: Vec<Value>) {
         for event in batch {
             let payload = event.to_string();
             if !self.fits(topic, payload.as_bytes()) {
                 continue;
             }
-            let sent = up && self.client.try_publish(topic, QoS::AtLeastOnce, false, payload).is_ok();
+            let sent =
+                up && spool.is_empty() && self.client.try_publish(topic, QoS::AtLeastOnce, false, payload).is_ok();
             if !sent {
                 spool.push(&event);
             }
@@ -111,7 +118,8 @@ impl Outputs {
     }
 }
 
-/// The events spooled while the broker was unreachable, oldest first.
+/// The events spooled while the broker was unreachable (or rumqttc's queue was full), oldest
+/// first.
 async fn send_backlog(out: &Out, topics: &Topics, spool: &mut Spool) {
     match spool.drain(now_timestamp()) {
         Ok(backlog) => {
@@ -165,7 +173,15 @@ pub(super) async fn publish(
         mut spool,
     } = outputs;
     let client = &out.client;
+    // Events spooled while the link is up would otherwise wait for the next reconnect.
+    let retry = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(retry);
+    let mut retry_armed = false;
     loop {
+        if !retry_armed && link.borrow().up && !spool.is_empty() {
+            retry.as_mut().reset(tokio::time::Instant::now() + SPOOL_RETRY);
+            retry_armed = true;
+        }
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
@@ -185,6 +201,12 @@ pub(super) async fn publish(
                 let view = pairing.borrow_and_update().clone();
                 publish_pairing(out, topics, &view).await;
                 send_backlog(out, topics, &mut spool).await;
+            }
+            () = &mut retry, if retry_armed => {
+                retry_armed = false;
+                if link.borrow().up {
+                    send_backlog(out, topics, &mut spool).await;
+                }
             }
             Some(event) = events.recv() => {
                 // Take the whole batch, and never wait: while the link is down (or not yet known

@@ -15,7 +15,7 @@ use lampi::daemon::{self, LampSetup};
 use lampi::lamp_task::LampHandle;
 use lampi::led::SimLed;
 use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, Publish, QoS};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -142,6 +142,8 @@ impl Drop for Broker {
 pub struct Client {
     pub client: AsyncClient,
     messages: mpsc::UnboundedReceiver<Publish>,
+    /// How many SUBACKs have arrived, so [`Client::subscribe`] can wait for its own.
+    subacks: watch::Receiver<u64>,
 }
 
 impl Client {
@@ -174,6 +176,7 @@ impl Client {
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
         let (tx, messages) = mpsc::unbounded_channel();
+        let (subacks_tx, subacks) = watch::channel(0);
         let (connected_tx, connected) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let mut connected_tx = Some(connected_tx);
@@ -189,6 +192,7 @@ impl Client {
                             return;
                         }
                     }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => subacks_tx.send_modify(|n| *n += 1),
                     Ok(_) => {}
                     Err(e) if !reconnect => {
                         if let Some(tx) = connected_tx.take() {
@@ -204,11 +208,23 @@ impl Client {
             .await
             .expect("the broker answers")
             .expect("the client's task reports")?;
-        Ok(Client { client, messages })
+        Ok(Client {
+            client,
+            messages,
+            subacks,
+        })
     }
 
+    /// Subscribes and waits for the broker's SUBACK: until then a message another client
+    /// publishes may pass the subscription by, and a broker stopped meanwhile forgets it.
     pub async fn subscribe(&self, topic: &str) {
+        let mut subacks = self.subacks.clone();
+        let before = *subacks.borrow_and_update();
         self.client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+        tokio::time::timeout(TIMEOUT, subacks.wait_for(|&n| n > before))
+            .await
+            .unwrap_or_else(|_| panic!("no SUBACK for {topic} within {TIMEOUT:?}"))
+            .expect("client alive");
     }
 
     pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {

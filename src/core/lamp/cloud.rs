@@ -125,12 +125,9 @@ impl Lamp {
             ShadowTopic::GetRejected if self.is_own(&doc["clientToken"]) => {
                 self.shadow.reported.clear();
                 let settings = self.settings();
-                if !settings.is_empty() {
-                    self.report_due = false;
-                    let reported = self.report_patch();
-                    messages.push(self.update_request(Some(SectionUpdate::Merge(settings)), reported, timestamp));
-                    return messages;
-                }
+                let desired = (!settings.is_empty()).then_some(SectionUpdate::Merge(settings));
+                messages.extend(self.report_with(desired, timestamp));
+                return messages;
             }
             _ => return messages,
         }

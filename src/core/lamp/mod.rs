@@ -401,10 +401,7 @@ impl Lamp {
     /// key, an emptied object, the whole section, the document) ends on the lamp and leaves
     /// `reported`; falling back to the reported copy would keep it for ever.
     fn settings(&self) -> Map<String, Value> {
-        schema::MIRRORED
-            .iter()
-            .filter_map(|&key| Some((key.to_owned(), self.shadow.desired.get(key)?.clone())))
-            .collect()
+        schema::settings(&self.shadow.desired)
     }
 }
 

@@ -77,9 +77,7 @@ impl Lamp {
             self.settings_changed = true;
         }
         let desired = (!patch.is_empty()).then_some(SectionUpdate::Merge(patch));
-        self.report_due = false;
-        let reported = self.report_patch();
-        self.internal_update(desired, reported, timestamp)
+        self.report_with(desired, timestamp)
     }
 
     /// The patch that makes `reported` tell the truth about the lamp.
@@ -109,9 +107,14 @@ impl Lamp {
 
     /// Sends `reported` whatever is not already true in it.
     pub(super) fn report(&mut self, timestamp: u64) -> Vec<ShadowMessage> {
+        self.report_with(None, timestamp)
+    }
+
+    /// [`Lamp::report`], in one update with a change to `desired`.
+    pub(super) fn report_with(&mut self, desired: Option<SectionUpdate>, timestamp: u64) -> Vec<ShadowMessage> {
         self.report_due = false;
         let reported = self.report_patch();
-        self.internal_update(None, reported, timestamp)
+        self.internal_update(desired, reported, timestamp)
     }
 
     pub(super) fn internal_update(
