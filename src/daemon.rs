@@ -72,6 +72,9 @@ pub async fn run(
         let spool = crate::events::Spool::open(&state_dir);
         tracker.spawn(async move { crate::mqtt::run(&mqtt, topics, handle, shadow, events, spool, shutdown).await });
     }
+    if config.ble.enabled {
+        spawn_ble(&tracker, &config, &resolved, &handle, &shutdown);
+    }
     tracker.close();
     on_ready(&handle, clock);
 
@@ -85,6 +88,36 @@ pub async fn run(
             tracing::error!("{e}");
         }
     }
+}
+
+/// The lamp's Bluetooth LE task, named and described from this lamp's config.
+#[cfg(feature = "ble")]
+fn spawn_ble(
+    tracker: &TaskTracker,
+    config: &Config,
+    resolved: &Resolved,
+    handle: &LampHandle,
+    shutdown: &CancellationToken,
+) {
+    let ble = &config.ble;
+    let setup = crate::ble::BleSetup {
+        adapter: ble.adapter.clone(),
+        name: ble
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("LAMPI {}", resolved.device_id())),
+        info: crate::protocol::ble::DeviceInfo {
+            manufacturer: ble.manufacturer.clone(),
+            serial: resolved.device_id().to_owned(),
+            firmware: env!("CARGO_PKG_VERSION").into(),
+        },
+    };
+    tracker.spawn(crate::ble::run(setup, handle.clone(), shutdown.clone()));
+}
+
+#[cfg(not(feature = "ble"))]
+fn spawn_ble(_: &TaskTracker, _: &Config, _: &Resolved, _: &LampHandle, _: &CancellationToken) {
+    tracing::warn!("`ble.enabled` is set, but this build has no Bluetooth LE (the `ble` feature)");
 }
 
 /// Applies the newest duty cycles to the LED, skipping frames it cannot keep up with, until

@@ -52,6 +52,8 @@ pub enum Command {
     Connected,
     /// The broker connection was lost.
     Disconnected,
+    /// Bluetooth LE started or stopped serving.
+    BleServing(bool),
     /// A change to the settings in `desired` (alarms, mode, natural light) made on the lamp.
     Settings {
         patch: Map<String, Value>,
@@ -274,6 +276,7 @@ impl LampTask {
                 self.online.send_replace(false);
                 return;
             }
+            Command::BleServing(serving) => (Input::BleServing(serving), None),
             Command::Settings { patch, reply } => (Input::Settings(patch), Some(Reply::Done(reply))),
             Command::Alarm { command, reply } => (Input::Alarm(command), Some(Reply::Done(reply))),
             Command::RequestPairingCode => {

@@ -29,6 +29,8 @@
 //! - [`protocol::lampi`]: LAMPI's `set_config` / `changed` JSON, parsed and validated.
 //! - [`protocol::homeassistant`]: Home Assistant's discovery, state and command JSON.
 //! - [`protocol::pairing`]: the pairing topics' JSON between the lamp and the cloud portal.
+//! - [`protocol::ble`]: the LAMPI Bluetooth LE GATT service: UUIDs, descriptors, encodings,
+//!   writes decoded or refused with their ATT error.
 //!
 //! Shell (tokio tasks around the core):
 //! - [`lamp_task`]: the one owner of a [`core::lamp::Lamp`]: each command becomes an `Input`,
@@ -36,6 +38,9 @@
 //! - [`mqtt`]: LAMPI's and the shadow's MQTT topics over rumqttc: `topics` (pure routing: topic
 //!   and retain flag → what it is for this lamp), the `poller` (reconnects with backoff, messages
 //!   in → lamp commands), the `publisher` (state, replies, analytics and their spool out), `tls`.
+//! - `ble` (feature `ble`): the lamp as a Bluetooth LE peripheral through BlueZ (bluer): the
+//!   LAMPI GATT service of [`protocol::ble`] and its advertisement, one task per lamp that
+//!   outlives BlueZ and adapter outages and tells the lamp ([`core::lamp::Input::BleServing`]).
 //! - [`ctl`]: `lampi ctl`, a command-line client for a lamp's shadow.
 //! - [`events`]: usage analytics events and their offline spool.
 //! - [`store`]: atomic, coalesced persistence of the state in the state directory.
@@ -60,6 +65,8 @@
 //! config and hands over to [`app`].
 
 pub mod app;
+#[cfg(feature = "ble")]
+pub mod ble;
 pub mod clock;
 pub mod config;
 pub mod core;

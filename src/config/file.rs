@@ -20,6 +20,31 @@ pub struct Config {
     pub update: UpdateConfig,
     pub ui: UiConfig,
     pub pairing: PairingConfig,
+    pub ble: BleConfig,
+}
+
+/// The lamp as a Bluetooth LE peripheral (builds with the `ble` feature).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct BleConfig {
+    pub enabled: bool,
+    /// The BlueZ adapter to serve on ("hci0"); none for BlueZ's default one.
+    pub adapter: Option<String>,
+    /// The advertised name; none for `LAMPI <device id>`.
+    pub name: Option<String>,
+    /// The Device Information Service's Manufacturer Name.
+    pub manufacturer: String,
+}
+
+impl Default for BleConfig {
+    fn default() -> Self {
+        BleConfig {
+            enabled: false,
+            adapter: None,
+            name: None,
+            manufacturer: "LAMPI".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

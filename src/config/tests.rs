@@ -23,6 +23,34 @@ fn empty_file_is_all_defaults() {
 }
 
 #[test]
+fn ble_is_off_by_default_and_its_names_are_checked() {
+    let ble = parse("").unwrap().config.ble;
+    assert!(!ble.enabled);
+    assert_eq!(
+        (ble.adapter, ble.name, ble.manufacturer.as_str()),
+        (None, None, "LAMPI")
+    );
+    let ble = parse("[ble]\nenabled = true\nadapter = \"hci1\"\nname = \"Desk lamp\"\n")
+        .unwrap()
+        .config
+        .ble;
+    assert_eq!(
+        (ble.adapter.as_deref(), ble.name.as_deref()),
+        (Some("hci1"), Some("Desk lamp"))
+    );
+    let err = parse("[ble]\nadapter = \"../hci0\"\n").unwrap_err().to_string();
+    assert!(err.contains("`ble.adapter`"), "{err}");
+    let err = parse("[ble]\nname = \"a lamp with a name far too long\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`ble.name`") && err.contains("1–22"), "{err}");
+    let err = parse(&format!("[ble]\nmanufacturer = \"{}\"\n", "m".repeat(65)))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`ble.manufacturer`"), "{err}");
+}
+
+#[test]
 fn unknown_keys_are_named_not_fatal() {
     let loaded = parse("[mqtt]\nhots = \"x\"\n[ledd]\na = 1\n").unwrap();
     assert_eq!(loaded.unknown_keys, vec!["mqtt.hots".to_string(), "ledd".to_string()]);

@@ -4,6 +4,13 @@ use std::path::Path;
 
 use super::{Config, ConfigError};
 
+/// The longest advertised name: what fits a 31-octet advertisement beside its flags and
+/// the Lamp Service's 128-bit UUID would not, so BlueZ puts it in the scan response (29 octets
+/// of name there); 22 leaves room to spare.
+pub const MAX_BLE_NAME_BYTES: usize = 22;
+/// The longest Manufacturer Name: a few long reads at the default MTU.
+pub const MAX_BLE_MANUFACTURER_BYTES: usize = 64;
+
 impl Config {
     /// Settings that work but put something at risk.
     pub(super) fn warnings(&self) -> Vec<String> {
@@ -142,6 +149,35 @@ impl Config {
             return Err(invalid(
                 "light.transition_ms",
                 format!("{} must be at most 60000", self.light.transition_ms),
+            ));
+        }
+        self.validate_ble(file)
+    }
+
+    fn validate_ble(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, reason| ConfigError::invalid(file, key, reason);
+        let ble = &self.ble;
+        if let Some(adapter) = &ble.adapter
+            && (adapter.is_empty() || !adapter.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            // It becomes part of a D-Bus object path (/org/bluez/hci0).
+            return Err(invalid(
+                "ble.adapter",
+                format!("{adapter:?} must be an adapter name such as \"hci0\""),
+            ));
+        }
+        if let Some(name) = &ble.name
+            && (name.is_empty() || name.len() > MAX_BLE_NAME_BYTES)
+        {
+            return Err(invalid(
+                "ble.name",
+                format!("{name:?} must be 1–{MAX_BLE_NAME_BYTES} bytes of UTF-8"),
+            ));
+        }
+        if ble.manufacturer.len() > MAX_BLE_MANUFACTURER_BYTES {
+            return Err(invalid(
+                "ble.manufacturer",
+                format!("must be at most {MAX_BLE_MANUFACTURER_BYTES} bytes of UTF-8"),
             ));
         }
         Ok(())

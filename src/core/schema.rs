@@ -355,7 +355,7 @@ fn natural_light(path: &str, value: &Value) -> Checked {
 /// Fields both the cloud and the lamp may set.
 const SETTINGS: [&str; 6] = ["light", "mode", "timezone", "alarms", "natural_light", "firmware"];
 /// Fields only the lamp reports.
-const REPORTED_ONLY: [&str; 5] = ["output", "connected_since", "alarm", "clock", "owner"];
+const REPORTED_ONLY: [&str; 6] = ["output", "connected_since", "alarm", "clock", "owner", "ble"];
 
 /// `desired.firmware`: the version the cloud wants running.
 fn desired_firmware(path: &str, value: &Value) -> Checked {
@@ -422,6 +422,11 @@ pub fn validate(desired: &Map<String, Value>, reported: &Map<String, Value>) -> 
             "clock" => {
                 let map = object(&path, value)?;
                 only_keys(&path, map, &["synchronised", "require_sync"])?;
+                map.iter().try_for_each(|(k, v)| boolean(&format!("{path}.{k}"), v))?;
+            }
+            "ble" => {
+                let map = object(&path, value)?;
+                only_keys(&path, map, &["serving"])?;
                 map.iter().try_for_each(|(k, v)| boolean(&format!("{path}.{k}"), v))?;
             }
             _ => setting(&path, key, value)?,

@@ -321,6 +321,7 @@ fn largest_own_report(variant: char) -> Map<String, Value> {
                   "transition_ms": MAX_TRANSITION_MS},
         "output": {"r": LONG_UNIT, "g": LONG_UNIT, "b": LONG_UNIT},
         "clock": {"synchronised": false, "require_sync": false},
+        "ble": {"serving": false},
         "connected_since": u64::MAX,
         "alarm": {
             "state": "snoozed", "snoozed_until": at,

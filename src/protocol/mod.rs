@@ -1,5 +1,6 @@
 //! Wire formats, pure: bytes in, typed values or a reason out.
 
+pub mod ble;
 pub mod homeassistant;
 pub mod lampi;
 pub mod pairing;

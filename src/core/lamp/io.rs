@@ -197,6 +197,9 @@ pub enum Input {
     Cloud { topic: ShadowTopic, payload: Vec<u8> },
     /// The broker connection came up.
     Connected,
+    /// Bluetooth LE started (`true`) or stopped serving: the adapter or BlueZ came or went.
+    /// `reported.ble.serving` follows it; a lamp that never says has no `reported.ble`.
+    BleServing(bool),
     /// A change to the settings in `desired` (alarms, mode, natural light) made on the lamp;
     /// answered with [`Answer::Settings`].
     Settings(Map<String, Value>),

@@ -65,6 +65,8 @@ pub struct Lamp {
     reported_output: Rgb,
     next_output_report: Instant,
     connected_since: Option<u64>,
+    /// Whether Bluetooth LE serves; `None` on a lamp without it.
+    ble_serving: Option<bool>,
     /// Local changes not yet in the shadow: the `desired` patch they make, and when it is due.
     pending_local: Option<(Map<String, Value>, Instant)>,
     /// As a client: a counter for the lamp's own client tokens.
@@ -125,6 +127,7 @@ impl Lamp {
             reported_output: Rgb::OFF,
             next_output_report: now.mono(),
             connected_since: None,
+            ble_serving: None,
             pending_local: None,
             requests: 0,
             cloud_version: 0,
@@ -190,6 +193,13 @@ impl Lamp {
             Input::Shadow { op, payload } => self.shadow_request(op, &payload, mono, timestamp),
             Input::Cloud { topic, payload } => self.cloud_message(topic, &payload, mono, timestamp),
             Input::Connected => self.connected(timestamp),
+            Input::BleServing(serving) => {
+                if self.ble_serving != Some(serving) {
+                    self.ble_serving = Some(serving);
+                    self.report_due = true;
+                }
+                Vec::new()
+            }
             Input::Settings(patch) => match self.local_settings(patch, mono, timestamp) {
                 Ok(messages) => {
                     self.push_answer(Answer::Settings(Ok(())));

@@ -98,6 +98,9 @@ impl Lamp {
         let Rgb { r, g, b } = self.reported_output;
         truth.insert("output".into(), json!({"r": r, "g": g, "b": b}));
         truth.insert("firmware".into(), self.firmware.report());
+        if let Some(serving) = self.ble_serving {
+            truth.insert("ble".into(), json!({ "serving": serving }));
+        }
         if let Some(since) = self.connected_since {
             truth.insert("connected_since".into(), json!(since));
         }

@@ -52,6 +52,26 @@ fn reports_itself_once_settled() {
 }
 
 #[test]
+fn reports_whether_ble_serves_once_told() {
+    let t0 = Instant::now();
+    let mut device = device(t0);
+    assert!(device.shadow().reported.get("ble").is_none());
+    for serving in [true, false] {
+        device.handle(Input::BleServing(serving), Now::at(t0 + FADE, 101));
+        assert_eq!(device.next_wake().mono, Some(t0 + FADE), "a report is due at once");
+        let messages = device.tick(t0 + FADE, 101);
+        assert_eq!(
+            messages[0].payload["state"]["reported"],
+            json!({"ble": {"serving": serving}})
+        );
+        assert_eq!(device.shadow().reported["ble"], json!({"serving": serving}));
+    }
+    // Told again what it already reports: nothing to send.
+    device.handle(Input::BleServing(false), Now::at(t0 + FADE, 102));
+    assert!(device.tick(t0 + FADE, 102).is_empty());
+}
+
+#[test]
 fn desired_light_acts_and_is_reported_leaving_no_delta() {
     let t0 = Instant::now();
     let mut device = device(t0);

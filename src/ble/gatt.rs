@@ -1,0 +1,243 @@
+//! The LAMPI GATT application as bluer serves it: reads answer from the lamp's state, writes
+//! become [`Command::Set`] from client `ble`, and the lamp's changes go out as notifications.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bluer::Uuid;
+use bluer::gatt::local::{
+    Application, Characteristic, CharacteristicNotifier, CharacteristicNotify, CharacteristicNotifyMethod,
+    CharacteristicRead, CharacteristicWrite, CharacteristicWriteMethod, Descriptor, DescriptorRead, ReqError,
+    ReqResult, Service,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::core::lamp::Echo;
+use crate::lamp_task::Command;
+use crate::protocol::ble::{
+    DEVICE_INFORMATION, DeviceInfo, DeviceInformation, LAMP_SERVICE, LampCharacteristic, PRESENTATION_FORMAT,
+    USER_DESCRIPTION, WriteRefusal,
+};
+
+/// The `client` of a change made over BLE, in `lamp/changed`, analytics and the shadow.
+pub const CLIENT: &str = "ble";
+
+/// How long a write waits for the lamp to take it, so that a read right after it sees it.
+const WRITE_APPLIED: Duration = Duration::from_secs(1);
+
+/// A central subscribed to a characteristic: bluer's notifier for it.
+pub type Subscription = (LampCharacteristic, CharacteristicNotifier);
+
+/// The application: the Lamp Service (`commands` takes its writes, `changes` answers its reads)
+/// and the Device Information Service. New subscriptions arrive on `subscribed`.
+pub fn application(
+    commands: mpsc::Sender<Command>,
+    changes: watch::Receiver<Echo>,
+    info: &DeviceInfo,
+    subscribed: mpsc::Sender<Subscription>,
+) -> Application {
+    let lamp = LampCharacteristic::ALL
+        .into_iter()
+        .map(|ch| lamp_characteristic(ch, commands.clone(), changes.clone(), subscribed.clone()))
+        .collect();
+    let information = DeviceInformation::ALL
+        .into_iter()
+        .map(|ch| Characteristic {
+            uuid: Uuid::from_u128(ch.uuid()),
+            read: Some(CharacteristicRead {
+                read: true,
+                fun: constant(ch.value(info)),
+                ..Default::default()
+            }),
+            descriptors: descriptors(ch.description(), ch.presentation_format()),
+            ..Default::default()
+        })
+        .collect();
+    Application {
+        services: vec![
+            Service {
+                uuid: Uuid::from_u128(LAMP_SERVICE),
+                primary: true,
+                characteristics: lamp,
+                ..Default::default()
+            },
+            Service {
+                uuid: Uuid::from_u128(DEVICE_INFORMATION),
+                primary: true,
+                characteristics: information,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+fn lamp_characteristic(
+    ch: LampCharacteristic,
+    commands: mpsc::Sender<Command>,
+    changes: watch::Receiver<Echo>,
+    subscribed: mpsc::Sender<Subscription>,
+) -> Characteristic {
+    let reads = changes.clone();
+    Characteristic {
+        uuid: Uuid::from_u128(ch.uuid()),
+        read: Some(CharacteristicRead {
+            read: true,
+            fun: Box::new(move |request| {
+                let value = ch.encode(&reads.borrow().state);
+                Box::pin(async move { from_offset(value, request.offset) })
+            }),
+            ..Default::default()
+        }),
+        write: Some(CharacteristicWrite {
+            write: true,
+            // BlueZ 5.66 reports every write to a local server as a command: both are taken.
+            write_without_response: true,
+            method: CharacteristicWriteMethod::Fun(Box::new(move |value, request| {
+                let commands = commands.clone();
+                let changes = changes.clone();
+                Box::pin(async move { write(ch, &value, request.offset, commands, changes).await })
+            })),
+            ..Default::default()
+        }),
+        notify: Some(CharacteristicNotify {
+            notify: true,
+            method: CharacteristicNotifyMethod::Fun(Box::new(move |notifier| {
+                let subscribed = subscribed.clone();
+                Box::pin(async move {
+                    // Closed: the server is stopping, and the subscription with it.
+                    let _ = subscribed.send((ch, notifier)).await;
+                })
+            })),
+            ..Default::default()
+        }),
+        descriptors: descriptors(ch.description(), ch.presentation_format()),
+        ..Default::default()
+    }
+}
+
+/// A central's write: refused as [`WriteRefusal`] says, or sent to the lamp, answered once the
+/// lamp has taken it.
+async fn write(
+    ch: LampCharacteristic,
+    value: &[u8],
+    offset: u16,
+    commands: mpsc::Sender<Command>,
+    mut changes: watch::Receiver<Echo>,
+) -> ReqResult<()> {
+    let current = changes.borrow_and_update().state;
+    let change = ch.decode_write(offset, value, &current).map_err(|refusal| {
+        tracing::info!(
+            characteristic = ch.description(),
+            ?value,
+            "BLE write refused: {refusal}"
+        );
+        req_error(&refusal)
+    })?;
+    let set = Command::Set {
+        change,
+        transition: None,
+        client: CLIENT.into(),
+    };
+    commands.send(set).await.map_err(|_| ReqError::Failed)?;
+    // Every Set is echoed; a read right after the write then sees the new value.
+    let taken = async {
+        while changes.changed().await.is_ok() {
+            if changes.borrow_and_update().client == CLIENT {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(WRITE_APPLIED, taken).await;
+    Ok(())
+}
+
+/// The org.bluez.Error BlueZ turns into the refusal's ATT error.
+fn req_error(refusal: &WriteRefusal) -> ReqError {
+    match refusal {
+        WriteRefusal::InvalidLength { .. } => ReqError::InvalidValueLength,
+        WriteRefusal::InvalidOffset(_) => ReqError::InvalidOffset,
+        WriteRefusal::ValueNotAllowed(_) => ReqError::Failed,
+    }
+}
+
+/// A long read continues at `offset`.
+fn from_offset(mut value: Vec<u8>, offset: u16) -> ReqResult<Vec<u8>> {
+    let offset = usize::from(offset);
+    if offset > value.len() {
+        return Err(ReqError::InvalidOffset);
+    }
+    Ok(value.split_off(offset))
+}
+
+fn constant(value: Vec<u8>) -> bluer::gatt::local::CharacteristicReadFun {
+    Box::new(move |request| {
+        let value = value.clone();
+        Box::pin(async move { from_offset(value, request.offset) })
+    })
+}
+
+/// The user description (0x2901) and presentation format (0x2904), read-only.
+fn descriptors(description: &'static str, format: [u8; 7]) -> Vec<Descriptor> {
+    [
+        (USER_DESCRIPTION, description.as_bytes().to_vec()),
+        (PRESENTATION_FORMAT, format.to_vec()),
+    ]
+    .into_iter()
+    .map(|(uuid, value)| Descriptor {
+        uuid: Uuid::from_u128(uuid),
+        read: Some(DescriptorRead {
+            read: true,
+            fun: Box::new(move |request| {
+                let value = value.clone();
+                Box::pin(async move { from_offset(value, request.offset) })
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .collect()
+}
+
+/// Notifies subscribed centrals of the lamp's changes until `changes` closes: each
+/// characteristic whose value changed, except after a BLE write (BlueZ would send the writer its
+/// own value back; see docs/PROTOCOL.md). A subscription whose central went away is dropped.
+pub async fn notify_changes(mut changes: watch::Receiver<Echo>, mut subscribed: mpsc::Receiver<Subscription>) {
+    let mut notifiers: HashMap<LampCharacteristic, CharacteristicNotifier> = HashMap::new();
+    let mut known: HashMap<LampCharacteristic, Vec<u8>> = LampCharacteristic::ALL
+        .into_iter()
+        .map(|ch| (ch, ch.encode(&changes.borrow_and_update().state)))
+        .collect();
+    loop {
+        tokio::select! {
+            subscription = subscribed.recv() => match subscription {
+                // BlueZ starts one session per characteristic, for all its subscribers.
+                Some((ch, notifier)) => {
+                    notifiers.insert(ch, notifier);
+                }
+                None => return,
+            },
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let echo = changes.borrow_and_update().clone();
+                for ch in LampCharacteristic::ALL {
+                    let value = ch.encode(&echo.state);
+                    if known.get(&ch) == Some(&value) {
+                        continue;
+                    }
+                    known.insert(ch, value.clone());
+                    if echo.client == CLIENT {
+                        continue;
+                    }
+                    if let Some(notifier) = notifiers.get_mut(&ch)
+                        && notifier.notify(value).await.is_err()
+                    {
+                        notifiers.remove(&ch);
+                    }
+                }
+            }
+        }
+    }
+}
