@@ -1,0 +1,431 @@
+//! The lamp's Bluetooth LE service without a radio: a private system bus (`dbus-daemon`) with a
+//! BlueZ stand-in (`tests/ble/bluez_standin.py`, on Debian's python3-dbusmock) that records what
+//! the lamp registers and plays the centrals, the daemon in this process, a real Mosquitto.
+
+#![cfg(feature = "ble")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Broker, Client, RunningLamp, TIMEOUT, json};
+use lampi::core::colour::duty_for;
+use lampi::protocol::ble::{self, LampCharacteristic, from_byte};
+use serde_json::{Value, json};
+
+const STANDIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ble/bluez_standin.py");
+/// Debian's python3 with python3-dbusmock: not whatever `python3` is first on the PATH.
+const PYTHON: &str = "/usr/bin/python3";
+const CENTRAL_A: &str = "/org/bluez/hci0/dev_00_11_22_33_44_55";
+const CENTRAL_B: &str = "/org/bluez/hci0/dev_66_77_88_99_AA_BB";
+
+/// Whether the stand-in can run here; the Makefile installs both (`dbus-daemon`,
+/// `python3-dbusmock`), so CI always runs these tests.
+fn standin_available() -> bool {
+    let ok = |command: &mut Command| command.output().is_ok_and(|o| o.status.success());
+    ok(Command::new("dbus-daemon").arg("--version"))
+        && ok(Command::new(PYTHON).args(["-c", "import dbusmock, gi.repository.GLib"]))
+}
+
+/// A private bus of type `system`, with an allow-all policy, gone when dropped.
+struct Bus {
+    daemon: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Bus {
+    fn start() -> Bus {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("socket");
+        let config = dir.path().join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let daemon = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .arg("--nofork")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon starts");
+        let deadline = Instant::now() + TIMEOUT;
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "dbus-daemon never made {}", socket.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Bus {
+            daemon,
+            address: format!("unix:path={}", socket.display()),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// The BlueZ stand-in: commands in, answers and events out (see the script's docstring).
+struct BlueZ {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<Value>,
+    /// Events read while waiting for an answer.
+    events: Vec<Value>,
+    next_id: u64,
+}
+
+impl BlueZ {
+    fn start(bus: &Bus) -> BlueZ {
+        let mut child = Command::new(PYTHON)
+            .arg(STANDIN)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the stand-in starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line)
+                    && tx.send(value).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let mut bluez = BlueZ {
+            child,
+            stdin,
+            lines,
+            events: Vec::new(),
+            next_id: 0,
+        };
+        bluez.event(|e| e["event"] == "ready", "the stand-in's ready line");
+        bluez
+    }
+
+    fn next_line(&self, deadline: Instant, waiting_for: &str) -> Value {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("the stand-in never sent {waiting_for}"))
+    }
+
+    /// Sends a command and returns its answer.
+    fn ask(&mut self, mut request: Value) -> Value {
+        self.next_id += 1;
+        request["id"] = json!(self.next_id);
+        writeln!(self.stdin, "{request}").unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let line = self.next_line(deadline, &format!("an answer to {request}"));
+            if line["id"] == json!(self.next_id) {
+                return line;
+            }
+            self.events.push(line);
+        }
+    }
+
+    /// Waits for an event that `wanted` accepts, taking it and those before it.
+    fn event(&mut self, wanted: impl Fn(&Value) -> bool, what: &str) -> Value {
+        if let Some(at) = self.events.iter().position(&wanted) {
+            return self.events.drain(..=at).last().unwrap();
+        }
+        self.events.clear();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let line = self.next_line(deadline, what);
+            if wanted(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// Events that `wanted` accepts arriving within `quiet`.
+    fn events_within(&mut self, quiet: Duration, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + quiet;
+        let mut seen: Vec<Value> = self.events.drain(..).filter(&wanted).collect();
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if wanted(&line) {
+                seen.push(line);
+            }
+        }
+        seen
+    }
+
+    fn tree(&mut self) -> Value {
+        self.ask(json!({"cmd": "tree"}))
+    }
+
+    /// The path of the registered object with `uuid`, under `parent` when given.
+    fn path_of(&mut self, uuid: u128, parent: Option<&str>) -> String {
+        let tree = self.tree();
+        let uuid = uuid_string(uuid);
+        let objects = tree["applications"][0]["objects"]
+            .as_object()
+            .expect("an application is registered");
+        let found: Vec<&String> = objects
+            .iter()
+            .filter(|(path, ifaces)| {
+                parent.is_none_or(|p| path.starts_with(&format!("{p}/")))
+                    && ifaces
+                        .as_object()
+                        .unwrap()
+                        .values()
+                        .any(|props| props["UUID"] == json!(uuid))
+            })
+            .map(|(path, _)| path)
+            .collect();
+        assert_eq!(found.len(), 1, "one object with {uuid} under {parent:?}: {found:?}");
+        found[0].clone()
+    }
+
+    fn read(&mut self, path: &str, device: &str) -> Value {
+        self.ask(json!({"cmd": "read", "path": path, "device": device}))
+    }
+
+    fn write(&mut self, path: &str, value: &[u8], device: &str) -> Value {
+        self.ask(json!({"cmd": "write", "path": path, "value": value, "device": device, "type": "request"}))
+    }
+}
+
+impl Drop for BlueZ {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn uuid_string(uuid: u128) -> String {
+    let hex = format!("{uuid:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn bytes(answer: &Value) -> Vec<u8> {
+    let value = answer["value"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a value, not {answer}"));
+    value.iter().map(|b| b.as_u64().unwrap() as u8).collect()
+}
+
+/// Waits until the lamp's `reported.ble.serving` is `serving`.
+async fn serving(lamp: &mut RunningLamp, serving: bool) {
+    let reported = tokio::time::timeout(
+        TIMEOUT,
+        lamp.handle
+            .saved
+            .wait_for(|s| s.shadow.reported.get("ble") == Some(&json!({"serving": serving}))),
+    )
+    .await;
+    assert!(reported.is_ok(), "reported.ble.serving never became {serving}");
+}
+
+/// The whole tier-1 story on one bus: this test sets the process's D-Bus system bus address,
+/// which bluer reads when it connects, so it is the only test in this file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lamp_serves_lampi_over_ble_through_bluez() {
+    if !standin_available() {
+        eprintln!("SKIPPED: dbus-daemon or /usr/bin/python3 with python3-dbusmock missing (make test installs them)");
+        return;
+    }
+    let bus = Bus::start();
+    // SAFETY: set before the lamp starts any thread that reads the environment, and this is the
+    // only test in this binary.
+    unsafe { std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", &bus.address) };
+    let mut bluez = BlueZ::start(&bus);
+    let broker = Broker::start();
+    let state = tempfile::tempdir().unwrap();
+    let mut lamp = RunningLamp::start_with(broker.port, state.path(), |config| {
+        config.ble.enabled = true;
+        config.ble.manufacturer = "Test Lamps".into();
+    })
+    .await;
+    bluez.event(|e| e["what"] == "advertisement", "the advertisement");
+    serving(&mut lamp, true).await;
+
+    registers_the_course_service_and_advertisement(&mut bluez);
+    let mut client = Client::connect(broker.port, "tester").await;
+    client.subscribe("lamp/changed").await;
+    a_write_reaches_the_led_mqtt_and_the_shadow(&mut bluez, &mut lamp, &mut client).await;
+    changes_from_mqtt_are_notified_but_a_ble_write_is_not(&mut bluez, &client).await;
+    refused_writes_change_nothing(&mut bluez, &lamp);
+    serves_again_after_the_adapter_goes_and_comes_back(&mut bluez, &mut lamp).await;
+
+    lamp.stop().await;
+    drop(bluez);
+    drop(bus);
+    let _ = state;
+}
+
+fn registers_the_course_service_and_advertisement(bluez: &mut BlueZ) {
+    let tree = bluez.tree();
+    let adverts = tree["advertisements"].as_array().unwrap();
+    assert_eq!(adverts.len(), 1, "{tree}");
+    let advert = &adverts[0]["props"];
+    assert_eq!(advert["Type"], "peripheral");
+    assert_eq!(advert["ServiceUUIDs"], json!([uuid_string(ble::LAMP_SERVICE)]));
+    assert_eq!(advert["LocalName"], "LAMPI lamp1");
+    assert_eq!(advert["Discoverable"], true);
+
+    let objects = tree["applications"][0]["objects"].as_object().unwrap().clone();
+    let service = bluez.path_of(ble::LAMP_SERVICE, None);
+    assert_eq!(objects[&service]["org.bluez.GattService1"]["Primary"], true);
+    for ch in LampCharacteristic::ALL {
+        let path = bluez.path_of(ch.uuid(), Some(&service));
+        let flags = &objects[&path]["org.bluez.GattCharacteristic1"]["Flags"];
+        for flag in ["read", "write", "write-without-response", "notify"] {
+            assert!(flags.as_array().unwrap().contains(&json!(flag)), "{ch:?}: {flags}");
+        }
+        let description = bluez.path_of(ble::USER_DESCRIPTION, Some(&path));
+        let format = bluez.path_of(ble::PRESENTATION_FORMAT, Some(&path));
+        assert_eq!(bytes(&bluez.read(&description, CENTRAL_A)), ch.description().as_bytes());
+        assert_eq!(bytes(&bluez.read(&format, CENTRAL_A)), [0x04, 0, 0, 0x27, 1, 0, 0]);
+    }
+    assert_eq!(
+        ble::LampCharacteristic::ALL.map(|ch| ch.description()),
+        ["HSV", "Brightness", "On / Off"]
+    );
+
+    let information = bluez.path_of(ble::DEVICE_INFORMATION, None);
+    for (uuid, value) in [
+        (ble::MANUFACTURER_NAME, "Test Lamps"),
+        (ble::MODEL_NUMBER, "LAMPI"),
+        (ble::SERIAL_NUMBER, "lamp1"),
+        (ble::FIRMWARE_REVISION, env!("CARGO_PKG_VERSION")),
+    ] {
+        let path = bluez.path_of(uuid, Some(&information));
+        assert_eq!(
+            objects[&path]["org.bluez.GattCharacteristic1"]["Flags"],
+            json!(["read"])
+        );
+        assert_eq!(bytes(&bluez.read(&path, CENTRAL_A)), value.as_bytes());
+        let format = bluez.path_of(ble::PRESENTATION_FORMAT, Some(&path));
+        assert_eq!(bytes(&bluez.read(&format, CENTRAL_A)), [0x19, 0, 0, 0x27, 1, 0, 0]);
+    }
+}
+
+async fn a_write_reaches_the_led_mqtt_and_the_shadow(bluez: &mut BlueZ, lamp: &mut RunningLamp, client: &mut Client) {
+    let brightness = bluez.path_of(ble::BRIGHTNESS, None);
+    let answer = bluez.write(&brightness, &[0x80], CENTRAL_A);
+    assert!(answer.get("error").is_none(), "{answer}");
+    // Read straight back: the write is answered once the lamp has taken it.
+    assert_eq!(bytes(&bluez.read(&brightness, CENTRAL_B)), [0x80]);
+
+    let echo = client.next_matching("lamp/changed", |m| m["client"] == "ble").await;
+    assert_eq!(json(&echo)["brightness"], json!(from_byte(0x80).get()));
+    lamp.output_settles_at(duty_for(true, 0.0, 0.0, from_byte(0x80).get()))
+        .await;
+    let desired = tokio::time::timeout(
+        TIMEOUT,
+        lamp.handle.saved.wait_for(|s| {
+            s.shadow.desired.get("light").and_then(|l| l.get("brightness")) == Some(&json!(128.0 / 255.0))
+        }),
+    )
+    .await;
+    assert!(
+        desired.is_ok(),
+        "the BLE write never reached desired.light in the shadow"
+    );
+}
+
+async fn changes_from_mqtt_are_notified_but_a_ble_write_is_not(bluez: &mut BlueZ, client: &Client) {
+    let brightness = bluez.path_of(ble::BRIGHTNESS, None);
+    let on_off = bluez.path_of(ble::ON_OFF, None);
+    for path in [&brightness, &on_off] {
+        let answer = bluez.ask(json!({"cmd": "start_notify", "path": path}));
+        assert!(answer.get("error").is_none(), "{answer}");
+    }
+    client
+        .publish("lamp/set_config", r#"{"client": "phone", "brightness": 0.25}"#)
+        .await;
+    let notified = bluez.event(|e| e["event"] == "notification", "a notification of the MQTT change");
+    assert_eq!(notified["path"], json!(brightness));
+    assert_eq!(notified["value"], json!([64]));
+
+    let answer = bluez.write(&on_off, &[0x00], CENTRAL_A);
+    assert!(answer.get("error").is_none(), "{answer}");
+    assert_eq!(bytes(&bluez.read(&on_off, CENTRAL_B)), [0x00]);
+    let echoed = bluez.events_within(Duration::from_millis(300), |e| e["event"] == "notification");
+    assert!(echoed.is_empty(), "a BLE write was notified back: {echoed:?}");
+
+    client
+        .publish("lamp/set_config", r#"{"client": "phone", "on": true}"#)
+        .await;
+    let notified = bluez.event(|e| e["event"] == "notification", "a notification of on");
+    assert_eq!((&notified["path"], &notified["value"]), (&json!(on_off), &json!([1])));
+}
+
+fn refused_writes_change_nothing(bluez: &mut BlueZ, lamp: &RunningLamp) {
+    let before = lamp.handle.changes.borrow().state;
+    let brightness = bluez.path_of(ble::BRIGHTNESS, None);
+    let on_off = bluez.path_of(ble::ON_OFF, None);
+    let hsv = bluez.path_of(ble::HSV, None);
+    for (path, value, error) in [
+        (&brightness, &[1u8, 2][..], "org.bluez.Error.InvalidValueLength"),
+        (&hsv, &[1, 2][..], "org.bluez.Error.InvalidValueLength"),
+        (&on_off, &[][..], "org.bluez.Error.InvalidValueLength"),
+        (&on_off, &[2][..], "org.bluez.Error.Failed"),
+        (&hsv, &[1, 2, 3][..], "org.bluez.Error.Failed"),
+    ] {
+        let answer = bluez.write(path, value, CENTRAL_A);
+        assert_eq!(answer["error"], error, "{value:?} to {path}: {answer}");
+    }
+    let offset = bluez.ask(json!({"cmd": "write", "path": brightness, "value": [1], "device": CENTRAL_A, "offset": 1}));
+    assert_eq!(offset["error"], "org.bluez.Error.InvalidOffset", "{offset}");
+    assert_eq!(lamp.handle.changes.borrow().state, before);
+}
+
+async fn serves_again_after_the_adapter_goes_and_comes_back(bluez: &mut BlueZ, lamp: &mut RunningLamp) {
+    bluez.ask(json!({"cmd": "remove_adapter"}));
+    serving(lamp, false).await;
+    bluez.ask(json!({"cmd": "add_adapter"}));
+    bluez.event(|e| e["what"] == "advertisement", "the advertisement again");
+    serving(lamp, true).await;
+    let on_off = bluez.path_of(ble::ON_OFF, None);
+    assert_eq!(bytes(&bluez.read(&on_off, CENTRAL_A)), [0x01]);
+
+    bluez.ask(json!({"cmd": "power", "on": false}));
+    serving(lamp, false).await;
+    bluez.ask(json!({"cmd": "power", "on": true}));
+    serving(lamp, true).await;
+    let tree = bluez.tree();
+    assert_eq!(tree["applications"].as_array().unwrap().len(), 1, "{tree}");
+}
