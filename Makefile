@@ -1,8 +1,11 @@
 # The two commands of the README. Both install what they need (Rust toolchain aside).
 # (The UI's text needs fontconfig; udev, libinput and xkbcommon are the Pi touchscreen's, for
-# lint, which builds the linuxkms backend too; strace watches the daemon's system calls.)
+# lint, which builds the linuxkms backend too; strace watches the daemon's system calls;
+# libdbus-1-dev is bluer's, for the `ble` feature, whose tests run a private dbus-daemon and a
+# BlueZ stand-in on python3-dbusmock.)
 TEST_PACKAGES = mosquitto mosquitto-clients openssl python3-ephem systemd strace pkg-config \
-	libfontconfig-dev libudev-dev libinput-dev libxkbcommon-dev
+	libfontconfig-dev libudev-dev libinput-dev libxkbcommon-dev \
+	libdbus-1-dev dbus-daemon python3-dbusmock
 
 .PHONY: run test lint bench deb deb-arm64 deb-armhf screenshots
 
@@ -12,15 +15,16 @@ run:
 # Each step says how long it took: CI caches nothing, and must stay well under its limit.
 test:
 	scripts/deps.sh $(TEST_PACKAGES)
-	@start=$$(date +%s) && cargo test && echo "cargo test: $$(( $$(date +%s) - start )) s"
+	@start=$$(date +%s) && cargo test --features ble && echo "cargo test: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s) && scripts/test-arm64.sh && echo "test-arm64: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s) && scripts/test-deb.sh && echo "test-deb: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s) && scripts/test-vm.sh && echo "test-vm: $$(( $$(date +%s) - start )) s"
 
 lint:
-	scripts/deps.sh pkg-config libudev-dev libinput-dev libxkbcommon-dev
+	scripts/deps.sh pkg-config libudev-dev libinput-dev libxkbcommon-dev libdbus-1-dev
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features ble -- -D warnings
 	cargo clippy --all-targets --features rpi,linuxkms -- -D warnings
 
 bench:
