@@ -157,7 +157,7 @@ impl BlueZ {
     /// Waits for an event that `wanted` accepts, taking it and those before it.
     fn event(&mut self, wanted: impl Fn(&Value) -> bool, what: &str) -> Value {
         if let Some(at) = self.events.iter().position(&wanted) {
-            return self.events.drain(..=at).last().unwrap();
+            return self.events.drain(..=at).next_back().unwrap();
         }
         self.events.clear();
         let deadline = Instant::now() + TIMEOUT;
@@ -220,10 +220,16 @@ impl BlueZ {
     }
 }
 
-impl Drop for BlueZ {
-    fn drop(&mut self) {
+impl BlueZ {
+    fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for BlueZ {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -288,6 +294,7 @@ async fn the_lamp_serves_lampi_over_ble_through_bluez() {
     changes_from_mqtt_are_notified_but_a_ble_write_is_not(&mut bluez, &client).await;
     refused_writes_change_nothing(&mut bluez, &lamp);
     serves_again_after_the_adapter_goes_and_comes_back(&mut bluez, &mut lamp).await;
+    serves_again_after_bluez_restarts(&mut bluez, &bus, &mut lamp).await;
 
     lamp.stop().await;
     drop(bluez);
@@ -428,4 +435,15 @@ async fn serves_again_after_the_adapter_goes_and_comes_back(bluez: &mut BlueZ, l
     serving(lamp, true).await;
     let tree = bluez.tree();
     assert_eq!(tree["applications"].as_array().unwrap().len(), 1, "{tree}");
+}
+
+/// bluetoothd killed says nothing; a new one knows nothing of the old registrations.
+async fn serves_again_after_bluez_restarts(bluez: &mut BlueZ, bus: &Bus, lamp: &mut RunningLamp) {
+    bluez.kill();
+    serving(lamp, false).await;
+    *bluez = BlueZ::start(bus);
+    bluez.event(|e| e["what"] == "advertisement", "the advertisement to the new BlueZ");
+    serving(lamp, true).await;
+    let hsv = bluez.path_of(ble::HSV, None);
+    assert_eq!(bytes(&bluez.read(&hsv, CENTRAL_A)), [0x00, 0x00, 0xff]);
 }

@@ -27,9 +27,6 @@ use crate::protocol::ble::{DeviceInfo, LAMP_SERVICE};
 /// then every few seconds.
 const RETRY_INITIAL: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(5);
-/// How often a serving lamp asks BlueZ whether the adapter is still there: bluetoothd killed
-/// outright sends no signal.
-const LIVENESS: Duration = Duration::from_secs(2);
 /// Subscriptions waiting for the notifier task.
 const SUBSCRIPTIONS: usize = 8;
 
@@ -69,6 +66,11 @@ pub async fn run(setup: BleSetup, lamp: LampHandle, shutdown: CancellationToken)
 
 /// Serves while BlueZ and the adapter are there; returns why it stopped.
 async fn serve(setup: &BleSetup, lamp: &LampHandle, backoff: &mut Backoff) -> String {
+    // Before anything else, so BlueZ leaving at any moment from here on is seen.
+    let mut bluez = match BlueZWatch::new().await {
+        Ok(watch) => watch,
+        Err(e) => return format!("no system bus ({e})"),
+    };
     let session = match Session::new().await {
         Ok(session) => session,
         Err(e) => return format!("no BlueZ on the system bus ({e})"),
@@ -110,7 +112,6 @@ async fn serve(setup: &BleSetup, lamp: &LampHandle, backoff: &mut Backoff) -> St
     let _ = lamp.commands.send(Command::BleServing(true)).await;
     tracing::info!(adapter = %name, advertised = %setup.name, "Bluetooth LE serving");
     backoff.reset();
-    let mut liveness = tokio::time::interval(LIVENESS);
     let reason = loop {
         tokio::select! {
             event = session_events.next() => match event {
@@ -125,15 +126,65 @@ async fn serve(setup: &BleSetup, lamp: &LampHandle, backoff: &mut Backoff) -> St
                 Some(_) => {}
                 None => break format!("adapter {name} went away"),
             },
-            _ = liveness.tick() => {
-                if let Err(e) = adapter.is_powered().await {
-                    break format!("adapter {name} stopped answering ({e})");
-                }
-            }
+            reason = bluez.gone() => break reason,
         }
     };
     notifying.abort();
     reason
+}
+
+/// Whether BlueZ is on the system bus: bluetoothd stopped or killed says nothing itself, and
+/// bluer reports only adapters coming and going, so this watches the bus's NameOwnerChanged.
+struct BlueZWatch {
+    _rule: dbus::nonblock::MsgMatch,
+    owners: futures::channel::mpsc::UnboundedReceiver<dbus::Message>,
+    bus: tokio::task::JoinHandle<dbus_tokio::connection::IOResourceError>,
+}
+
+impl BlueZWatch {
+    async fn new() -> Result<BlueZWatch, dbus::Error> {
+        let (resource, connection) = dbus_tokio::connection::new_system_sync()?;
+        let bus = tokio::spawn(resource);
+        let rule = dbus::message::MatchRule::new_signal("org.freedesktop.DBus", "NameOwnerChanged")
+            .with_sender("org.freedesktop.DBus");
+        match connection.add_match(rule).await {
+            Ok(rule) => {
+                let (rule, owners) = rule.msg_stream();
+                Ok(BlueZWatch {
+                    _rule: rule,
+                    owners,
+                    bus,
+                })
+            }
+            Err(e) => {
+                bus.abort();
+                Err(e)
+            }
+        }
+    }
+
+    /// Resolves when BlueZ leaves the bus, or the bus connection ends; says which.
+    async fn gone(&mut self) -> String {
+        loop {
+            tokio::select! {
+                message = self.owners.next() => match message {
+                    Some(message) => {
+                        if let Ok(("org.bluez", _, "")) = message.read3::<&str, &str, &str>() {
+                            return "BlueZ left the system bus".into();
+                        }
+                    }
+                    None => return "the system bus connection closed".into(),
+                },
+                ended = &mut self.bus => return format!("the system bus connection closed ({ended:?})"),
+            }
+        }
+    }
+}
+
+impl Drop for BlueZWatch {
+    fn drop(&mut self) {
+        self.bus.abort();
+    }
 }
 
 /// Connectable, by name and by the Lamp Service's UUID (the name may only reach a central in the
