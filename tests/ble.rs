@@ -290,6 +290,7 @@ async fn the_lamp_serves_lampi_over_ble_through_bluez() {
     registers_the_course_service_and_advertisement(&mut bluez);
     let mut client = Client::connect(broker.port, "tester").await;
     client.subscribe("lamp/changed").await;
+    client.subscribe("lampi/lamp1/events").await;
     a_write_reaches_the_led_mqtt_and_the_shadow(&mut bluez, &mut lamp, &mut client).await;
     changes_from_mqtt_are_notified_but_a_ble_write_is_not(&mut bluez, &client).await;
     refused_writes_change_nothing(&mut bluez, &lamp);
@@ -356,8 +357,27 @@ async fn a_write_reaches_the_led_mqtt_and_the_shadow(bluez: &mut BlueZ, lamp: &m
     // Read straight back: the write is answered once the lamp has taken it.
     assert_eq!(bytes(&bluez.read(&brightness, CENTRAL_B)), [0x80]);
 
-    let echo = client.next_matching("lamp/changed", |m| m["client"] == "ble").await;
-    assert_eq!(json(&echo)["brightness"], json!(from_byte(0x80).get()));
+    // The echo and the analytics event, in either order.
+    let (mut echo, mut event) = (None, None);
+    while echo.is_none() || event.is_none() {
+        let message = client
+            .next_where(|m| {
+                m.topic == "lampi/lamp1/events" || (m.topic == "lamp/changed" && json(m)["client"] == "ble")
+            })
+            .await;
+        let slot = if message.topic == "lamp/changed" {
+            &mut echo
+        } else {
+            &mut event
+        };
+        *slot = Some(json(&message));
+    }
+    let (echo, event) = (echo.unwrap(), event.unwrap());
+    assert_eq!(
+        (&echo["client"], &echo["brightness"]),
+        (&json!("ble"), &json!(from_byte(0x80).get()))
+    );
+    assert_eq!((&event["type"], &event["source"]), (&json!("light"), &json!("ble")));
     lamp.output_settles_at(duty_for(true, 0.0, 0.0, from_byte(0x80).get()))
         .await;
     let desired = tokio::time::timeout(
@@ -398,6 +418,27 @@ async fn changes_from_mqtt_are_notified_but_a_ble_write_is_not(bluez: &mut BlueZ
         .await;
     let notified = bluez.event(|e| e["event"] == "notification", "a notification of on");
     assert_eq!((&notified["path"], &notified["value"]), (&json!(on_off), &json!([1])));
+
+    // The last central leaves (BlueZ stops the session): changes go on, unnotified, until one
+    // subscribes again.
+    bluez.ask(json!({"cmd": "stop_notify", "path": brightness}));
+    client
+        .publish("lamp/set_config", r#"{"client": "phone", "brightness": 0.5}"#)
+        .await;
+    let unsubscribed = bluez.events_within(Duration::from_millis(300), |e| e["path"] == json!(brightness));
+    assert!(
+        unsubscribed.is_empty(),
+        "notified without a subscriber: {unsubscribed:?}"
+    );
+    bluez.ask(json!({"cmd": "start_notify", "path": brightness}));
+    client
+        .publish("lamp/set_config", r#"{"client": "phone", "brightness": 1.0}"#)
+        .await;
+    let notified = bluez.event(
+        |e| e["path"] == json!(brightness),
+        "a notification after subscribing again",
+    );
+    assert_eq!(notified["value"], json!([255]));
 }
 
 fn refused_writes_change_nothing(bluez: &mut BlueZ, lamp: &RunningLamp) {

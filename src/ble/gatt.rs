@@ -210,6 +210,8 @@ pub async fn notify_changes(mut changes: watch::Receiver<Echo>, mut subscribed: 
         .collect();
     loop {
         tokio::select! {
+            // A subscription first: a change arriving with it is then notified to it.
+            biased;
             subscription = subscribed.recv() => match subscription {
                 // BlueZ starts one session per characteristic, for all its subscribers.
                 Some((ch, notifier)) => {

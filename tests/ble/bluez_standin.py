@@ -51,7 +51,7 @@ MTU = 185
 # (sender, path) -> the application's objects / the advertisement's properties.
 applications = {}
 advertisements = {}
-# path -> the signal match of a notification session.
+# (sender, path) -> the signal match of a characteristic ever subscribed to.
 subscriptions = {}
 
 
@@ -187,11 +187,12 @@ def command(request):
         call(request, 'WriteValue', dbus.Array(request['value'], signature='y'), options(request))
     elif cmd == 'start_notify':
         sender, _ = owner_of(request['path'])
-        subscriptions[request['path']] = bus.add_signal_receiver(
-            notified(request['path']), 'PropertiesChanged', PROPERTIES, sender, request['path'])
+        if (sender, request['path']) not in subscriptions:
+            subscriptions[(sender, request['path'])] = bus.add_signal_receiver(
+                notified(request['path']), 'PropertiesChanged', PROPERTIES, sender, request['path'])
         call(request, 'StartNotify')
     elif cmd == 'stop_notify':
-        subscriptions.pop(request['path']).remove()
+        # Still listening: what the application sends after StopNotify shows up too.
         call(request, 'StopNotify')
     elif cmd == 'remove_adapter':
         remove_adapter()
