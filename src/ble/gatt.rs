@@ -243,3 +243,35 @@ pub async fn notify_changes(mut changes: watch::Receiver<Echo>, mut subscribed: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_read_continues_at_its_offset() {
+        assert_eq!(from_offset(b"LAMPI".to_vec(), 0), Ok(b"LAMPI".to_vec()));
+        assert_eq!(from_offset(b"LAMPI".to_vec(), 3), Ok(b"PI".to_vec()));
+        assert_eq!(from_offset(b"LAMPI".to_vec(), 5), Ok(Vec::new()));
+        assert_eq!(from_offset(b"LAMPI".to_vec(), 6), Err(ReqError::InvalidOffset));
+    }
+
+    #[test]
+    fn refusals_become_the_bluez_errors_of_their_att_codes() {
+        // BlueZ: InvalidValueLength → 0x0D, InvalidOffset → 0x07, Failed → 0x80.
+        let state = crate::core::light::LightState::default();
+        for (ch, offset, value, error) in [
+            (
+                LampCharacteristic::Brightness,
+                0,
+                &[1u8, 2][..],
+                ReqError::InvalidValueLength,
+            ),
+            (LampCharacteristic::Brightness, 2, &[1][..], ReqError::InvalidOffset),
+            (LampCharacteristic::OnOff, 0, &[2][..], ReqError::Failed),
+        ] {
+            let refusal = ch.decode_write(offset, value, &state).unwrap_err();
+            assert_eq!(req_error(&refusal), error, "{refusal}");
+        }
+    }
+}
