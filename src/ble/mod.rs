@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bluer::adv::{Advertisement, Type};
 use bluer::{AdapterEvent, AdapterProperty, Session, SessionEvent, Uuid};
+use dbus::message::{MatchRule, MessageType};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,10 +24,16 @@ use crate::core::backoff::Backoff;
 use crate::lamp_task::{Command, LampHandle};
 use crate::protocol::ble::{DeviceInfo, LAMP_SERVICE};
 
-/// Retries after BlueZ or the adapter went away: soon at first (a BlueZ restart takes a second),
-/// then every few seconds.
+/// Retries after BlueZ or the adapter went away wait for a sign of BlueZ on the system bus (it
+/// appears, an adapter is added or changes), and at least this backoff: soon at first (an
+/// adapter takes a moment to settle), longer after each failed try.
 const RETRY_INITIAL: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Without any sign, a retry anyway this often, in case one was missed; and as often when there
+/// is no system bus to watch at all.
+const RETRY_IDLE: Duration = Duration::from_secs(60);
+/// BlueZ's name on the system bus.
+const BLUEZ: &str = "org.bluez";
 /// Subscriptions waiting for the notifier task.
 const SUBSCRIPTIONS: usize = 8;
 
@@ -45,9 +52,14 @@ pub async fn run(setup: BleSetup, lamp: LampHandle, shutdown: CancellationToken)
     let mut backoff = Backoff::new(RETRY_INITIAL, RETRY_MAX);
     let mut last_reason = None;
     loop {
-        let outcome = tokio::select! {
-            () = shutdown.cancelled() => break,
-            outcome = serve(&setup, &lamp, &mut backoff) => outcome,
+        // Before anything else, so BlueZ leaving or coming at any moment from here on is seen.
+        let mut bus = BusWatch::new().await;
+        let outcome = match &mut bus {
+            Ok(bus) => tokio::select! {
+                () = shutdown.cancelled() => break,
+                outcome = serve(&setup, &lamp, &mut backoff, bus) => outcome,
+            },
+            Err(e) => format!("no system bus ({e})"),
         };
         let _ = lamp.commands.send(Command::BleServing(false)).await;
         // One line per kind of outage, not one per retry.
@@ -55,22 +67,25 @@ pub async fn run(setup: BleSetup, lamp: LampHandle, shutdown: CancellationToken)
             tracing::warn!("Bluetooth LE not serving: {outcome}; retrying");
             last_reason = Some(outcome);
         }
-        let delay = backoff.next_delay(&mut rand::rng());
+        let earliest = tokio::time::Instant::now() + backoff.next_delay(&mut rand::rng());
+        let stirred = async {
+            match &mut bus {
+                Ok(bus) => bus.stirred().await,
+                Err(_) => std::future::pending().await,
+            }
+            tokio::time::sleep_until(earliest).await;
+        };
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(delay) => {}
+            () = stirred => {}
+            () = tokio::time::sleep(RETRY_IDLE) => {}
         }
     }
     let _ = lamp.commands.send(Command::BleServing(false)).await;
 }
 
 /// Serves while BlueZ and the adapter are there; returns why it stopped.
-async fn serve(setup: &BleSetup, lamp: &LampHandle, backoff: &mut Backoff) -> String {
-    // Before anything else, so BlueZ leaving at any moment from here on is seen.
-    let mut bluez = match BlueZWatch::new().await {
-        Ok(watch) => watch,
-        Err(e) => return format!("no system bus ({e})"),
-    };
+async fn serve(setup: &BleSetup, lamp: &LampHandle, backoff: &mut Backoff, bus: &mut BusWatch) -> String {
     let session = match Session::new().await {
         Ok(session) => session,
         Err(e) => return format!("no BlueZ on the system bus ({e})"),
@@ -126,36 +141,63 @@ async fn serve(setup: &BleSetup, lamp: &LampHandle, backoff: &mut Backoff) -> St
                 Some(_) => {}
                 None => break format!("adapter {name} went away"),
             },
-            reason = bluez.gone() => break reason,
+            owner = bus.owner.changed() => match owner {
+                Ok(true) => {}
+                Ok(false) => break "BlueZ left the system bus".into(),
+                Err(reason) => break reason,
+            },
+            // Taken and dropped while serving, so they do not pile up: only a lamp that is not
+            // serving waits for them.
+            signal = bus.signals.next() => if signal.is_none() {
+                break "the system bus connection closed".into();
+            },
         }
     };
     notifying.abort();
     reason
 }
 
-/// Whether BlueZ is on the system bus: bluetoothd stopped or killed says nothing itself, and
-/// bluer reports only adapters coming and going, so this watches the bus's NameOwnerChanged.
-struct BlueZWatch {
-    _rule: dbus::nonblock::MsgMatch,
-    owners: futures::channel::mpsc::UnboundedReceiver<dbus::Message>,
-    bus: tokio::task::JoinHandle<dbus_tokio::connection::IOResourceError>,
+/// BlueZ on the system bus, watched where bluer does not: bluetoothd stopped or killed says
+/// nothing itself (the bus's NameOwnerChanged does), and while the lamp is not serving, any
+/// signal from BlueZ (it appeared, an adapter was added or powered) is worth a retry.
+struct BusWatch {
+    owner: OwnerWatch,
+    _bluez_rule: dbus::nonblock::MsgMatch,
+    signals: futures::channel::mpsc::UnboundedReceiver<dbus::Message>,
 }
 
-impl BlueZWatch {
-    async fn new() -> Result<BlueZWatch, dbus::Error> {
+/// Who owns BlueZ's name, over one bus connection.
+struct OwnerWatch {
+    _rule: dbus::nonblock::MsgMatch,
+    changes: futures::channel::mpsc::UnboundedReceiver<dbus::Message>,
+    bus: tokio::task::JoinHandle<dbus_tokio::connection::IOResourceError>,
+    /// The bus connection ended (`bus` must not be polled again).
+    closed: bool,
+}
+
+impl BusWatch {
+    async fn new() -> Result<BusWatch, dbus::Error> {
         let (resource, connection) = dbus_tokio::connection::new_system_sync()?;
         let bus = tokio::spawn(resource);
-        let rule = dbus::message::MatchRule::new_signal("org.freedesktop.DBus", "NameOwnerChanged")
-            .with_sender("org.freedesktop.DBus");
-        match connection.add_match(rule).await {
-            Ok(rule) => {
-                let (rule, owners) = rule.msg_stream();
-                Ok(BlueZWatch {
-                    _rule: rule,
-                    owners,
+        let rules = async {
+            let owner =
+                MatchRule::new_signal("org.freedesktop.DBus", "NameOwnerChanged").with_sender("org.freedesktop.DBus");
+            let owner = connection.add_match(owner).await?.msg_stream();
+            let bluez = MatchRule::new().with_type(MessageType::Signal).with_sender(BLUEZ);
+            let bluez = connection.add_match(bluez).await?.msg_stream();
+            Ok::<_, dbus::Error>((owner, bluez))
+        };
+        match rules.await {
+            Ok(((owner_rule, changes), (bluez_rule, signals))) => Ok(BusWatch {
+                owner: OwnerWatch {
+                    _rule: owner_rule,
+                    changes,
                     bus,
-                })
-            }
+                    closed: false,
+                },
+                _bluez_rule: bluez_rule,
+                signals,
+            }),
             Err(e) => {
                 bus.abort();
                 Err(e)
@@ -163,25 +205,37 @@ impl BlueZWatch {
         }
     }
 
-    /// Resolves when BlueZ leaves the bus, or the bus connection ends; says which.
-    async fn gone(&mut self) -> String {
-        loop {
-            tokio::select! {
-                message = self.owners.next() => match message {
-                    Some(message) => {
-                        if let Ok(("org.bluez", _, "")) = message.read3::<&str, &str, &str>() {
-                            return "BlueZ left the system bus".into();
-                        }
-                    }
-                    None => return "the system bus connection closed".into(),
-                },
-                ended = &mut self.bus => return format!("the system bus connection closed ({ended:?})"),
-            }
+    /// Resolves at the next sign of BlueZ: any signal from it (an adapter added or changed), its
+    /// name changing hands, or the bus connection ending (a new one is then worth trying).
+    async fn stirred(&mut self) {
+        tokio::select! {
+            _ = self.signals.next() => {}
+            _ = self.owner.changed() => {}
         }
     }
 }
 
-impl Drop for BlueZWatch {
+impl OwnerWatch {
+    /// The next change of BlueZ's owner (`true`: it arrived), or why there is none.
+    async fn changed(&mut self) -> Result<bool, String> {
+        while !self.closed {
+            tokio::select! {
+                message = self.changes.next() => match message {
+                    Some(message) => {
+                        if let Ok((BLUEZ, _, new)) = message.read3::<&str, &str, &str>() {
+                            return Ok(!new.is_empty());
+                        }
+                    }
+                    None => self.closed = true,
+                },
+                _ = &mut self.bus => self.closed = true,
+            }
+        }
+        Err("the system bus connection closed".into())
+    }
+}
+
+impl Drop for OwnerWatch {
     fn drop(&mut self) {
         self.bus.abort();
     }
