@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+#[cfg(feature = "ble")]
+pub mod ble;
 pub mod pki;
 
 use std::net::{TcpListener, TcpStream};
