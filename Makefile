@@ -29,7 +29,7 @@ lint:
 
 bench:
 	scripts/deps.sh $(TEST_PACKAGES) coreutils xvfb
-	cargo bench
+	cargo bench --features ble
 
 # Debian packages in target/debian/: for this machine (simulated LED), and for Raspberry Pi OS
 # 64-bit and 32-bit (real LED), cross-built with Debian's toolchains.
