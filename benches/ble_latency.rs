@@ -48,7 +48,10 @@ async fn main() {
         config.light.transition_ms = 0;
     })
     .await;
-    bluez.event(|e| e["what"] == "advertisement", "the advertisement");
+    bluez.event(
+        |e| e["event"] == "registered" && e["what"] == "advertisement",
+        "the advertisement",
+    );
     let brightness = bluez.path_of(ble::BRIGHTNESS, None);
 
     // Each new duty the LED is given, with when.

@@ -46,7 +46,10 @@ async fn the_lamp_serves_lampi_over_ble_through_bluez() {
         config.ble.manufacturer = "Test Lamps".into();
     })
     .await;
-    bluez.event(|e| e["what"] == "advertisement", "the advertisement");
+    bluez.event(
+        |e| e["event"] == "registered" && e["what"] == "advertisement",
+        "the advertisement",
+    );
     serving(&mut lamp, true).await;
 
     registers_the_course_service_and_advertisement(&mut bluez);
@@ -231,7 +234,10 @@ async fn serves_again_after_the_adapter_goes_and_comes_back(bluez: &mut BlueZ, l
     bluez.ask(json!({"cmd": "remove_adapter"}));
     serving(lamp, false).await;
     bluez.ask(json!({"cmd": "add_adapter"}));
-    bluez.event(|e| e["what"] == "advertisement", "the advertisement again");
+    bluez.event(
+        |e| e["event"] == "registered" && e["what"] == "advertisement",
+        "the advertisement again",
+    );
     serving(lamp, true).await;
     let on_off = bluez.path_of(ble::ON_OFF, None);
     assert_eq!(bytes(&bluez.read(&on_off, CENTRAL_A)), [0x01]);
@@ -249,7 +255,10 @@ async fn serves_again_after_bluez_restarts(bluez: &mut BlueZ, bus: &Bus, lamp: &
     bluez.kill();
     serving(lamp, false).await;
     *bluez = BlueZ::start(bus);
-    bluez.event(|e| e["what"] == "advertisement", "the advertisement to the new BlueZ");
+    bluez.event(
+        |e| e["event"] == "registered" && e["what"] == "advertisement",
+        "the advertisement to the new BlueZ",
+    );
     serving(lamp, true).await;
     let hsv = bluez.path_of(ble::HSV, None);
     assert_eq!(bytes(&bluez.read(&hsv, CENTRAL_A)), [0x00, 0x00, 0xff]);

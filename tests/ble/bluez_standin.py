@@ -8,7 +8,8 @@ AddMethod gives no sender and no asynchronous reply), what a GATT server talks t
 - GattManager1.RegisterApplication: like bluetoothd, calls the application's GetManagedObjects
   back before it answers, and records the tree;
 - LEAdvertisingManager1.RegisterAdvertisement: reads the advertisement's properties;
-- and their Unregister twins.
+- and their Unregister twins; a client that leaves the bus loses its registrations, as with
+  bluetoothd ({"event": "unregistered", ..., "why": "owner gone"}).
 
 It then plays the centrals: the test sends one JSON command a line on stdin and reads one JSON
 line back for each (with the command's "id"), among event lines ({"event": ...}):
@@ -111,6 +112,16 @@ def UnregisterAdvertisement(self, path, sender=None):
     if advertisements.pop((str(sender), str(path)), None) is None:
         raise dbus.exceptions.DBusException('no such advertisement', name='org.bluez.Error.DoesNotExist')
     out({'event': 'unregistered', 'what': 'advertisement', 'path': str(path)})
+
+
+def owner_changed(name, _old, new):
+    """Like bluetoothd, forgets what a client registered when it leaves the bus."""
+    if new or name.startswith('org.'):
+        return
+    for registry, what in [(applications, 'application'), (advertisements, 'advertisement')]:
+        for key in [k for k in registry if k[0] == name]:
+            del registry[key]
+            out({'event': 'unregistered', 'what': what, 'path': key[1], 'why': 'owner gone'})
 
 
 def add_adapter():
@@ -229,6 +240,7 @@ root = mockobject.DBusMockObject(name, bluez5.MAIN_OBJ, OBJECT_MANAGER, {}, logf
 mockobject.objects[bluez5.MAIN_OBJ] = root
 root.AddTemplate('bluez5', {})
 add_adapter()
+bus.add_signal_receiver(owner_changed, 'NameOwnerChanged', 'org.freedesktop.DBus', 'org.freedesktop.DBus')
 loop = GLib.MainLoop()
 GLib.io_add_watch(sys.stdin, GLib.IO_IN | GLib.IO_HUP, on_stdin)
 out({'event': 'ready'})

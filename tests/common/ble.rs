@@ -189,7 +189,7 @@ impl BlueZ {
         let uuid = uuid_string(uuid);
         let objects = tree["applications"][0]["objects"]
             .as_object()
-            .expect("an application is registered");
+            .unwrap_or_else(|| panic!("an application is registered: {tree}"));
         let found: Vec<&String> = objects
             .iter()
             .filter(|(path, ifaces)| {
