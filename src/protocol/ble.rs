@@ -104,21 +104,15 @@ impl LampCharacteristic {
         }
     }
 
-    /// A central's write at `offset`, against the lamp's `current` state. A byte that equals
-    /// what the current value reads as keeps the current value exactly: a value set over MQTT
-    /// or on the screen, read over BLE and written back, does not move by the rounding.
-    pub fn decode_write(self, offset: u16, value: &[u8], current: &LightState) -> Result<LightChange, WriteRefusal> {
-        // Every value is at most three octets, well under any MTU: a long write is a mistake.
-        if offset != 0 {
-            return Err(WriteRefusal::InvalidOffset(offset));
-        }
+    /// A value as read or notified (or written), decoded into the change it describes; a value
+    /// of the wrong length, or one the characteristic does not take, is refused.
+    pub fn decode(self, value: &[u8]) -> Result<LightChange, WriteRefusal> {
         if value.len() != self.value_len() {
             return Err(WriteRefusal::InvalidLength {
                 expected: self.value_len(),
                 got: value.len(),
             });
         }
-        let unit = |byte: u8, now: Unit| if byte == to_byte(now) { now } else { from_byte(byte) };
         let change = match self {
             LampCharacteristic::Hsv => {
                 if value[2] != 0xff {
@@ -128,13 +122,13 @@ impl LampCharacteristic {
                     )));
                 }
                 LightChange {
-                    hue: Some(unit(value[0], current.hue)),
-                    saturation: Some(unit(value[1], current.saturation)),
+                    hue: Some(from_byte(value[0])),
+                    saturation: Some(from_byte(value[1])),
                     ..LightChange::default()
                 }
             }
             LampCharacteristic::Brightness => LightChange {
-                brightness: Some(unit(value[0], current.brightness)),
+                brightness: Some(from_byte(value[0])),
                 ..LightChange::default()
             },
             LampCharacteristic::OnOff => LightChange {
@@ -150,6 +144,26 @@ impl LampCharacteristic {
                 ..LightChange::default()
             },
         };
+        Ok(change)
+    }
+
+    /// A central's write at `offset`, against the lamp's `current` state. A byte that equals
+    /// what the current value reads as keeps the current value exactly: a value set over MQTT
+    /// or on the screen, read over BLE and written back, does not move by the rounding.
+    pub fn decode_write(self, offset: u16, value: &[u8], current: &LightState) -> Result<LightChange, WriteRefusal> {
+        // Every value is at most three octets, well under any MTU: a long write is a mistake.
+        if offset != 0 {
+            return Err(WriteRefusal::InvalidOffset(offset));
+        }
+        let mut change = self.decode(value)?;
+        let keep = |new: &mut Option<Unit>, now: Unit| {
+            if new.is_some_and(|new| to_byte(new) == to_byte(now)) {
+                *new = Some(now);
+            }
+        };
+        keep(&mut change.hue, current.hue);
+        keep(&mut change.saturation, current.saturation);
+        keep(&mut change.brightness, current.brightness);
         Ok(change)
     }
 }
@@ -332,6 +346,14 @@ mod tests {
         fn bytes_and_units_round_trip(byte in any::<u8>(), x in 0.0..=1.0f64) {
             prop_assert_eq!(to_byte(from_byte(byte)), byte);
             prop_assert!((f64::from(to_byte(unit(x))) - x * 255.0).abs() <= 0.5);
+        }
+
+        /// What a central reads decodes to values that encode to it again.
+        #[test]
+        fn a_value_read_decodes_to_what_encodes_it(ch in characteristics(), state in states()) {
+            let value = ch.encode(&state);
+            let read = LightState::default().with(ch.decode(&value).unwrap());
+            prop_assert_eq!(ch.encode(&read), value);
         }
 
         /// Any length but the right one is refused with 0x0D.
