@@ -15,7 +15,7 @@ run:
 # Each step says how long it took: CI caches nothing, and must stay well under its limit.
 test:
 	scripts/deps.sh $(TEST_PACKAGES)
-	@start=$$(date +%s) && cargo test --features ble && echo "cargo test: $$(( $$(date +%s) - start )) s"
+	@start=$$(date +%s) && cargo test --features ble,ble-client && echo "cargo test: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s) && scripts/test-arm64.sh && echo "test-arm64: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s) && scripts/test-deb.sh && echo "test-deb: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s) && scripts/test-vm.sh && echo "test-vm: $$(( $$(date +%s) - start )) s"
@@ -24,7 +24,7 @@ lint:
 	scripts/deps.sh pkg-config libudev-dev libinput-dev libxkbcommon-dev libdbus-1-dev
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --all-targets --features ble -- -D warnings
+	cargo clippy --all-targets --features ble,ble-client -- -D warnings
 	cargo clippy --all-targets --features rpi,linuxkms -- -D warnings
 
 bench:

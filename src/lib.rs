@@ -42,6 +42,8 @@
 //!   LAMPI GATT service of [`protocol::ble`] and its advertisement, one task per lamp that
 //!   outlives BlueZ and adapter outages and tells the lamp ([`core::lamp::Input::BleServing`]).
 //! - [`ctl`]: `lampi ctl`, a command-line client for a lamp's shadow.
+//! - `ble_client` (feature `ble-client`): `lampi ble`, a Bluetooth LE central (btleplug) that
+//!   finds lamps by the Lamp Service and reads, sets and watches them with [`protocol::ble`].
 //! - [`events`]: usage analytics events and their offline spool.
 //! - [`store`]: atomic, coalesced persistence of the state in the state directory.
 //! - [`updater`]: hands firmware update requests to the privileged `lampi-update` service.
@@ -67,6 +69,8 @@
 pub mod app;
 #[cfg(feature = "ble")]
 pub mod ble;
+#[cfg(feature = "ble-client")]
+pub mod ble_client;
 pub mod clock;
 pub mod config;
 pub mod core;

@@ -68,6 +68,58 @@ enum Commands {
         #[command(subcommand)]
         action: CtlAction,
     },
+    /// Talk to a lamp over Bluetooth LE: find lamps by the LAMPI service, read, set and watch
+    /// one (JSON out).
+    #[cfg(feature = "ble-client")]
+    Ble {
+        /// The Bluetooth adapter, e.g. hci0 (default: the first BlueZ lists).
+        #[arg(long, global = true, value_name = "hciN")]
+        adapter: Option<String>,
+        /// The lamp: its address, its advertised name or the device id it advertises as
+        /// `LAMPI <id>` (default: the only lamp in range).
+        #[arg(long, global = true, value_name = "DEVICE")]
+        id: Option<String>,
+        /// How long to look for lamps, in seconds.
+        #[arg(long, global = true, value_name = "SECONDS", default_value_t = 5.0, value_parser = scan_seconds)]
+        scan_time: f64,
+        #[command(subcommand)]
+        action: BleAction,
+    },
+}
+
+#[cfg(feature = "ble-client")]
+#[derive(Subcommand)]
+enum BleAction {
+    /// Print each lamp in range: address, name, signal strength.
+    Scan,
+    /// Print the lamp's address, name, device id and light.
+    Get,
+    /// Set the lamp's light, then print it as `get` does.
+    Set {
+        #[arg(long, conflicts_with = "off")]
+        on: bool,
+        #[arg(long)]
+        off: bool,
+        /// 0.0–1.0
+        #[arg(long, value_parser = unit)]
+        hue: Option<f64>,
+        /// 0.0–1.0
+        #[arg(long, value_parser = unit)]
+        saturation: Option<f64>,
+        /// 0.0–1.0
+        #[arg(long, value_parser = unit)]
+        brightness: Option<f64>,
+    },
+    /// Print the lamp's light, then each change it notifies, one JSON line each.
+    Watch,
+}
+
+#[cfg(feature = "ble-client")]
+fn scan_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=600.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a number of seconds from 0 to 600")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -172,6 +224,20 @@ fn main() -> ExitCode {
             let target = ctl::Target::new(host, port.unwrap_or(config.mqtt.port), &resolved);
             ctl_main(&target, action)
         }
+        #[cfg(feature = "ble-client")]
+        Commands::Ble {
+            adapter,
+            id,
+            scan_time,
+            action,
+        } => {
+            let options = lampi::ble_client::Options {
+                adapter,
+                id,
+                scan: std::time::Duration::from_secs_f64(scan_time),
+            };
+            ble_main(&options, action)
+        }
     }
 }
 
@@ -273,6 +339,74 @@ fn ctl_main(target: &ctl::Target, action: CtlAction) -> ExitCode {
         Err(e) => {
             eprintln!("lampi ctl: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(feature = "ble-client")]
+fn ble_main(options: &lampi::ble_client::Options, action: BleAction) -> ExitCode {
+    use lampi::ble_client;
+    use lampi::core::light::{LightChange, Unit};
+
+    let Some(runtime) = app::runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let print = |line: serde_json::Value| println!("{line}");
+    let result = runtime.block_on(async {
+        let result = match action {
+            BleAction::Scan => ble_client::scan(options, print).await,
+            BleAction::Get => ble_client::get(options).await.map(print),
+            BleAction::Set {
+                on,
+                off,
+                hue,
+                saturation,
+                brightness,
+            } => {
+                // The parser kept them within 0.0–1.0.
+                let to_unit = |value: Option<f64>| value.and_then(|v| Unit::try_from(v).ok());
+                let change = LightChange {
+                    on: (on || off).then_some(on),
+                    hue: to_unit(hue),
+                    saturation: to_unit(saturation),
+                    brightness: to_unit(brightness),
+                };
+                if change == LightChange::default() {
+                    eprintln!("lampi ble: nothing to set: give --on, --off, --hue, --saturation or --brightness");
+                    return Err(None);
+                }
+                ble_client::set(options, change).await.map(print)
+            }
+            BleAction::Watch => ble_client::watch(options, print, stopped()).await,
+        };
+        result.map_err(Some)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(None) => ExitCode::from(2),
+        Err(Some(e)) => {
+            eprintln!("lampi ble: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// SIGINT or SIGTERM, for `lampi ble watch` to end its connection on; listened for from the
+/// call, so a signal while it connects counts too.
+#[cfg(feature = "ble-client")]
+fn stopped() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        match signals {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            // Then the default actions end the process.
+            _ => std::future::pending().await,
         }
     }
 }
