@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what cross-building lampi for a Raspberry Pi target needs: Debian's cross toolchain,
 # the target's -dev packages for the touchscreen (Slint's linuxkms backend: udev, libinput,
-# xkbcommon; and fontconfig for its text, as multiarch packages), and the Rust target.
+# xkbcommon; and fontconfig for its text, as multiarch packages), libdbus for Bluetooth LE (the
+# `ble` and `ble-client` features, BlueZ over D-Bus), and the Rust target.
 # Usage: scripts/cross-deps.sh aarch64-unknown-linux-gnu | armv7-unknown-linux-gnueabihf
 set -eu
 cd "$(dirname "$0")/.."
@@ -22,5 +23,5 @@ if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
 fi
 # shellcheck disable=SC2086
 scripts/deps.sh $gcc pkg-config "libudev-dev:$arch" "libinput-dev:$arch" "libxkbcommon-dev:$arch" \
-    "libfontconfig-dev:$arch"
+    "libfontconfig-dev:$arch" "libdbus-1-dev:$arch"
 rustup target add "$1" >/dev/null 2>&1 || rustup target list --installed | grep -qx "$1"
