@@ -262,6 +262,21 @@ async fn lampi_ble_scans_gets_sets_and_watches_the_lamp_beside_mqtt() {
     // SIGTERM ends the watcher cleanly; killed, the lamp ends a watch with an error of its own.
     kill(&watch.process, "-TERM");
     assert_eq!(watch.exit().0, Some(0));
+    bluez.event(
+        |e| e["event"] == "disconnected" && e["why"] == "Disconnect",
+        "the watcher's disconnection",
+    );
+    // A watcher killed outright is forgotten as it leaves the bus, and the lamp serves on.
+    let watch = Watch::start(&bus.address, &[]);
+    watch.next("the lamp's light");
+    kill(&watch.process, "-KILL");
+    assert_eq!(watch.exit().0, None);
+    bluez.event(
+        |e| e["event"] == "disconnected" && e["why"] == "last client gone",
+        "the killed watcher's connection ended",
+    );
+    let got = lines(&run(&bus.address, &["get"]));
+    assert_eq!(got[0]["light"], *light);
     let watch = Watch::start(&bus.address, &[]);
     watch.next("the lamp's light");
     drop(lamp);
