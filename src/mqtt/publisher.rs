@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::topics::Topics;
 use super::{GOODBYE_TIMEOUT, Link, Notice, now_timestamp};
+use crate::core::lamp::Echo;
 use crate::core::lamp::{PairingView, ShadowMessage};
 use crate::core::schema::MAX_PACKET_BYTES;
 use crate::events::{self, Spool};
-use crate::core::lamp::Echo;
 use crate::lamp_task::LampHandle;
 use crate::protocol::homeassistant;
 use crate::protocol::lampi;

@@ -6,8 +6,8 @@ use super::session::MIN_COMMAND_GAP;
 use super::*;
 use crate::clock::VirtualClock;
 use crate::core::lamp::PairingView;
-use crate::core::light::LightState;
 use crate::core::lamp::{Echo, Saved};
+use crate::core::light::LightState;
 use crate::lamp_task::Command;
 
 /// A screen that takes every frame.

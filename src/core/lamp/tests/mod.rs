@@ -376,7 +376,7 @@ fn as_a_cloud_client_deletions_come_from_the_documents_and_delete_accepted() {
     );
     run_for(&mut device, &mut now, &mut wall, 1);
     assert!(device.shadow().reported.get("alarms").is_none());
-    assert!(device.scheduler.alarms.report(device.wall).get("next").is_none());
+    assert!(device.scheduler.alarms().report(device.wall).get("next").is_none());
 
     // Deleted while the lamp was away: the fetched document has them only in a stale
     // `reported`, which is not what the lamp is asked to do.

@@ -146,14 +146,14 @@ fn a_light_change_while_ringing_dismisses_and_a_one_off_alarm_disables_itself() 
     run_for(&mut device, &mut now, &mut wall, 1);
     wall = at("2026-06-21T12:00:00Z");
     run_for(&mut device, &mut now, &mut wall, 1);
-    assert!(device.scheduler.alarms.is_ringing());
+    assert!(device.scheduler.alarms().is_ringing());
     let off = LightChange {
         on: Some(false),
         ..Default::default()
     };
     device.local_change(off, None, now, wall);
     run_for(&mut device, &mut now, &mut wall, 1);
-    assert!(!device.scheduler.alarms.is_ringing());
+    assert!(!device.scheduler.alarms().is_ringing());
     assert_eq!(device.output(now), Rgb::OFF);
     assert_eq!(device.shadow().desired["alarms"]["noon"]["enabled"], json!(false));
     assert_eq!(device.shadow().reported["alarms"]["noon"]["enabled"], json!(false));
@@ -209,7 +209,7 @@ fn nothing_rings_while_the_clock_is_unsynchronised_and_that_is_reported() {
     run_for(&mut device, &mut now, &mut wall, 1);
     wall = at("2026-06-21T12:00:00Z");
     run_for(&mut device, &mut now, &mut wall, 1);
-    assert!(!device.scheduler.alarms.is_ringing());
+    assert!(!device.scheduler.alarms().is_ringing());
     assert_eq!(
         device.shadow().reported["clock"],
         json!({"synchronised": false, "require_sync": true})
@@ -280,7 +280,7 @@ fn ringing_at_noon(device: &mut Lamp, now: &mut Instant, wall: &mut u64) {
 /// The alarm is gone from the lamp and from `reported`, and nothing is due.
 fn assert_alarm_gone(device: &mut Lamp, now: &mut Instant, wall: &mut u64, how: &str) {
     run_for(device, now, wall, 1);
-    assert!(!device.scheduler.alarms.is_ringing(), "{how}: still ringing");
+    assert!(!device.scheduler.alarms().is_ringing(), "{how}: still ringing");
     let reported = &device.shadow().reported;
     assert!(reported.get("alarms").is_none(), "{how}: {:?}", reported.get("alarms"));
     assert_eq!(reported["alarm"], json!({"state": "idle"}), "{how}");
