@@ -63,6 +63,9 @@
 //!   signals, and the screen's event loop beside the lamp's thread (whichever ends first ends
 //!   the other).
 //!
+//! Errors that cross a module are named types ([`core::shadow::Invalid`], [`protocol::Refused`],
+//! [`core::lamp::Refusal`], [`config::ConfigError`]), never bare strings.
+//!
 //! The `lampi` binary (`src/main.rs`) parses the command line, sets up logging, resolves the
 //! config and hands over to [`app`].
 

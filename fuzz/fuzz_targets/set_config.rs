@@ -8,10 +8,13 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     match parse_set_config(data) {
         Ok(set) => {
-            for value in [set.change.hue, set.change.saturation, set.change.brightness].into_iter().flatten() {
+            for value in [set.change.hue, set.change.saturation, set.change.brightness]
+                .into_iter()
+                .flatten()
+            {
                 assert!((0.0..=1.0).contains(&value.get()));
             }
         }
-        Err(rejection) => assert!(!rejection.error.is_empty()),
+        Err(refused) => assert!(!refused.reason().is_empty()),
     }
 });

@@ -47,7 +47,7 @@ pub enum Show {
 
 #[derive(Debug)]
 pub struct Scheduler {
-    pub alarms: AlarmClock,
+    alarms: AlarmClock,
     natural: Option<NaturalLight>,
     /// Demo mode: when (monotonic, wall) the simulated day started.
     demo_started: Option<(Instant, DateTime<Utc>)>,
@@ -71,6 +71,16 @@ impl Scheduler {
             next_sample_wall: None,
             stale: true,
         }
+    }
+
+    pub fn alarms(&self) -> &AlarmClock {
+        &self.alarms
+    }
+
+    /// For the user's and the clock's commands to the alarm clock; the schedule's own
+    /// configuration goes through [`Scheduler::configure`].
+    pub fn alarms_mut(&mut self) -> &mut AlarmClock {
+        &mut self.alarms
     }
 
     /// Takes the lamp's (validated) settings: `timezone`, `alarms`, `mode`, `natural_light`.

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::firmware::MAX_ERROR_BYTES;
 use super::light::{LightChange, LightState, Unit};
 use super::pairing::Owner;
-use super::shadow::MAX_STATE_BYTES;
+use super::shadow::{Invalid, MAX_STATE_BYTES};
 
 #[path = "schema_fit.rs"]
 mod fit;
@@ -35,6 +35,7 @@ const MAX_SHORT_TEXT_BYTES: usize = 64;
 pub const MAX_TRANSITION_MS: u64 = 60_000;
 pub const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
+/// The checks build their message as they go; [`validate`] hands the first out as [`Invalid`].
 type Checked = Result<(), String>;
 
 fn object<'a>(path: &str, value: &'a Value) -> Result<&'a Map<String, Value>, String> {
@@ -382,8 +383,13 @@ fn setting(path: &str, key: &str, value: &Value) -> Checked {
     }
 }
 
-/// Validates the shadow's sections as they would be after an update.
-pub fn validate(desired: &Map<String, Value>, reported: &Map<String, Value>) -> Checked {
+/// Validates the shadow's sections as they would be after an update; the refusal names the
+/// first bad field's path.
+pub fn validate(desired: &Map<String, Value>, reported: &Map<String, Value>) -> Result<(), Invalid> {
+    sections(desired, reported).map_err(Invalid::new)
+}
+
+fn sections(desired: &Map<String, Value>, reported: &Map<String, Value>) -> Checked {
     only_keys("desired", desired, &SETTINGS)?;
     for (key, value) in desired {
         setting(&format!("desired.{key}"), key, value)?;

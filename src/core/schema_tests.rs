@@ -1,8 +1,9 @@
 use super::*;
 use serde_json::json;
 
+/// The message the sender would get, as [`Invalid`] displays it.
 fn check(desired: Value) -> Checked {
-    validate(desired.as_object().unwrap(), &Map::new())
+    validate(desired.as_object().unwrap(), &Map::new()).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -116,7 +117,7 @@ fn names_the_field_and_reason() {
 }
 
 fn check_reported(reported: Value) -> Checked {
-    validate(&Map::new(), reported.as_object().unwrap())
+    validate(&Map::new(), reported.as_object().unwrap()).map_err(|e| e.to_string())
 }
 
 #[test]

@@ -42,34 +42,34 @@ fn decode(topics: &Topics, topic: &str, retain: bool, payload: &[u8]) -> Option<
                 transition: None,
                 client: set.client,
             }),
-            Err(rejection) => {
-                tracing::warn!(client = ?rejection.client, "set_config rejected: {}", rejection.error);
+            Err(refused) => {
+                tracing::warn!(client = ?refused.token(), "set_config rejected: {refused}");
                 Incoming::Notice(Notice::Reply {
                     topic: topics.set_config_rejected.clone(),
-                    payload: lampi::rejection_payload(&rejection),
+                    payload: lampi::rejection_payload(&refused),
                 })
             }
         },
         Route::Alarm => match lampi::parse_alarm_command(payload) {
             Ok(request) => Incoming::Alarm(request),
-            Err((error, token)) => Incoming::Notice(Notice::Reply {
+            Err(refused) => Incoming::Notice(Notice::Reply {
                 topic: topics.alarm_result.clone(),
-                payload: lampi::alarm_result(None, token.as_deref(), Err(&error)),
+                payload: lampi::alarm_result(None, refused.token(), Err(&refused)),
             }),
         },
         Route::PairingRequest => Incoming::Command(Command::RequestPairingCode),
         Route::PairingAssociate => match pairing::parse_association(payload) {
             Ok(association) => Incoming::Associate(association),
-            Err((error, token)) => Incoming::Notice(Notice::Reply {
+            Err(refused) => Incoming::Notice(Notice::Reply {
                 topic: topics.pairing.result.clone(),
-                payload: pairing::result(token.as_deref(), Err(&error)),
+                payload: pairing::result(refused.token(), Err(&refused)),
             }),
         },
         Route::PairingUnpair => match pairing::parse_unpair(payload) {
             Ok(token) => Incoming::Unpair { token },
-            Err(error) => Incoming::Notice(Notice::Reply {
+            Err(refused) => Incoming::Notice(Notice::Reply {
                 topic: topics.pairing.result.clone(),
-                payload: pairing::result(None, Err(&error)),
+                payload: pairing::result(refused.token(), Err(&refused)),
             }),
         },
         Route::ShadowRequest(op) => Incoming::Command(Command::Shadow {
@@ -87,11 +87,11 @@ fn decode(topics: &Topics, topic: &str, retain: bool, payload: &[u8]) -> Option<
                 transition,
                 client: "homeassistant".into(),
             }),
-            Err(error) => {
-                tracing::warn!("Home Assistant command rejected: {error}");
+            Err(refused) => {
+                tracing::warn!("Home Assistant command rejected: {refused}");
                 Incoming::Notice(Notice::Reply {
                     topic: format!("{topic}/rejected"),
-                    payload: json!({ "error": error }).to_string().into_bytes(),
+                    payload: json!({ "error": refused.reason() }).to_string().into_bytes(),
                 })
             }
         },
@@ -140,8 +140,6 @@ pub(super) async fn poll(
                             topics.alarm_result.clone(),
                             answer,
                             move |result: Result<(), Refusal>| {
-                                let result = result.map_err(|refusal| refusal.to_string());
-                                let result = result.as_ref().map(|_| ()).map_err(String::as_str);
                                 lampi::alarm_result(Some(command), request.token.as_deref(), result)
                             },
                         );
@@ -226,10 +224,7 @@ fn pairing_reply(
         notices,
         topics.pairing.result.clone(),
         answer,
-        move |result: Result<Owner, Refusal>| {
-            let result = result.map_err(|refusal| refusal.to_string());
-            pairing::result(token.as_deref(), result.as_ref().map_err(String::as_str))
-        },
+        move |result: Result<Owner, Refusal>| pairing::result(token.as_deref(), result.as_ref()),
     );
     reply
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::Refused;
 use crate::core::light::{LightChange, LightState, Unit};
 
 /// A command is a few dozen bytes; refuse anything much larger before parsing.
@@ -96,24 +97,25 @@ struct RawColor {
 }
 
 /// A command from Home Assistant: the change and, if given, its fade.
-pub fn parse_command(payload: &[u8]) -> Result<(LightChange, Option<Duration>), String> {
+pub fn parse_command(payload: &[u8]) -> Result<(LightChange, Option<Duration>), Refused> {
     if payload.len() > MAX_COMMAND_BYTES {
-        return Err(format!(
+        return Err(Refused::new(format!(
             "payload is {} bytes; the limit is {MAX_COMMAND_BYTES}",
             payload.len()
-        ));
+        )));
     }
-    let raw: RawCommand = serde_json::from_slice(payload).map_err(|e| format!("not a light command: {e}"))?;
-    let scaled = |name: &str, value: Option<f64>, full: f64| -> Result<Option<Unit>, String> {
+    let raw: RawCommand =
+        serde_json::from_slice(payload).map_err(|e| Refused::new(format!("not a light command: {e}")))?;
+    let scaled = |name: &str, value: Option<f64>, full: f64| -> Result<Option<Unit>, Refused> {
         value
-            .map(|v| Unit::try_from(v / full).map_err(|_| format!("{name}: {v} is outside 0–{full}")))
+            .map(|v| Unit::try_from(v / full).map_err(|_| Refused::new(format!("{name}: {v} is outside 0–{full}"))))
             .transpose()
     };
     let on = match raw.state.as_deref() {
         None => None,
         Some("ON") => Some(true),
         Some("OFF") => Some(false),
-        Some(other) => return Err(format!("state: {other:?} is neither \"ON\" nor \"OFF\"")),
+        Some(other) => return Err(Refused::new(format!("state: {other:?} is neither \"ON\" nor \"OFF\""))),
     };
     let (h, s) = raw.color.map_or((None, None), |c| (c.h, c.s));
     let change = LightChange {
@@ -126,7 +128,7 @@ pub fn parse_command(payload: &[u8]) -> Result<(LightChange, Option<Duration>), 
     let transition = match raw.transition {
         None => None,
         Some(t) if (0.0..=60.0).contains(&t) => Some(Duration::from_secs_f64(t)),
-        Some(t) => return Err(format!("transition: {t} s is outside 0–60")),
+        Some(t) => return Err(Refused::new(format!("transition: {t} s is outside 0–60"))),
     };
     Ok((change, transition))
 }
@@ -163,7 +165,7 @@ mod tests {
             (b"ON", "not a light command"),
         ] {
             let error = parse_command(payload).unwrap_err();
-            assert!(error.contains(reason), "{error}");
+            assert!(error.reason().contains(reason), "{error}");
         }
     }
 

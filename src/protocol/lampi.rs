@@ -1,9 +1,12 @@
 //! The original LAMPI MQTT payloads (`lamp/set_config`, `lamp/changed`), kept byte-compatible
 //! with the course's `lamp_service.py` so its `lamp_cmd`, web page and Kivy UI work unchanged.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::{Refused, only_keys, small_object, token};
 use crate::core::lamp::AlarmCommand;
 use crate::core::light::{LightChange, LightState, Unit};
 
@@ -17,13 +20,6 @@ pub const MAX_CLIENT_CHARS: usize = 128;
 pub struct SetConfig {
     pub client: String,
     pub change: LightChange,
-}
-
-/// Why a `lamp/set_config` was refused, and who sent it when that could be read.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Rejection {
-    pub client: Option<String>,
-    pub error: String,
 }
 
 #[derive(Deserialize)]
@@ -42,8 +38,9 @@ struct RawColor {
     s: Option<f64>,
 }
 
-pub fn parse_set_config(payload: &[u8]) -> Result<SetConfig, Rejection> {
-    let reject = |client: Option<String>, error: String| Rejection { client, error };
+/// A refusal's token is the `client` that sent it, when that could be read.
+pub fn parse_set_config(payload: &[u8]) -> Result<SetConfig, Refused> {
+    let reject = |client: Option<String>, error: String| Refused::new(error).with_token(client);
     if payload.len() > MAX_SET_CONFIG_BYTES {
         return Err(reject(
             None,
@@ -69,7 +66,7 @@ pub fn parse_set_config(payload: &[u8]) -> Result<SetConfig, Rejection> {
             format!("client is longer than {MAX_CLIENT_CHARS} characters"),
         ));
     }
-    let unit = |name: &str, value: Option<f64>| -> Result<Option<Unit>, Rejection> {
+    let unit = |name: &str, value: Option<f64>| -> Result<Option<Unit>, Refused> {
         value
             .map(|v| Unit::try_from(v).map_err(|e| reject(Some(raw.client.clone()), format!("{name}: {e}"))))
             .transpose()
@@ -115,8 +112,20 @@ pub fn changed_payload(state: &LightState, client: &str) -> Vec<u8> {
     serde_json::to_vec(&changed).expect("plain structs always serialise")
 }
 
-pub fn rejection_payload(rejection: &Rejection) -> Vec<u8> {
-    serde_json::to_vec(rejection).expect("plain structs always serialise")
+/// LAMPI's `lamp/set_config/rejected` document: `{"client", "error"}`, `client` null when it
+/// could not be read.
+#[derive(Serialize)]
+struct Rejection<'a> {
+    client: Option<&'a str>,
+    error: &'a str,
+}
+
+pub fn rejection_payload(refused: &Refused) -> Vec<u8> {
+    let rejection = Rejection {
+        client: refused.token(),
+        error: refused.reason(),
+    };
+    serde_json::to_vec(&rejection).expect("plain structs always serialise")
 }
 
 /// Longest alarm command accepted.
@@ -136,20 +145,24 @@ pub struct AlarmRequest {
 
 /// `{"command": "snooze"}` or `{"command": "dismiss"}`, optionally with `"token"` (≤ 64
 /// bytes), on `lampi/<id>/alarm`. A refusal keeps the token when it could be read.
-pub fn parse_alarm_command(payload: &[u8]) -> Result<AlarmRequest, (String, Option<String>)> {
-    let object = super::small_object(payload, MAX_ALARM_COMMAND_BYTES).map_err(|e| (e, None))?;
-    let token = super::token(&object).map_err(|e| (e, None))?;
-    super::only_keys(&object, &["command", "token"]).map_err(|e| (e, token.clone()))?;
+pub fn parse_alarm_command(payload: &[u8]) -> Result<AlarmRequest, Refused> {
+    let object = small_object(payload, MAX_ALARM_COMMAND_BYTES)?;
+    let token = token(&object)?;
+    only_keys(&object, &["command", "token"]).map_err(|e| e.with_token(token.clone()))?;
     let command = match object.get("command").and_then(Value::as_str) {
         Some("snooze") => AlarmCommand::Snooze,
         Some("dismiss") => AlarmCommand::Dismiss,
-        _ => return Err(("command: must be \"snooze\" or \"dismiss\"".into(), token)),
+        _ => return Err(Refused::new("command: must be \"snooze\" or \"dismiss\"").with_token(token)),
     };
     Ok(AlarmRequest { command, token })
 }
 
 /// The answer on `lampi/<id>/alarm/result`.
-pub fn alarm_result(command: Option<AlarmCommand>, token: Option<&str>, result: Result<(), &str>) -> Vec<u8> {
+pub fn alarm_result(
+    command: Option<AlarmCommand>,
+    token: Option<&str>,
+    result: Result<(), impl fmt::Display>,
+) -> Vec<u8> {
     let mut answer = json!({ "ok": result.is_ok() });
     if let Some(command) = command {
         answer["command"] = json!(match command {
@@ -161,7 +174,7 @@ pub fn alarm_result(command: Option<AlarmCommand>, token: Option<&str>, result: 
         answer["token"] = json!(token);
     }
     if let Err(error) = result {
-        answer["error"] = json!(error);
+        answer["error"] = json!(error.to_string());
     }
     answer.to_string().into_bytes()
 }
@@ -170,7 +183,7 @@ pub fn alarm_result(command: Option<AlarmCommand>, token: Option<&str>, result: 
 mod tests {
     use super::*;
 
-    fn error_of(payload: &[u8]) -> Rejection {
+    fn error_of(payload: &[u8]) -> Refused {
         parse_set_config(payload).expect_err("should be rejected")
     }
 
@@ -196,28 +209,42 @@ mod tests {
     #[test]
     fn rejects_each_kind_of_bad_input_with_a_reason() {
         let e = error_of(&[0xff, 0xfe, b'{']);
-        assert!(e.error.contains("UTF-8"), "{e:?}");
+        assert!(e.reason().contains("UTF-8"), "{e:?}");
         let e = error_of(b"{not json");
-        assert!(e.error.contains("not JSON"), "{e:?}");
+        assert!(e.reason().contains("not JSON"), "{e:?}");
         let e = error_of(b"[1,2]");
-        assert!(e.error.contains("object"), "{e:?}");
+        assert!(e.reason().contains("object"), "{e:?}");
         let e = error_of(br#"{"on":true}"#);
-        assert!(e.error.contains("missing field `client`"), "{e:?}");
+        assert!(e.reason().contains("missing field `client`"), "{e:?}");
         let e = error_of(br#"{"brightness":1.5,"client":"me"}"#);
-        assert_eq!(e.client.as_deref(), Some("me"));
-        assert!(e.error.contains("brightness") && e.error.contains("1.5"), "{e:?}");
+        assert_eq!(e.token(), Some("me"));
+        assert!(e.reason().contains("brightness") && e.reason().contains("1.5"), "{e:?}");
         let e = error_of(br#"{"color":{"h":-0.1},"client":"me"}"#);
-        assert!(e.error.contains("color.h"), "{e:?}");
+        assert!(e.reason().contains("color.h"), "{e:?}");
         let e = error_of(br#"{"on":"yes","client":"me"}"#);
-        assert!(e.error.contains("invalid type"), "{e:?}");
-        assert_eq!(e.client.as_deref(), Some("me"));
+        assert!(e.reason().contains("invalid type"), "{e:?}");
+        assert_eq!(e.token(), Some("me"));
         let e = error_of(br#"{"on":true,"colour":{},"client":"me"}"#);
-        assert!(e.error.contains("unknown field `colour`"), "{e:?}");
+        assert!(e.reason().contains("unknown field `colour`"), "{e:?}");
         let e = error_of(br#"{"client":42}"#);
-        assert!(e.error.contains("invalid type"), "{e:?}");
+        assert!(e.reason().contains("invalid type"), "{e:?}");
         let big = format!(r#"{{"client":"{}"}}"#, "x".repeat(MAX_SET_CONFIG_BYTES));
         let e = error_of(big.as_bytes());
-        assert!(e.error.contains("limit"), "{e:?}");
+        assert!(e.reason().contains("limit"), "{e:?}");
+    }
+
+    /// `lamp_service.py`'s clients read these bytes: `client` first, null when unknown.
+    #[test]
+    fn rejections_keep_lampis_bytes() {
+        let payload = |set_config: &[u8]| String::from_utf8(rejection_payload(&error_of(set_config))).unwrap();
+        assert_eq!(
+            payload(b"[1,2]"),
+            r#"{"client":null,"error":"payload must be a JSON object"}"#
+        );
+        assert_eq!(
+            payload(br#"{"on":true,"client":"me","x":1}"#),
+            r#"{"client":"me","error":"unknown field `x`, expected one of `client`, `on`, `color`, `brightness`"}"#
+        );
     }
 
     #[test]
@@ -259,9 +286,9 @@ mod tests {
             (br#"{"command": "snooze", "token": 7}"#, "token: must be text", None),
         ];
         for (payload, error, token) in cases {
-            let (got, got_token) = parse_alarm_command(payload).unwrap_err();
-            assert!(got.starts_with(error), "{got}");
-            assert_eq!(got_token.as_deref(), token);
+            let got = parse_alarm_command(payload).unwrap_err();
+            assert!(got.reason().starts_with(error), "{got}");
+            assert_eq!(got.token(), token);
         }
         let answer: Value = serde_json::from_slice(&alarm_result(
             Some(AlarmCommand::Dismiss),

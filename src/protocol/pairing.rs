@@ -1,9 +1,11 @@
 //! The pairing protocol between the lamp and the cloud portal, on `lampi/<device id>/pairing/…`
 //! (docs/PROTOCOL.md): parsing what the portal sends and building what the lamp publishes.
 
+use std::fmt;
+
 use serde_json::{Map, Value, json};
 
-use super::{only_keys, small_object, token};
+use super::{Refused, only_keys, small_object, token};
 use crate::core::lamp::PairingView;
 use crate::core::pairing::{Owner, display};
 
@@ -44,40 +46,42 @@ pub struct Association {
     pub token: Option<String>,
 }
 
-fn object(payload: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, String> {
+fn object(payload: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, Refused> {
     let map = small_object(payload, MAX_MESSAGE_BYTES)?;
     only_keys(&map, allowed)?;
     Ok(map)
 }
 
 /// `{"code": "ABCD-EFGH", "owner": "alice", "name": "Alice", "token": "..."}`.
-pub fn parse_association(payload: &[u8]) -> Result<Association, (String, Option<String>)> {
-    let map = object(payload, &["code", "owner", "name", "token"]).map_err(|e| (e, None))?;
-    let token = token(&map).map_err(|e| (e, None))?;
+/// A refusal keeps the token when it could be read.
+pub fn parse_association(payload: &[u8]) -> Result<Association, Refused> {
+    let map = object(payload, &["code", "owner", "name", "token"])?;
+    let token = token(&map)?;
     let text = |key: &str| match map.get(key) {
         Some(Value::String(s)) => Ok(s.as_str()),
-        _ => Err((format!("{key}: required text"), token.clone())),
+        _ => Err(Refused::new(format!("{key}: required text")).with_token(token.clone())),
     };
     let code = text("code")?.to_owned();
-    let owner = Owner::new(text("owner")?, text("name")?).map_err(|e| (e.to_string(), token.clone()))?;
+    let owner =
+        Owner::new(text("owner")?, text("name")?).map_err(|e| Refused::new(e.to_string()).with_token(token.clone()))?;
     Ok(Association { code, owner, token })
 }
 
 /// `{"token": "..."}` (or `{}`) on `unpair`.
-pub fn parse_unpair(payload: &[u8]) -> Result<Option<String>, String> {
+pub fn parse_unpair(payload: &[u8]) -> Result<Option<String>, Refused> {
     let map = object(payload, &["token"])?;
     token(&map)
 }
 
 /// The answer on `result`.
-pub fn result(token: Option<&str>, outcome: Result<&Owner, &str>) -> Vec<u8> {
+pub fn result(token: Option<&str>, outcome: Result<&Owner, impl fmt::Display>) -> Vec<u8> {
     let mut answer = json!({ "ok": outcome.is_ok() });
     if let Some(token) = token {
         answer["token"] = json!(token);
     }
     match outcome {
         Ok(owner) => answer["owner"] = json!({"id": owner.id, "name": owner.name}),
-        Err(error) => answer["error"] = json!(error),
+        Err(error) => answer["error"] = json!(error.to_string()),
     }
     answer.to_string().into_bytes()
 }
@@ -128,11 +132,11 @@ mod tests {
             (br#"{"code": "A", "owner": "", "name": "b"}"#, "owner: id must be"),
         ];
         for (payload, expected) in cases {
-            let (error, _) = parse_association(payload).unwrap_err();
-            assert!(error.starts_with(expected), "{error}");
+            let error = parse_association(payload).unwrap_err();
+            assert!(error.reason().starts_with(expected), "{error}");
         }
-        let (_, token) = parse_association(br#"{"owner": "a", "name": "b", "token": "t"}"#).unwrap_err();
-        assert_eq!(token.as_deref(), Some("t"), "the sender still gets its token back");
+        let error = parse_association(br#"{"owner": "a", "name": "b", "token": "t"}"#).unwrap_err();
+        assert_eq!(error.token(), Some("t"), "the sender still gets its token back");
     }
 
     #[test]

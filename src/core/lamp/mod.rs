@@ -305,7 +305,7 @@ impl Lamp {
     /// What must be remembered across a restart besides the light and shadow.
     fn memory(&self) -> Memory {
         Memory {
-            alarm_clock: self.scheduler.alarms.memory().clone(),
+            alarm_clock: self.scheduler.alarms().memory().clone(),
             owner: self.pairing.owner().cloned(),
             firmware_update: self.firmware.status().cloned(),
         }

@@ -83,7 +83,7 @@ impl Lamp {
     /// The patch that makes `reported` tell the truth about the lamp.
     pub(super) fn report_patch(&self) -> Option<SectionUpdate> {
         let mut truth = self.settings();
-        truth.insert("alarm".into(), self.scheduler.alarms.report(self.wall));
+        truth.insert("alarm".into(), self.scheduler.alarms().report(self.wall));
         truth.insert(
             "clock".into(),
             json!({"synchronised": self.clock.synchronised, "require_sync": self.clock.require_sync}),

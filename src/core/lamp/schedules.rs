@@ -18,7 +18,7 @@ impl Lamp {
         if clock != self.clock {
             self.clock = clock;
             self.scheduler
-                .alarms
+                .alarms_mut()
                 .set_trusted(clock.synchronised || !clock.require_sync, wall_time(timestamp));
             self.report_due = true;
         }
@@ -26,15 +26,15 @@ impl Lamp {
 
     /// The wall clock was set (NTP stepped it, or a person did): alarms it skipped do not ring.
     pub(super) fn clock_stepped(&mut self, timestamp: u64) {
-        self.scheduler.alarms.clock_stepped(wall_time(timestamp));
+        self.scheduler.alarms_mut().clock_stepped(wall_time(timestamp));
         self.report_due = true;
     }
 
     /// Snooze or dismiss the ringing alarm; why not when there is none.
     pub(super) fn alarm_command(&mut self, command: AlarmCommand, now: Instant, timestamp: u64) -> Result<(), Refusal> {
         let events = match command {
-            AlarmCommand::Snooze => self.scheduler.alarms.snooze(wall_time(timestamp)),
-            AlarmCommand::Dismiss => self.scheduler.alarms.dismiss(Dismissal::User),
+            AlarmCommand::Snooze => self.scheduler.alarms_mut().snooze(wall_time(timestamp)),
+            AlarmCommand::Dismiss => self.scheduler.alarms_mut().dismiss(Dismissal::User),
         }
         .map_err(Refusal::Alarm)?;
         self.alarm_events(events, now, timestamp);
@@ -61,8 +61,12 @@ impl Lamp {
     /// dismissed, and natural light gives way to manual, starting from the colour it showed.
     /// True when natural light ended, so the caller records `mode: manual` in `desired`.
     pub(super) fn person_takes_over(&mut self, now: Instant, timestamp: u64) -> bool {
-        if self.scheduler.alarms.is_ringing() {
-            let events = self.scheduler.alarms.dismiss(Dismissal::Manual).unwrap_or_default();
+        if self.scheduler.alarms().is_ringing() {
+            let events = self
+                .scheduler
+                .alarms_mut()
+                .dismiss(Dismissal::Manual)
+                .unwrap_or_default();
             self.alarm_events(events, now, timestamp);
         }
         if !self.scheduler.person_takes_over() {

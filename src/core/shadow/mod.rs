@@ -5,6 +5,8 @@
 //! validator for what the document may contain. The lamp hosts one of these when the broker
 //! has no shadow service (Mosquitto), answering exactly as AWS IoT would.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -45,6 +47,24 @@ impl ShadowError {
         doc
     }
 }
+
+/// A validator's refusal of an update: what the sender is told, as the 400's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid(String);
+
+impl Invalid {
+    pub fn new(message: impl Into<String>) -> Invalid {
+        Invalid(message.into())
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
 
 /// What a request does to one section (`desired` or `reported`).
 #[derive(Clone, Debug, PartialEq)]
@@ -277,12 +297,12 @@ impl Shadow {
     }
 
     /// Applies an update. `validate` sees the documents as they would be after it and refuses
-    /// with a message (answered as a 400) or accepts.
+    /// (answered as a 400) or accepts.
     pub fn update(
         &mut self,
         request: UpdateRequest,
         timestamp: u64,
-        validate: impl FnOnce(&Map<String, Value>, &Map<String, Value>) -> Result<(), String>,
+        validate: impl FnOnce(&Map<String, Value>, &Map<String, Value>) -> Result<(), Invalid>,
     ) -> Result<Accepted, ShadowError> {
         let token = request.client_token.as_deref();
         if request.version.is_some_and(|v| v != self.version) {
@@ -329,7 +349,7 @@ impl Shadow {
                 token,
             ));
         }
-        validate(&next.desired, &next.reported).map_err(|message| ShadowError::new(400, message, token))?;
+        validate(&next.desired, &next.reported).map_err(|Invalid(message)| ShadowError::new(400, message, token))?;
         next.version += 1;
         next.exists = true;
         let previous = self.exists.then(|| self.snapshot());

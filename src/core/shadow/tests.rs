@@ -1,6 +1,6 @@
 use super::*;
 
-fn accept_all(_: &Map<String, Value>, _: &Map<String, Value>) -> Result<(), String> {
+fn accept_all(_: &Map<String, Value>, _: &Map<String, Value>) -> Result<(), Invalid> {
     Ok(())
 }
 
@@ -213,7 +213,7 @@ fn validator_refusal_is_400_and_changes_nothing() {
     let mut shadow = Shadow::default();
     let request = parse_update(br#"{"state": {"desired": {"bad": 1}}, "clientToken": "v"}"#).unwrap();
     let e = shadow
-        .update(request, 1, |_, _| Err("desired.bad: not allowed".into()))
+        .update(request, 1, |_, _| Err(Invalid::new("desired.bad: not allowed")))
         .unwrap_err();
     assert_eq!((e.code, e.message.as_str()), (400, "desired.bad: not allowed"));
     assert_eq!(

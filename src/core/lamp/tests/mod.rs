@@ -19,30 +19,30 @@ impl Lamp {
 
 const FADE: Duration = Duration::from_millis(400);
 
-fn device(now: Instant) -> Lamp {
+fn new_lamp(now: Instant) -> Lamp {
     let identity = Identity {
         thing: "lamp1".into(),
         firmware: "1.2.3".into(),
         role: Default::default(),
     };
-    let mut device = Lamp::new(Saved::default(), identity, FADE, Now::at(now, 0));
-    device.tick(now + FADE, 100);
-    device
+    let mut lamp = Lamp::new(Saved::default(), identity, FADE, Now::at(now, 0));
+    lamp.tick(now + FADE, 100);
+    lamp
 }
 
 fn topics(messages: &[ShadowMessage]) -> Vec<ShadowTopic> {
     messages.iter().map(|m| m.topic).collect()
 }
 
-fn request(device: &mut Lamp, op: ShadowOp, payload: Value, now: Instant) -> Vec<ShadowMessage> {
-    device.shadow_request(op, payload.to_string().as_bytes(), now, 200)
+fn request(lamp: &mut Lamp, op: ShadowOp, payload: Value, now: Instant) -> Vec<ShadowMessage> {
+    lamp.shadow_request(op, payload.to_string().as_bytes(), now, 200)
 }
 
 #[test]
 fn reports_itself_once_settled() {
     let t0 = Instant::now();
-    let device = device(t0);
-    let reported = &device.shadow().reported;
+    let lamp = new_lamp(t0);
+    let reported = &lamp.shadow().reported;
     assert_eq!(
         reported["light"],
         json!({"on": true, "hue": 0.0, "saturation": 0.0, "brightness": 1.0, "transition_ms": 400})
@@ -74,10 +74,10 @@ fn reports_whether_ble_serves_once_told() {
 #[test]
 fn desired_light_acts_and_is_reported_leaving_no_delta() {
     let t0 = Instant::now();
-    let mut device = device(t0);
+    let mut lamp = new_lamp(t0);
     let t1 = t0 + FADE;
     let messages = request(
-        &mut device,
+        &mut lamp,
         ShadowOp::Update,
         json!({"state": {"desired": {"light": {"brightness": 0.5, "hue": 0.33, "saturation": 1.0}}}, "clientToken": "app"}),
         t1,
@@ -98,15 +98,15 @@ fn desired_light_acts_and_is_reported_leaving_no_delta() {
         json!({"light": {"brightness": 0.5, "hue": 0.33, "saturation": 1.0}})
     );
     assert_eq!(messages[0].payload["clientToken"], json!("app"));
-    assert!(device.shadow().delta().is_empty());
-    assert_eq!(device.light().brightness.get(), 0.5);
+    assert!(lamp.shadow().delta().is_empty());
+    assert_eq!(lamp.light().brightness.get(), 0.5);
 
     // During the fade the output is reported at most every 250 ms, and finally exactly.
     let mut reports = 0;
     let mut now = t1;
-    while let Some(wake) = device.mono_wake(now) {
+    while let Some(wake) = lamp.mono_wake(now) {
         now = wake;
-        reports += device.tick(now, 201).len() / 2;
+        reports += lamp.tick(now, 201).len() / 2;
     }
     assert!(
         (1..=3).contains(&reports),
@@ -114,18 +114,18 @@ fn desired_light_acts_and_is_reported_leaving_no_delta() {
     );
     let expected = rounded(duty_for(true, 0.33, 1.0, 0.5));
     assert_eq!(
-        device.shadow().reported["output"],
+        lamp.shadow().reported["output"],
         json!({"r": expected.r, "g": expected.g, "b": expected.b})
     );
-    assert_eq!(device.mono_wake(now), None);
+    assert_eq!(lamp.mono_wake(now), None);
 }
 
 #[test]
 fn local_change_wins_in_desired_and_reported() {
     let t0 = Instant::now();
-    let mut device = device(t0);
+    let mut lamp = new_lamp(t0);
     request(
-        &mut device,
+        &mut lamp,
         ShadowOp::Update,
         json!({"state": {"desired": {"light": {"on": true, "brightness": 0.9}}}}),
         t0,
@@ -134,28 +134,28 @@ fn local_change_wins_in_desired_and_reported() {
         brightness: Some(Unit::try_from(0.2).unwrap()),
         ..Default::default()
     };
-    device.tick(t0, 300);
-    device.local_change(change, None, t0, 300);
+    lamp.tick(t0, 300);
+    lamp.local_change(change, None, t0, 300);
     // Nothing reaches the shadow until the delay is over (or a request needs it).
-    assert_eq!(device.mono_wake(t0 + FADE), Some(t0 + LOCAL_REPORT_DELAY));
-    assert_eq!(device.shadow().reported["light"]["brightness"], json!(0.9));
-    let messages = device.tick(t0 + LOCAL_REPORT_DELAY, 300);
+    assert_eq!(lamp.mono_wake(t0 + FADE), Some(t0 + LOCAL_REPORT_DELAY));
+    assert_eq!(lamp.shadow().reported["light"]["brightness"], json!(0.9));
+    let messages = lamp.tick(t0 + LOCAL_REPORT_DELAY, 300);
     assert_eq!(
         topics(&messages),
         [ShadowTopic::UpdateAccepted, ShadowTopic::UpdateDocuments]
     );
-    assert_eq!(device.shadow().desired["light"], json!({"on": true, "brightness": 0.2}));
-    assert_eq!(device.shadow().reported["light"]["brightness"], json!(0.2));
-    assert!(device.shadow().delta().is_empty());
+    assert_eq!(lamp.shadow().desired["light"], json!({"on": true, "brightness": 0.2}));
+    assert_eq!(lamp.shadow().reported["light"]["brightness"], json!(0.2));
+    assert!(lamp.shadow().delta().is_empty());
 }
 
 #[test]
 fn invalid_desired_is_rejected_naming_the_field_and_changes_nothing() {
     let t0 = Instant::now();
-    let mut device = device(t0);
-    let before = device.shadow().clone();
+    let mut lamp = new_lamp(t0);
+    let before = lamp.shadow().clone();
     let messages = request(
-        &mut device,
+        &mut lamp,
         ShadowOp::Update,
         json!({"state": {"desired": {"light": {"brightness": 2}}}, "clientToken": "x"}),
         t0,
@@ -168,69 +168,69 @@ fn invalid_desired_is_rejected_naming_the_field_and_changes_nothing() {
             .unwrap()
             .starts_with("desired.light.brightness")
     );
-    assert_eq!(device.shadow(), &before);
-    assert_eq!(device.light(), LightState::default());
+    assert_eq!(lamp.shadow(), &before);
+    assert_eq!(lamp.light(), LightState::default());
 }
 
 #[test]
 fn settings_are_mirrored_and_alarm_deletion_follows() {
     let t0 = Instant::now();
-    let mut device = device(t0);
+    let mut lamp = new_lamp(t0);
     request(
-        &mut device,
+        &mut lamp,
         ShadowOp::Update,
         json!({"state": {"desired": {"mode": "manual", "alarms": {"a": {"time": "07:00"}, "b": {"time": "08:00"}}}}}),
         t0,
     );
-    assert_eq!(device.shadow().reported["alarms"], device.shadow().desired["alarms"]);
+    assert_eq!(lamp.shadow().reported["alarms"], lamp.shadow().desired["alarms"]);
     request(
-        &mut device,
+        &mut lamp,
         ShadowOp::Update,
         json!({"state": {"desired": {"alarms": {"a": null}}}}),
         t0,
     );
-    assert_eq!(device.shadow().reported["alarms"], json!({"b": {"time": "08:00"}}));
-    assert!(device.shadow().delta().is_empty());
+    assert_eq!(lamp.shadow().reported["alarms"], json!({"b": {"time": "08:00"}}));
+    assert!(lamp.shadow().delta().is_empty());
     // The last one too, though `desired.alarms` then disappears.
     request(
-        &mut device,
+        &mut lamp,
         ShadowOp::Update,
         json!({"state": {"desired": {"alarms": {"b": null}}}}),
         t0,
     );
     assert!(
-        device.shadow().reported.get("alarms").is_none(),
+        lamp.shadow().reported.get("alarms").is_none(),
         "{:?}",
-        device.shadow().reported
+        lamp.shadow().reported
     );
-    assert!(device.shadow().delta().is_empty());
+    assert!(lamp.shadow().delta().is_empty());
 }
 
 #[test]
 fn false_reports_from_apps_are_corrected() {
     let t0 = Instant::now();
-    let mut device = device(t0);
+    let mut lamp = new_lamp(t0);
     request(
-        &mut device,
+        &mut lamp,
         ShadowOp::Update,
         json!({"state": {"reported": {"light": {"on": false}}}}),
         t0,
     );
-    assert_eq!(device.shadow().reported["light"]["on"], json!(true));
+    assert_eq!(lamp.shadow().reported["light"]["on"], json!(true));
 }
 
 #[test]
 fn transition_from_desired_becomes_the_default() {
     let t0 = Instant::now();
-    let mut device = device(t0);
+    let mut lamp = new_lamp(t0);
     request(
-        &mut device,
+        &mut lamp,
         ShadowOp::Update,
         json!({"state": {"desired": {"light": {"transition_ms": 0, "on": false}}}}),
         t0,
     );
-    assert_eq!(device.output(t0), Rgb::OFF, "a zero transition applies at once");
-    assert_eq!(device.shadow().reported["light"]["transition_ms"], json!(0));
+    assert_eq!(lamp.output(t0), Rgb::OFF, "a zero transition applies at once");
+    assert_eq!(lamp.shadow().reported["light"]["transition_ms"], json!(0));
 }
 
 #[test]
@@ -241,22 +241,22 @@ fn as_a_cloud_client_it_fetches_follows_deltas_and_refetches_when_refused() {
         firmware: "1".into(),
         role: ShadowRole::Client,
     };
-    let mut device = Lamp::new(Saved::default(), identity, Duration::ZERO, Now::at(t0, 0));
-    let hello = device.connected(10);
+    let mut lamp = Lamp::new(Saved::default(), identity, Duration::ZERO, Now::at(t0, 0));
+    let hello = lamp.connected(10);
     assert_eq!(topics(&hello), [ShadowTopic::Get]);
     let token = hello[0].payload["clientToken"].as_str().unwrap().to_owned();
 
     // No document in the cloud yet: the lamp reports everything.
     let missing = json!({"code": 404, "message": "No shadow exists with name: 'lamp1'", "clientToken": token});
-    let report = device.cloud_message(ShadowTopic::GetRejected, missing.to_string().as_bytes(), t0, 11);
+    let report = lamp.cloud_message(ShadowTopic::GetRejected, missing.to_string().as_bytes(), t0, 11);
     assert_eq!(topics(&report), [ShadowTopic::Update]);
     assert_eq!(report[0].payload["state"]["reported"]["connected_since"], json!(10));
     assert!(report[0].payload.get("version").is_none());
 
     // A delta is applied and the change reported.
     let delta = json!({"state": {"light": {"brightness": 0.5}}, "version": 3});
-    let report = device.cloud_message(ShadowTopic::UpdateDelta, delta.to_string().as_bytes(), t0, 12);
-    assert_eq!(device.light().brightness.get(), 0.5);
+    let report = lamp.cloud_message(ShadowTopic::UpdateDelta, delta.to_string().as_bytes(), t0, 12);
+    assert_eq!(lamp.light().brightness.get(), 0.5);
     assert_eq!(
         report[0].payload["state"]["reported"]["light"],
         json!({"brightness": 0.5})
@@ -265,21 +265,19 @@ fn as_a_cloud_client_it_fetches_follows_deltas_and_refetches_when_refused() {
     // A delta the schema refuses changes nothing and reports nothing.
     let bad = json!({"state": {"light": {"brightness": 5}}, "version": 4});
     assert!(
-        device
-            .cloud_message(ShadowTopic::UpdateDelta, bad.to_string().as_bytes(), t0, 13)
+        lamp.cloud_message(ShadowTopic::UpdateDelta, bad.to_string().as_bytes(), t0, 13)
             .is_empty()
     );
-    assert_eq!(device.light().brightness.get(), 0.5);
+    assert_eq!(lamp.light().brightness.get(), 0.5);
 
     // One of its own updates refused: fetch again. Someone else's: not its business.
     let own = report[0].payload["clientToken"].clone();
     let refused = json!({"code": 409, "message": "Version conflict", "clientToken": own});
-    let again = device.cloud_message(ShadowTopic::UpdateRejected, refused.to_string().as_bytes(), t0, 14);
+    let again = lamp.cloud_message(ShadowTopic::UpdateRejected, refused.to_string().as_bytes(), t0, 14);
     assert_eq!(topics(&again), [ShadowTopic::Get]);
     let other = json!({"code": 400, "message": "Invalid JSON", "clientToken": "app-1"});
     assert!(
-        device
-            .cloud_message(ShadowTopic::UpdateRejected, other.to_string().as_bytes(), t0, 15)
+        lamp.cloud_message(ShadowTopic::UpdateRejected, other.to_string().as_bytes(), t0, 15)
             .is_empty()
     );
 
@@ -288,8 +286,8 @@ fn as_a_cloud_client_it_fetches_follows_deltas_and_refetches_when_refused() {
         brightness: Some(Unit::try_from(0.1).unwrap()),
         ..Default::default()
     };
-    device.local_change(change, None, t0, 300);
-    let sent = device.tick(t0, 16);
+    lamp.local_change(change, None, t0, 300);
+    let sent = lamp.tick(t0, 16);
     assert_eq!(topics(&sent), [ShadowTopic::Update]);
     assert_eq!(sent[0].payload["state"]["desired"]["light"], json!({"brightness": 0.1}));
     assert_eq!(
@@ -301,16 +299,16 @@ fn as_a_cloud_client_it_fetches_follows_deltas_and_refetches_when_refused() {
 #[test]
 fn get_and_delete_answer_on_their_topics() {
     let t0 = Instant::now();
-    let mut device = device(t0);
-    let got = request(&mut device, ShadowOp::Get, json!({"clientToken": "g"}), t0);
+    let mut lamp = new_lamp(t0);
+    let got = request(&mut lamp, ShadowOp::Get, json!({"clientToken": "g"}), t0);
     assert_eq!(topics(&got), [ShadowTopic::GetAccepted]);
     assert_eq!(
         got[0].payload["state"]["reported"]["firmware"],
         json!({"version": "1.2.3"})
     );
-    let deleted = device.shadow_request(ShadowOp::Delete, b"", t0, 5);
+    let deleted = lamp.shadow_request(ShadowOp::Delete, b"", t0, 5);
     assert_eq!(topics(&deleted), [ShadowTopic::DeleteAccepted]);
-    let missing = device.shadow_request(ShadowOp::Get, b"", t0, 5);
+    let missing = lamp.shadow_request(ShadowOp::Get, b"", t0, 5);
     assert_eq!(topics(&missing), [ShadowTopic::GetRejected]);
     assert_eq!(
         missing[0].payload["message"],
@@ -324,10 +322,10 @@ fn cloud_client(now: Instant) -> (Lamp, String) {
         firmware: "1".into(),
         role: ShadowRole::Client,
     };
-    let mut device = Lamp::new(Saved::default(), identity, Duration::ZERO, Now::at(now, 0));
-    let hello = device.connected(10);
+    let mut lamp = Lamp::new(Saved::default(), identity, Duration::ZERO, Now::at(now, 0));
+    let hello = lamp.connected(10);
     let token = hello[0].payload["clientToken"].as_str().unwrap().to_owned();
-    (device, token)
+    (lamp, token)
 }
 
 fn document(desired: Value, version: u64) -> Value {
@@ -337,53 +335,53 @@ fn document(desired: Value, version: u64) -> Value {
 #[test]
 fn as_a_cloud_client_deletions_come_from_the_documents_and_delete_accepted() {
     let mut now = Instant::now();
-    let (mut device, token) = cloud_client(now);
+    let (mut lamp, token) = cloud_client(now);
     let mut wall = at("2026-06-21T11:00:00Z");
     let alarms = json!({"a": {"time": "12:00"}, "b": {"time": "13:00"}});
     let got = json!({"state": {"desired": {"alarms": alarms.clone(), "timezone": "UTC"}}, "version": 4, "clientToken": token});
-    device.cloud_message(ShadowTopic::GetAccepted, got.to_string().as_bytes(), now, wall);
-    run_for(&mut device, &mut now, &mut wall, 1);
-    assert_eq!(device.shadow().reported["alarms"], alarms);
+    lamp.cloud_message(ShadowTopic::GetAccepted, got.to_string().as_bytes(), now, wall);
+    run_for(&mut lamp, &mut now, &mut wall, 1);
+    assert_eq!(lamp.shadow().reported["alarms"], alarms);
 
     // AWS sends no delta for a deletion; the documents show it, whoever asked for it.
-    let cloud = |device: &mut Lamp, topic, doc: Value, now, wall| {
-        device.cloud_message(topic, doc.to_string().as_bytes(), now, wall)
+    let cloud = |lamp: &mut Lamp, topic, doc: Value, now, wall| {
+        lamp.cloud_message(topic, doc.to_string().as_bytes(), now, wall)
     };
     let documents = json!({
         "previous": document(json!({"alarms": alarms.clone(), "timezone": "UTC"}), 5),
         "current": document(json!({"alarms": {"b": {"time": "13:00"}}, "timezone": "UTC"}), 6),
     });
-    let sent = cloud(&mut device, ShadowTopic::UpdateDocuments, documents, now, wall);
-    run_for(&mut device, &mut now, &mut wall, 1);
-    assert_eq!(device.shadow().reported["alarms"], json!({"b": {"time": "13:00"}}));
+    let sent = cloud(&mut lamp, ShadowTopic::UpdateDocuments, documents, now, wall);
+    run_for(&mut lamp, &mut now, &mut wall, 1);
+    assert_eq!(lamp.shadow().reported["alarms"], json!({"b": {"time": "13:00"}}));
     assert_eq!(sent[0].payload["state"]["reported"]["alarms"], json!({"a": null}));
     // The last alarm, and the zone; the lamp's own reports change nothing in desired.
     let documents = json!({
         "previous": document(json!({"alarms": {"b": {"time": "13:00"}}, "timezone": "UTC"}), 7),
         "current": {"state": {"reported": {"x": 1}}, "version": 8},
     });
-    cloud(&mut device, ShadowTopic::UpdateDocuments, documents, now, wall);
-    run_for(&mut device, &mut now, &mut wall, 1);
-    assert!(device.shadow().desired.is_empty());
+    cloud(&mut lamp, ShadowTopic::UpdateDocuments, documents, now, wall);
+    run_for(&mut lamp, &mut now, &mut wall, 1);
+    assert!(lamp.shadow().desired.is_empty());
     for key in ["alarms", "timezone"] {
-        assert!(device.shadow().reported.get(key).is_none(), "{key}");
+        assert!(lamp.shadow().reported.get(key).is_none(), "{key}");
     }
-    assert_eq!(device.shadow().reported["alarm"], json!({"state": "idle"}));
+    assert_eq!(lamp.shadow().reported["alarm"], json!({"state": "idle"}));
 
     // A delete of the cloud's document ends the settings; the lamp reports everything anew.
     let got = json!({"state": {"desired": {"alarms": alarms.clone()}}, "version": 9, "clientToken": token});
-    cloud(&mut device, ShadowTopic::GetAccepted, got, now, wall);
-    run_for(&mut device, &mut now, &mut wall, 1);
+    cloud(&mut lamp, ShadowTopic::GetAccepted, got, now, wall);
+    run_for(&mut lamp, &mut now, &mut wall, 1);
     // A stale copy of an older document (redelivered, say) replays nothing.
     let stale = json!({
         "previous": document(json!({"alarms": alarms.clone()}), 5),
         "current": document(json!({"alarms": {"b": {"time": "13:00"}}}), 6),
     });
-    cloud(&mut device, ShadowTopic::UpdateDocuments, stale, now, wall);
-    run_for(&mut device, &mut now, &mut wall, 1);
-    assert_eq!(device.shadow().reported["alarms"], alarms);
+    cloud(&mut lamp, ShadowTopic::UpdateDocuments, stale, now, wall);
+    run_for(&mut lamp, &mut now, &mut wall, 1);
+    assert_eq!(lamp.shadow().reported["alarms"], alarms);
     let sent = cloud(
-        &mut device,
+        &mut lamp,
         ShadowTopic::DeleteAccepted,
         json!({"version": 9, "timestamp": wall}),
         now,
@@ -394,21 +392,21 @@ fn as_a_cloud_client_deletions_come_from_the_documents_and_delete_accepted() {
         sent[0].payload["state"]["reported"]["firmware"].is_object(),
         "a full report"
     );
-    run_for(&mut device, &mut now, &mut wall, 1);
-    assert!(device.shadow().reported.get("alarms").is_none());
-    assert!(device.scheduler.alarms.report(device.wall).get("next").is_none());
+    run_for(&mut lamp, &mut now, &mut wall, 1);
+    assert!(lamp.shadow().reported.get("alarms").is_none());
+    assert!(lamp.scheduler.alarms().report(lamp.wall).get("next").is_none());
 
     // Deleted while the lamp was away: the fetched document has them only in a stale
     // `reported`, which is not what the lamp is asked to do.
     let got = json!({"state": {"desired": {"alarms": alarms.clone()}}, "version": 12, "clientToken": token});
-    cloud(&mut device, ShadowTopic::GetAccepted, got, now, wall);
-    run_for(&mut device, &mut now, &mut wall, 1);
+    cloud(&mut lamp, ShadowTopic::GetAccepted, got, now, wall);
+    run_for(&mut lamp, &mut now, &mut wall, 1);
     let got = json!({"state": {"reported": {"alarms": alarms.clone()}}, "version": 14, "clientToken": token});
-    let sent = cloud(&mut device, ShadowTopic::GetAccepted, got, now, wall);
+    let sent = cloud(&mut lamp, ShadowTopic::GetAccepted, got, now, wall);
     assert_eq!(sent[0].payload["state"]["reported"].get("alarms"), Some(&Value::Null));
-    run_for(&mut device, &mut now, &mut wall, 1);
-    assert!(device.shadow().reported.get("alarms").is_none());
-    assert_eq!(device.shadow().reported["alarm"], json!({"state": "idle"}));
+    run_for(&mut lamp, &mut now, &mut wall, 1);
+    assert!(lamp.shadow().reported.get("alarms").is_none());
+    assert_eq!(lamp.shadow().reported["alarm"], json!({"state": "idle"}));
 }
 
 #[test]
@@ -427,7 +425,7 @@ fn as_a_cloud_client_a_new_document_gets_the_settings_the_lamp_keeps() {
             .clone(),
         ..Shadow::default()
     };
-    let mut device = Lamp::new(
+    let mut lamp = Lamp::new(
         Saved {
             shadow: Arc::new(shadow),
             ..Saved::default()
@@ -436,10 +434,10 @@ fn as_a_cloud_client_a_new_document_gets_the_settings_the_lamp_keeps() {
         Duration::ZERO,
         Now::at(now, 0),
     );
-    let hello = device.connected(10);
+    let hello = lamp.connected(10);
     let token = hello[0].payload["clientToken"].clone();
     let missing = json!({"code": 404, "message": "No shadow exists with name: 'lamp1'", "clientToken": token});
-    let sent = device.cloud_message(ShadowTopic::GetRejected, missing.to_string().as_bytes(), now, 11);
+    let sent = lamp.cloud_message(ShadowTopic::GetRejected, missing.to_string().as_bytes(), now, 11);
     assert_eq!(
         sent[0].payload["state"]["desired"],
         json!({"alarms": {"a": {"time": "07:00"}}}),
