@@ -54,21 +54,21 @@ fn reports_itself_once_settled() {
 #[test]
 fn reports_whether_ble_serves_once_told() {
     let t0 = Instant::now();
-    let mut device = device(t0);
-    assert!(device.shadow().reported.get("ble").is_none());
+    let mut lamp = new_lamp(t0);
+    assert!(lamp.shadow().reported.get("ble").is_none());
     for serving in [true, false] {
-        device.handle(Input::BleServing(serving), Now::at(t0 + FADE, 101));
-        assert_eq!(device.next_wake().mono, Some(t0 + FADE), "a report is due at once");
-        let messages = device.tick(t0 + FADE, 101);
+        lamp.handle(Input::BleServing(serving), Now::at(t0 + FADE, 101));
+        assert_eq!(lamp.next_wake().mono, Some(t0 + FADE), "a report is due at once");
+        let messages = lamp.tick(t0 + FADE, 101);
         assert_eq!(
             messages[0].payload["state"]["reported"],
             json!({"ble": {"serving": serving}})
         );
-        assert_eq!(device.shadow().reported["ble"], json!({"serving": serving}));
+        assert_eq!(lamp.shadow().reported["ble"], json!({"serving": serving}));
     }
     // Told again what it already reports: nothing to send.
-    device.handle(Input::BleServing(false), Now::at(t0 + FADE, 102));
-    assert!(device.tick(t0 + FADE, 102).is_empty());
+    lamp.handle(Input::BleServing(false), Now::at(t0 + FADE, 102));
+    assert!(lamp.tick(t0 + FADE, 102).is_empty());
 }
 
 #[test]
