@@ -25,9 +25,10 @@ serial=00002a25-0000-1000-8000-00805f9b34fb
 firmware=00002a26-0000-1000-8000-00805f9b34fb
 user_description=00002901-0000-1000-8000-00805f9b34fb
 
-# The central on hci1. `lampi ble` (feature ble-client) takes its place once merged: these
+# The central on hci1, through bluetoothd's D-Bus API. `lampi ble` (feature ble-client) takes
+# its place once merged: add ble-client to the features of `scripts/deb.sh debug-ble`, and these
 # four functions are all that changes (find: `lampi ble scan --adapter hci1`; read: `lampi ble
-# get`; write: `lampi ble set`; notified: `lampi ble watch`), the checks below stay.
+# get`; write: `lampi ble set`; notified: `lampi ble watch`); the checks below stay.
 central() { timeout 180 /usr/bin/python3 /usr/local/lib/lampi-vm/vm_central.py hci1 "$@"; }
 central_find() { central find 120; }
 central_read() { central read "$address" "$@"; }

@@ -14,11 +14,11 @@ fail() { echo "$(basename "$0"): FAILED: $*" >&2; exit 1; }
 vm_kernel() {
     downloads="${LAMPI_VM_CACHE:-$1}"
     mkdir -p "$downloads"
-    if ! ls "$downloads/${2}_${3:-*}_"*.deb >/dev/null 2>&1; then
+    if ! ls "$downloads/${2}_"${3:-*}_*.deb >/dev/null 2>&1; then
         (cd "$downloads" && apt-get download "$2${3:+=$3}" >/dev/null 2>&1) ||
             fail "apt-get download $2${3:+=$3} (apt-get update? or a pinned version gone from the mirror)"
     fi
-    dpkg -x "$(ls "$downloads/${2}_${3:-*}_"*.deb | head -1)" "$1/kernel"
+    dpkg -x "$(ls "$downloads/${2}_"${3:-*}_*.deb | head -1)" "$1/kernel"
     vm_modules=$(echo "$1"/kernel/lib/modules/*/kernel)
     vm_vmlinuz=$(echo "$1"/kernel/boot/vmlinuz-*)
 }
