@@ -19,6 +19,7 @@ test:
 	@start=$$(date +%s) && scripts/test-arm64.sh && echo "test-arm64: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s) && scripts/test-deb.sh && echo "test-deb: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s) && scripts/test-vm.sh && echo "test-vm: $$(( $$(date +%s) - start )) s"
+	@start=$$(date +%s) && scripts/test-ble-vm.sh && echo "test-ble-vm: $$(( $$(date +%s) - start )) s"
 
 lint:
 	scripts/deps.sh pkg-config libudev-dev libinput-dev libxkbcommon-dev libdbus-1-dev

@@ -2,7 +2,8 @@
 # Builds the lampi .deb into target/debian/: for this machine without arguments, or for a
 # Raspberry Pi target triple (aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf) with
 # the real LED and the touchscreen on the Pi's display (linuxkms), using Debian's cross
-# toolchains (no Docker).
+# toolchains (no Docker). `debug-ble OUT`: for scripts/test-ble-vm.sh, the debug build with
+# Bluetooth LE (what `cargo test --features ble` builds) packaged as OUT, quickly.
 set -eu
 cd "$(dirname "$0")/.."
 # 3.8.0 is the first cargo-deb whose systemd-units `unit-name` also scopes the maintainer-script
@@ -17,8 +18,11 @@ case "${1:-}" in
         scripts/cross-deps.sh "$1"
         cargo deb --target "$1" -- --no-default-features --features rpi,linuxkms
         ;;
+    debug-ble)
+        cargo deb --profile dev --features ble --strip --fast --output "$2"
+        ;;
     *)
-        echo "usage: $0 [aarch64-unknown-linux-gnu | armv7-unknown-linux-gnueabihf]" >&2
+        echo "usage: $0 [aarch64-unknown-linux-gnu | armv7-unknown-linux-gnueabihf | debug-ble OUT]" >&2
         exit 2
         ;;
 esac

@@ -3,30 +3,14 @@
 # against lampi.service as the package installed it. Writes its log and "passed" to the
 # results share; the unit powers the VM off whatever happens.
 set -u
-mkdir -p /results
-mount -t 9p -o trans=virtio,version=9p2000.L results /results || exit 1
-exec >/results/log 2>&1
+. /usr/local/lib/lampi-vm-lib.sh
+vm_results
+journal_units="lampi lampi-update"
 config=/etc/lampi/lampi.toml
 thing=vmlamp
 # The most systemd-analyze may rate the unit (as tests/systemd.rs does offline).
 exposure_limit=1.9
 
-say() { echo "== $*"; }
-fail() {
-    echo "FAILED: $*"
-    journalctl -b -u lampi -u lampi-update --no-pager | tail -n 40
-    exit 1
-}
-within() { # SECONDS COMMAND...: COMMAND until it succeeds, for at most SECONDS
-    limit=$1
-    shift
-    while [ "$limit" -gt 0 ]; do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 1
-        limit=$((limit - 1))
-    done
-    return 1
-}
 reported() { # JQ-CONDITION on the shadow's reported state
     timeout 20 lampi --config "$config" ctl get | jq -e ".state.reported | $1"
 }
@@ -107,4 +91,4 @@ echo "exposure: $exposure"
 awk -v e="$exposure" -v l="$exposure_limit" 'BEGIN { exit !(e != "" && e <= l) }' ||
     fail "exposure ${exposure:-unknown} above $exposure_limit"
 
-echo passed >/results/status
+passed

@@ -12,8 +12,7 @@ set -eu
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || exec sudo "$0" "$@"
 scripts/deps.sh qemu-system-x86 busybox-static debootstrap
-say() { echo "== $*"; }
-fail() { echo "test-vm: FAILED: $*" >&2; exit 1; }
+. scripts/vm-lib.sh
 
 work=$(mktemp -d /var/tmp/lampi-vm.XXXXXX)
 root="$work/root"
@@ -35,83 +34,15 @@ deb="$CARGO_TARGET_DIR/debian/lampi_${version}-1_amd64.deb"
 say "Debian's kernel and a busybox initramfs"
 kernel_package=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[^ ]*\)$/\1/p' | head -1)
 [ -n "$kernel_package" ] || fail "linux-image-amd64 depends on no kernel (apt-get update?)"
-(cd "$work" && apt-get download "$kernel_package" >/dev/null 2>&1) || fail "apt-get download $kernel_package"
-dpkg -x "$work/$kernel_package"_*.deb "$work/kernel"
-modules=$(echo "$work"/kernel/lib/modules/*/kernel)
-initramfs="$work/initramfs"
-mkdir -p "$initramfs/bin" "$initramfs/dev" "$initramfs/modules"
-cp /bin/busybox "$initramfs/bin/busybox"
-mknod "$initramfs/dev/console" c 5 1
-# The modules for a 9p root over virtio, each after what it depends on (virtio_ring before
-# virtio, or the root mount fails with "Invalid argument").
-ordered=""
-add_module() { # NAME
-    case " $ordered " in *" $1 "*) return ;; esac
-    file=$(find "$modules" -name "$1.ko" | head -1)
-    [ -n "$file" ] || fail "no module $1 in $kernel_package"
-    cp "$file" "$initramfs/modules/"
-    # ($file is global: the recursion below reuses it.)
-    for dependency in $(tr '\0' '\n' <"$file" | sed -n 's/^depends=//p' | tr ',' ' '); do
-        add_module "$dependency"
-    done
-    ordered="$ordered $1"
-}
-for module in virtio_pci 9pnet_virtio 9p; do add_module "$module"; done
-cat >"$initramfs/init" <<EOF
-#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /newroot
-/bin/busybox mount -t proc proc /proc
-for module in $ordered; do /bin/busybox insmod /modules/\$module.ko; done
-/bin/busybox mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose,msize=262144 root /newroot ||
-    { echo "test-vm: no root"; /bin/busybox poweroff -f; }
-/bin/busybox umount /proc
-exec /bin/busybox switch_root /newroot /sbin/init
-EOF
-chmod +x "$initramfs/init"
-(cd "$initramfs" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initrd.gz"
+vm_kernel "$work" "$kernel_package"
+# The modules for a 9p root over virtio.
+vm_initramfs "$work" virtio_pci 9pnet_virtio 9p
 
 say "a Debian root with systemd, Mosquitto and the package"
-debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,udev,mosquitto,mosquitto-clients,jq \
-    bookworm "$root" "${LAMPI_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$work/debootstrap.log" 2>&1 ||
-    { tail -n 20 "$work/debootstrap.log"; fail "debootstrap"; }
-cp "$deb" "$root/tmp/lampi.deb"
-chroot "$root" apt-get install -q -y /tmp/lampi.deb >"$work/install.log" 2>&1 ||
-    { tail -n 20 "$work/install.log"; fail "install"; }
-# No network in the VM, so no MAC to name the lamp after.
-sed -i 's/^# id = .*/id = "vmlamp"/' "$root/etc/lampi/lampi.toml"
-echo lampi-vm >"$root/etc/hostname"
-printf '127.0.0.1 localhost lampi-vm\n::1 localhost\n' >"$root/etc/hosts"
-mkdir -p "$root/results" "$work/results"
-cp scripts/test-vm-inside.sh "$root/usr/local/sbin/lampi-vm-test"
-chmod +x "$root/usr/local/sbin/lampi-vm-test"
-cat >"$root/etc/systemd/system/lampi-vm-test.service" <<'EOF'
-[Unit]
-Description=lampi under its unit, checked from inside
-After=multi-user.target lampi.service mosquitto.service
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/sbin/lampi-vm-test
-ExecStopPost=/bin/systemctl poweroff --no-block
-StandardOutput=journal+console
-EOF
-cat >"$root/etc/systemd/system/lampi-vm-test.target" <<'EOF'
-[Unit]
-Description=The system, then lampi's checks
-Requires=multi-user.target lampi-vm-test.service
-After=multi-user.target
-EOF
+vm_root "$root" systemd,systemd-sysv,dbus,udev,mosquitto,mosquitto-clients,jq
+vm_install_lampi "$work" "$root" "$deb"
+vm_test_unit "$root" scripts/test-vm-inside.sh
 
 say "boot (1-2 minutes)"
-timeout 600 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1024 -nographic -no-reboot -nic none \
-    -kernel "$(echo "$work"/kernel/boot/vmlinuz-*)" -initrd "$work/initrd.gz" \
-    -append "console=ttyS0 panic=-1 systemd.unit=lampi-vm-test.target systemd.show_status=0" \
-    -virtfs "local,path=$root,mount_tag=root,security_model=passthrough,id=root" \
-    -virtfs "local,path=$work/results,mount_tag=results,security_model=passthrough,id=results" \
-    >"$work/console.log" 2>&1 &
-vm=$!
-wait "$vm" || { tail -n 40 "$work/console.log"; fail "the VM did not power off within 10 minutes"; }
-vm=""
-cat "$work/results/log" 2>/dev/null || { tail -n 40 "$work/console.log"; fail "the checks did not run"; }
-[ "$(cat "$work/results/status" 2>/dev/null)" = passed ] || fail "checks inside the VM"
+vm_boot "$work" "$root" 600 1024
 say "the lamp under its systemd unit passed"

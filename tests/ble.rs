@@ -84,9 +84,14 @@ fn registers_the_course_service_and_advertisement(bluez: &mut BlueZ) {
     for ch in LampCharacteristic::ALL {
         let path = bluez.path_of(ch.uuid(), Some(&service));
         let flags = &objects[&path]["org.bluez.GattCharacteristic1"]["Flags"];
-        for flag in ["read", "write", "write-without-response", "notify"] {
+        // No write-without-response: BlueZ would answer writes before the lamp, refusals too.
+        for flag in ["read", "write", "notify"] {
             assert!(flags.as_array().unwrap().contains(&json!(flag)), "{ch:?}: {flags}");
         }
+        assert!(
+            !flags.as_array().unwrap().contains(&json!("write-without-response")),
+            "{ch:?}: {flags}"
+        );
         let description = bluez.path_of(ble::USER_DESCRIPTION, Some(&path));
         let format = bluez.path_of(ble::PRESENTATION_FORMAT, Some(&path));
         assert_eq!(bytes(&bluez.read(&description, CENTRAL_A)), ch.description().as_bytes());

@@ -3,7 +3,9 @@
 //! systemd's order; the real `lampi run` goes through a scripted session under `strace -f`
 //! (set_config, a shadow update, a pairing code, then a restart on a virtual clock and an
 //! alarm ringing), and any system call it makes outside the allowed set fails the test — the
-//! one that would get EPERM under systemd, today's and the next one.
+//! one that would get EPERM under systemd, today's and the next one. With the `ble` feature,
+//! the same for a lamp serving Bluetooth LE to the BlueZ stand-in (bluer, its D-Bus connection
+//! and the notifications).
 
 mod common;
 
@@ -82,7 +84,7 @@ struct Traced {
 }
 
 impl Traced {
-    fn start(config: &Path, counts: PathBuf, log: &Path) -> Traced {
+    fn start(config: &Path, counts: PathBuf, log: &Path, env: &[(&str, &str)]) -> Traced {
         let strace = Command::new("strace")
             .args(["-f", "-qq", "-c", "-U", "name,calls", "-o"])
             .arg(&counts)
@@ -91,6 +93,7 @@ impl Traced {
             .arg(config)
             .args(["run", "--no-ui"])
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
@@ -219,6 +222,7 @@ async fn the_lamp_makes_no_system_call_that_its_unit_forbids() {
         &config(dir.path(), broker.port, "require_sync = true"),
         dir.path().join("system-clock.txt"),
         &dir.path().join("system-clock.log"),
+        &[],
     );
     // lamp/changed is retained and the lamp's first message; a moment more for its subscriptions.
     app.next_on(CHANGED).await;
@@ -255,6 +259,7 @@ async fn the_lamp_makes_no_system_call_that_its_unit_forbids() {
         ),
         dir.path().join("virtual-clock.txt"),
         &dir.path().join("virtual-clock.log"),
+        &[],
     );
     reported_until(&mut app, |r| r["alarm"]["state"] == json!("ringing")).await;
     made.extend(lamp.stop());
@@ -267,9 +272,59 @@ async fn the_lamp_makes_no_system_call_that_its_unit_forbids() {
         made.contains("clock_adjtime") || made.contains("adjtimex"),
         "the lamp never asked whether the clock is synchronised: {made:?}"
     );
-    let forbidden: Vec<&String> = made.difference(&allowed).collect();
+    none_forbidden(&made, &allowed);
+}
+
+fn none_forbidden(made: &BTreeSet<String>, allowed: &BTreeSet<String>) {
+    let forbidden: Vec<&String> = made.difference(allowed).collect();
     assert!(
         forbidden.is_empty(),
         "under {UNIT} these system calls would fail with EPERM: {forbidden:?}"
     );
+}
+
+/// Bluetooth LE on, served to the BlueZ stand-in on a private bus: registered, read, written,
+/// subscribed to and notified of an MQTT change.
+#[cfg(feature = "ble")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lamp_serving_ble_makes_no_system_call_that_its_unit_forbids() {
+    use common::ble::{BlueZ, Bus, CENTRAL_A, bytes, standin_available};
+    use lampi::protocol::ble;
+
+    if !standin_available() {
+        eprintln!("SKIPPED: dbus-daemon or /usr/bin/python3 with python3-dbusmock missing (make test installs them)");
+        return;
+    }
+    let allowed = allowed_by_the_unit();
+    let broker = Broker::start();
+    let bus = Bus::start();
+    let mut bluez = BlueZ::start(&bus);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), broker.port, "require_sync = false\n[ble]\nenabled = true");
+    let mut app = watching_app(broker.port, "app").await;
+    let lamp = Traced::start(
+        &config,
+        dir.path().join("ble.txt"),
+        &dir.path().join("ble.log"),
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
+    );
+    bluez.event(
+        |e| e["event"] == "registered" && e["what"] == "advertisement",
+        "the lamp's advertisement",
+    );
+    let model = bluez.path_of(ble::MODEL_NUMBER, None);
+    assert_eq!(bytes(&bluez.read(&model, CENTRAL_A)), b"LAMPI");
+    let brightness = bluez.path_of(ble::BRIGHTNESS, None);
+    let written = bluez.write(&brightness, &[0xcc], CENTRAL_A);
+    assert!(written.get("error").is_none(), "{written}");
+    app.next_matching(CHANGED, |c| c["client"] == json!("ble")).await;
+    let subscribed = bluez.ask(json!({"cmd": "start_notify", "path": brightness}));
+    assert!(subscribed.get("error").is_none(), "{subscribed}");
+    app.publish("lamp/set_config", r#"{"brightness":0.25,"client":"sandbox"}"#)
+        .await;
+    let notified = bluez.event(|e| e["event"] == "notification", "a notification of the MQTT change");
+    assert_eq!(notified["value"], json!([64]));
+    let made = lamp.stop();
+
+    none_forbidden(&made, &allowed);
 }

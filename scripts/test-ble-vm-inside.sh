@@ -1,0 +1,144 @@
+#!/bin/sh
+# The checks scripts/test-ble-vm.sh runs inside its VM, as a systemd unit after
+# multi-user.target: two virtual LE controllers (bumble, on /dev/vhci), the real bluetoothd
+# with Debian's D-Bus policy, lampi.service as the package installed it with Bluetooth LE
+# turned on as the README says, serving on hci0, and a central on hci1. Writes its log and
+# "passed" to the results share; the unit powers the VM off whatever happens.
+set -u
+. /usr/local/lib/lampi-vm-lib.sh
+vm_results
+journal_units="lampi bluetooth lampi-vhci"
+config=/etc/lampi/lampi.toml
+thing=vmlamp
+exposure_limit=1.9
+# Public addresses (from the range for documentation): a random one would need bluetoothd to
+# generate it with the kernel's crypto API.
+lamp_address=00:00:5E:00:53:01
+central_address=00:00:5E:00:53:02
+
+hsv=0002a7d3-d8a4-4fea-8174-1736e808c066
+brightness=0003a7d3-d8a4-4fea-8174-1736e808c066
+on_off=0004a7d3-d8a4-4fea-8174-1736e808c066
+manufacturer=00002a29-0000-1000-8000-00805f9b34fb
+model=00002a24-0000-1000-8000-00805f9b34fb
+serial=00002a25-0000-1000-8000-00805f9b34fb
+firmware=00002a26-0000-1000-8000-00805f9b34fb
+user_description=00002901-0000-1000-8000-00805f9b34fb
+
+# The central on hci1, through bluetoothd's D-Bus API. `lampi ble` (feature ble-client) takes
+# its place once merged: add ble-client to the features of `scripts/deb.sh debug-ble`, and these
+# four functions are all that changes (find: `lampi ble scan --adapter hci1`; read: `lampi ble
+# get`; write: `lampi ble set`; notified: `lampi ble watch`); the checks below stay.
+central() { timeout 180 /usr/bin/python3 /usr/local/lib/lampi-vm/vm_central.py hci1 "$@"; }
+central_find() { central find 120; }
+central_read() { central read "$address" "$@"; }
+central_write() { central write "$address" "$@"; }
+central_notified() { central notified "$address" "$@"; }
+
+hex() { printf %s "$1" | od -An -tx1 | tr -d ' \n'; }
+reads() { # WHAT EXPECTED-HEX UUID [DESCRIPTOR-UUID]
+    what=$1 expected=$2
+    shift 2
+    got=$(central_read "$@" 2>&1) || fail "$what: $got"
+    [ "$got" = "$expected" ] || fail "$what: read $got, expected $expected"
+    echo "$what: $got"
+}
+refused() { # WHAT UUID HEX
+    answer=$(central_write "$2" "$3" 2>&1) && fail "$1 was accepted"
+    echo "$1: $answer"
+}
+changed() { # JQ-CONDITION on lamp/changed (retained: the lamp's current state)
+    mosquitto_sub -t lamp/changed -C 1 -W 5 | jq -e "$1"
+}
+reported() { # JQ-CONDITION on the shadow's reported state
+    timeout 20 lampi --config "$config" ctl get | jq -e ".state.reported | $1"
+}
+
+say "$(systemctl --version | head -n 1), kernel $(uname -r), BlueZ $(/usr/libexec/bluetooth/bluetoothd --version)"
+
+say "two virtual LE controllers on one link"
+systemd-run --unit=lampi-vhci --setenv=PYTHONPATH=/opt/bumble \
+    /usr/bin/python3 /usr/local/lib/lampi-vm/vhci_controllers.py "$lamp_address" "$central_address" ||
+    fail "cannot start the controllers"
+within 60 test -e /sys/class/bluetooth/hci1 || fail "no hci0 and hci1 from /dev/vhci"
+
+say "bluetoothd, both adapters powered"
+systemctl start bluetooth.service || fail "bluetooth.service does not start"
+for index in 0 1; do
+    within 30 timeout 10 btmgmt --index "$index" info || fail "bluetoothd has no hci$index"
+    timeout 30 btmgmt --index "$index" power on || fail "btmgmt --index $index power on"
+done
+timeout 10 btmgmt --index 0 info | head -n 3
+
+say "the lamp, with Bluetooth LE on (the README's steps: the config, then dpkg-reconfigure)"
+within 60 systemctl is-active mosquitto.service || fail "no Mosquitto"
+sed -i '/^\[ble\]/,/^\[/ { s/^enabled = false/enabled = true/; s/^# adapter = .*/adapter = "hci0"/ }' "$config"
+sed -n '/^\[ble\]/,/^\[/p' "$config" | grep -v '^#'
+DEBIAN_FRONTEND=noninteractive dpkg-reconfigure lampi || fail "dpkg-reconfigure lampi"
+grep -q '^SupplementaryGroups=bluetooth$' /etc/systemd/system/lampi.service.d/lampi-ble.conf ||
+    fail "postinst wrote no drop-in with the bluetooth group"
+within 30 systemctl is-active lampi.service || fail "lampi.service is not active"
+pid=$(systemctl show -p MainPID --value lampi.service)
+sed -n 's/^Groups://p' "/proc/$pid/status" | tr -s ' \t' '\n' | grep -qx "$(getent group bluetooth | cut -d: -f3)" ||
+    fail "the lamp is not in the bluetooth group: $(grep ^Groups: "/proc/$pid/status")"
+within 90 reported '.ble.serving == true' || fail "reported.ble.serving is not true"
+
+say "a known state over MQTT"
+mosquitto_pub -t lamp/set_config -m '{"on":true,"brightness":0.2,"color":{"h":0.6,"s":1.0},"client":"vm"}'
+within 30 changed '.brightness == 0.2 and .color.h == 0.6' || fail "the set_config did not reach lamp/changed"
+
+say "the central finds the lamp by its service UUID and connects"
+address=$(central_find 2>/tmp/find.err) || fail "no lamp found by the Lamp Service UUID: $(cat /tmp/find.err)"
+echo "found $address"
+[ "$address" = "$lamp_address" ] || fail "found $address, not the lamp's $lamp_address"
+
+say "the Device Information Service"
+reads "Manufacturer Name" "$(hex LAMPI)" "$manufacturer"
+reads "Model Number" "$(hex LAMPI)" "$model"
+reads "Serial Number" "$(hex "$thing")" "$serial"
+reads "Firmware Revision" "$(hex "$(dpkg-query -W -f '${Version}' lampi | sed 's/-[^-]*$//')")" "$firmware"
+
+say "the Lamp Service"
+reads "HSV (0.6, 1.0)" 99ffff "$hsv"
+reads "Brightness 0.2" 33 "$brightness"
+reads "On / Off" 01 "$on_off"
+reads "HSV's user description" "$(hex HSV)" "$hsv" "$user_description"
+reads "Brightness's user description" "$(hex Brightness)" "$brightness" "$user_description"
+reads "On / Off's user description" "$(hex "On / Off")" "$on_off" "$user_description"
+
+say "a write changes the light"
+central_write "$brightness" cc || fail "the write of brightness 0xCC"
+within 30 changed '.brightness == 0.8 and .client == "ble"' || fail "brightness 0.8 from BLE not on lamp/changed"
+central_write "$on_off" 00 || fail "the write of off"
+within 30 changed '.on == false and .client == "ble"' || fail "off from BLE not on lamp/changed"
+within 30 reported '.light.brightness == 0.8 and .light.on == false' || fail "the BLE writes are not in reported"
+reads "Brightness written" cc "$brightness"
+
+say "a refused write changes nothing"
+refused "two octets to Brightness" "$brightness" cccc
+refused "0x02 to On / Off" "$on_off" 02
+refused "to Model Number" "$model" 00
+reads "On / Off after refused writes" 00 "$on_off"
+changed '.brightness == 0.8 and .on == false' >/dev/null || fail "a refused write changed the light"
+
+say "an MQTT set_config is notified"
+central_notified "$brightness" 66 120 >/tmp/notified 2>&1 &
+watcher=$!
+within 120 grep -q subscribed /tmp/notified || { cat /tmp/notified; fail "the central did not subscribe"; }
+mosquitto_pub -t lamp/set_config -m '{"brightness":0.4,"client":"vm"}'
+wait "$watcher" || { cat /tmp/notified; fail "brightness 0.4 (0x66) set over MQTT was not notified"; }
+cat /tmp/notified
+
+say "the lamp never restarted, and nothing was refused by its sandbox"
+[ "$(systemctl show -p NRestarts --value lampi.service)" = 0 ] || fail "lampi.service restarted"
+journalctl -b -u lampi --no-pager | grep -i "operation not permitted\|permission denied\|access denied" &&
+    fail "the sandbox or BlueZ's policy refused the lamp something"
+
+say "systemd-analyze security lampi.service, with its Bluetooth LE drop-in"
+exposure=$(systemd-analyze security --no-pager lampi.service |
+    sed -n 's/.*Overall exposure level for lampi.service: \([0-9.]*\).*/\1/p')
+echo "exposure: $exposure"
+awk -v e="$exposure" -v l="$exposure_limit" 'BEGIN { exit !(e != "" && e <= l) }' ||
+    fail "exposure ${exposure:-unknown} above $exposure_limit"
+
+passed
