@@ -381,11 +381,18 @@ impl Lamp {
         Ok(())
     }
 
-    /// The lamp's address, name, device id (its Serial Number) and light.
+    /// The lamp's address, name, Device Information (its Serial Number is the device id) and
+    /// light.
     pub async fn describe(&self) -> Result<Value, ClientError> {
-        let serial = self.read_raw(ble::SERIAL_NUMBER).await?;
         let mut doc = self.found.to_json();
-        doc["device"] = json!(String::from_utf8_lossy(&serial));
+        for (key, uuid) in [
+            ("device", ble::SERIAL_NUMBER),
+            ("manufacturer", ble::MANUFACTURER_NAME),
+            ("model", ble::MODEL_NUMBER),
+            ("firmware", ble::FIRMWARE_REVISION),
+        ] {
+            doc[key] = json!(String::from_utf8_lossy(&self.read_raw(uuid).await?));
+        }
         doc["light"] = serde_json::to_value(self.state().await?).map_err(|e| ClientError::Other(e.to_string()))?;
         Ok(doc)
     }

@@ -224,6 +224,10 @@ async fn lampi_ble_scans_gets_sets_and_watches_the_lamp_beside_mqtt() {
         (&got[0]["device"], &got[0]["address"]),
         (&json!("desk"), &json!(address))
     );
+    assert_eq!(
+        (&got[0]["manufacturer"], &got[0]["model"], &got[0]["firmware"]),
+        (&json!("LAMPI"), &json!("LAMPI"), &json!(env!("CARGO_PKG_VERSION")))
+    );
     let light = &got[0]["light"];
     for field in ["on", "hue", "saturation", "brightness"] {
         assert!(light.get(field).is_some(), "{got:?}");
