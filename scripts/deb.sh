@@ -3,7 +3,8 @@
 # Raspberry Pi target triple (aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf) with
 # the real LED and the touchscreen on the Pi's display (linuxkms), using Debian's cross
 # toolchains (no Docker). `debug-ble OUT`: for scripts/test-ble-vm.sh, the debug build with
-# Bluetooth LE (what `cargo test --features ble` builds) packaged as OUT, quickly.
+# Bluetooth LE and `lampi ble` (what `cargo test --features ble,ble-client` builds) packaged as
+# OUT, quickly.
 set -eu
 cd "$(dirname "$0")/.."
 # 3.8.0 is the first cargo-deb whose systemd-units `unit-name` also scopes the maintainer-script
@@ -19,7 +20,7 @@ case "${1:-}" in
         cargo deb --target "$1" -- --no-default-features --features rpi,linuxkms
         ;;
     debug-ble)
-        cargo deb --profile dev --features ble --strip --fast --output "$2"
+        cargo deb --profile dev --features ble,ble-client --strip --fast --output "$2"
         ;;
     *)
         echo "usage: $0 [aarch64-unknown-linux-gnu | armv7-unknown-linux-gnueabihf | debug-ble OUT]" >&2

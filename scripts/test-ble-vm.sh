@@ -3,10 +3,11 @@
 # machine here has (tier 2; tests/ble.rs is tier 1, against a stand-in). As scripts/test-vm.sh
 # (whose pieces, scripts/vm-lib.sh, it shares): QEMU (TCG) boots Debian's own kernel, pinned
 # below, which has bluetooth.ko and hci_vhci.ko, into a debootstrap root shared over 9p with
-# systemd, bluetoothd and Mosquitto; lampi, a debug build with the `ble` feature, is installed
-# from its package. Inside (scripts/test-ble-vm-inside.sh) bumble plays two LE controllers on
-# /dev/vhci sharing one virtual link; the lamp serves under lampi.service on hci0, a central on
-# hci1 finds it by its service UUID, reads, writes and subscribes through bluetoothd. Unpaired
+# systemd, bluetoothd and Mosquitto; lampi, a debug build with the `ble` and `ble-client`
+# features, is installed from its package. Inside (scripts/test-ble-vm-inside.sh) bumble plays
+# two LE controllers on /dev/vhci sharing one virtual link; the lamp serves under lampi.service
+# on hci0, `lampi ble` on hci1 finds it by its service UUID, reads, writes and watches it
+# through bluetoothd (a descriptor and octets no light encodes through its D-Bus API). Unpaired
 # GATT only: LE Secure Connections pairing fails under emulation. Needs root; the kernel, the
 # debootstrap root and bumble are kept in $CARGO_TARGET_DIR/ble-vm after the first run.
 # Usage: scripts/test-ble-vm.sh      (LAMPI_DEBIAN_MIRROR overrides deb.debian.org)
@@ -33,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-say "lampi with Bluetooth LE (a debug build: cargo test --features ble has built it), packaged"
+say "lampi with Bluetooth LE and lampi ble (a debug build: cargo test --features ble,ble-client has built it), packaged"
 scripts/deb.sh debug-ble "$work/lampi.deb"
 
 say "Debian's kernel $kernel_package $kernel_version and a busybox initramfs"

@@ -1,14 +1,11 @@
-"""A Bluetooth LE central through bluetoothd's own D-Bus API (the real one, on one adapter),
-for scripts/test-ble-vm.sh's VM until `lampi ble` takes its place. Each command is one step
-of the checks; values are hex. A connection made by one command is kept by bluetoothd for the
-next. Exits non-zero with the reason on any failure or timeout.
+"""What scripts/test-ble-vm.sh's central asks of the lamp that `lampi ble` never does, by
+design: a descriptor's octets, and writes of octets no light encodes (to see them refused).
+Through bluetoothd's own D-Bus API (the real one, on one adapter); values are hex. Exits
+non-zero with the reason on any failure or timeout.
 
 Usage: python3 vm_central.py ADAPTER COMMAND ...
-  find SECONDS                          the address of a device advertising the Lamp Service,
-                                        connected (bluetoothd forgets one it only saw in 30 s)
-  read ADDRESS UUID [DESCRIPTOR_UUID]   a characteristic's (or its descriptor's) value
+  read ADDRESS UUID DESCRIPTOR_UUID     a characteristic's descriptor's value
   write ADDRESS UUID HEX                a write with response
-  notified ADDRESS UUID HEX SECONDS     subscribes, says "subscribed", and waits for HEX
 """
 
 import sys
@@ -17,7 +14,6 @@ import time
 import dbus
 
 BLUEZ = "org.bluez"
-LAMP_SERVICE = "0001a7d3-d8a4-4fea-8174-1736e808c066"
 DEVICE = "org.bluez.Device1"
 CHARACTERISTIC = "org.bluez.GattCharacteristic1"
 DESCRIPTOR = "org.bluez.GattDescriptor1"
@@ -41,27 +37,6 @@ def until(seconds, what, probe):
             return found
         time.sleep(0.2)
     sys.exit(f"timed out after {seconds} s waiting for {what}")
-
-
-def find(adapter, seconds):
-    discovery = dbus.Interface(bus.get_object(BLUEZ, adapter), "org.bluez.Adapter1")
-    discovery.SetDiscoveryFilter({"UUIDs": dbus.Array([LAMP_SERVICE], signature="s"), "Transport": "le"})
-    discovery.StartDiscovery()
-
-    def lamp():
-        for path, interfaces in objects().items():
-            device = interfaces.get(DEVICE)
-            if path.startswith(adapter + "/") and device is not None:
-                if LAMP_SERVICE in [str(u).lower() for u in device.get("UUIDs", [])]:
-                    return str(device["Address"])
-        return None
-
-    try:
-        address = until(seconds, "a device advertising the Lamp Service", lamp)
-    finally:
-        discovery.StopDiscovery()
-    connected(adapter, address)
-    print(address)
 
 
 def connected(adapter, address):
@@ -90,27 +65,14 @@ def value_of(path, interface):
 
 def main(adapter, command, *args):
     adapter = f"/org/bluez/{adapter}"
-    if command == "find":
-        find(adapter, int(args[0]))
-        return
     device = connected(adapter, args[0])
     characteristic = attribute(device, CHARACTERISTIC, args[1].lower())
-    if command == "read" and len(args) == 2:
-        print(value_of(characteristic, CHARACTERISTIC))
-    elif command == "read" and len(args) == 3:
+    if command == "read" and len(args) == 3:
         print(value_of(attribute(characteristic, DESCRIPTOR, args[2].lower()), DESCRIPTOR))
     elif command == "write":
         proxy = dbus.Interface(bus.get_object(BLUEZ, characteristic), CHARACTERISTIC)
         value = dbus.Array(bytes.fromhex(args[2]), signature="y")
         proxy.WriteValue(value, {"type": "request"}, timeout=30)
-    elif command == "notified":
-        proxy = bus.get_object(BLUEZ, characteristic)
-        dbus.Interface(proxy, CHARACTERISTIC).StartNotify()
-        print("subscribed", flush=True)
-        # bluetoothd keeps the last notified value in the Value property.
-        until(int(args[3]), f"a notification of {args[2]}",
-              lambda: bytes(dbus.Interface(proxy, PROPERTIES).Get(CHARACTERISTIC, "Value")).hex() == args[2])
-        print("notified")
     else:
         sys.exit(__doc__)
 
