@@ -26,7 +26,7 @@ lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features ble,ble-client -- -D warnings
-	cargo clippy --all-targets --features rpi,linuxkms -- -D warnings
+	cargo clippy --all-targets --features rpi,linuxkms,ble,ble-client -- -D warnings
 
 bench:
 	scripts/deps.sh $(TEST_PACKAGES) coreutils xvfb

@@ -17,7 +17,7 @@ case "${1:-}" in
         ;;
     aarch64-unknown-linux-gnu | armv7-unknown-linux-gnueabihf)
         scripts/cross-deps.sh "$1"
-        cargo deb --target "$1" -- --no-default-features --features rpi,linuxkms
+        cargo deb --target "$1" -- --no-default-features --features rpi,linuxkms,ble,ble-client
         ;;
     debug-ble)
         cargo deb --profile dev --features ble,ble-client --strip --fast --output "$2"

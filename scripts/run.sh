@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh mosquitto mosquitto-clients pkg-config libfontconfig-dev
 
 if grep -qs "Raspberry Pi" /proc/device-tree/model; then
-    scripts/deps.sh libudev-dev libinput-dev libxkbcommon-dev
-    features="--features rpi,linuxkms"; mode=""
+    scripts/deps.sh libudev-dev libinput-dev libxkbcommon-dev libdbus-1-dev
+    features="--features rpi,linuxkms,ble,ble-client"; mode=""
 else
     features=""; mode="--sim"
 fi

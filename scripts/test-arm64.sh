@@ -1,14 +1,14 @@
 #!/bin/sh
-# The Raspberry Pi OS 64-bit build (real LED, touchscreen on linuxkms), run under qemu-user:
-# `lampi --version`, a headless screenshot, then a short run with the simulated LED that takes
-# a set_config from a real Mosquitto and reports it.
+# The Raspberry Pi OS 64-bit build (real LED, touchscreen on linuxkms, Bluetooth LE), run under
+# qemu-user: `lampi --version`, a headless screenshot, `lampi ble` with no BlueZ, then a short
+# run with the simulated LED that takes a set_config from a real Mosquitto and reports it.
 # Usage: scripts/test-arm64.sh   (builds target/aarch64-unknown-linux-gnu/release/lampi first)
 set -eu
 cd "$(dirname "$0")/.."
 target=aarch64-unknown-linux-gnu
 scripts/cross-deps.sh "$target"
 scripts/deps.sh qemu-user mosquitto mosquitto-clients
-cargo build --release --target "$target" --no-default-features --features rpi,linuxkms
+cargo build --release --target "$target" --no-default-features --features rpi,linuxkms,ble,ble-client
 bin="target/$target/release/lampi"
 # The binary links the target's multiarch libraries (libinput, udev…), which come with the
 # multiarch glibc in /lib/aarch64-linux-gnu; the cross toolchain's own copy in
@@ -31,6 +31,15 @@ trap cleanup EXIT INT TERM
 $qemu "$bin" --config /dev/null screenshot --screen home --out "$dir/home.png"
 python3 -c 'import struct, sys; d = open(sys.argv[1], "rb").read(24); assert d[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", d[16:24]) == (800, 480), d' "$dir/home.png"
 echo "arm64 under qemu: screenshot rendered"
+# Bluetooth LE is built in; with no BlueZ on a system bus here, `lampi ble` says so and exits
+# 69 (EX_UNAVAILABLE) rather than hanging or crashing.
+set +e
+DBUS_SYSTEM_BUS_ADDRESS="unix:path=$dir/no-bus" $qemu "$bin" ble scan --scan-time 1 2>"$dir/ble.err"
+status=$?
+set -e
+cat "$dir/ble.err"
+[ "$status" -eq 69 ] || { echo "lampi ble scan without BlueZ exited $status, expected 69" >&2; exit 1; }
+echo "arm64 under qemu: lampi ble reports no Bluetooth"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 user=""; [ "$(id -u)" -eq 0 ] && user="user root"
 printf 'listener %s 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n%s\n' "$port" "$user" > "$dir/mosquitto.conf"
