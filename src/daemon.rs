@@ -111,6 +111,7 @@ fn spawn_ble(
             serial: resolved.device_id().to_owned(),
             firmware: env!("CARGO_PKG_VERSION").into(),
         },
+        pairing_code: ble.pairing_code,
     };
     tracker.spawn(crate::ble::run(setup, handle.clone(), shutdown.clone()));
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::ble::{BlueZ, Bus, CENTRAL_A, CENTRAL_B, bytes, standin_available, uuid_string};
 use common::{Broker, Client, RunningLamp, TIMEOUT, json};
 use lampi::core::colour::duty_for;
+use lampi::lamp_task::Command;
 use lampi::protocol::ble::{self, LampCharacteristic, from_byte};
 use serde_json::json;
 
@@ -44,6 +45,7 @@ async fn the_lamp_serves_lampi_over_ble_through_bluez() {
     let mut lamp = RunningLamp::start_with(broker.port, state.path(), |config| {
         config.ble.enabled = true;
         config.ble.manufacturer = "Test Lamps".into();
+        config.ble.pairing_code = true;
     })
     .await;
     bluez.event(
@@ -59,6 +61,7 @@ async fn the_lamp_serves_lampi_over_ble_through_bluez() {
     a_write_reaches_the_led_mqtt_and_the_shadow(&mut bluez, &mut lamp, &mut client).await;
     changes_from_mqtt_are_notified_but_a_ble_write_is_not(&mut bluez, &client).await;
     refused_writes_change_nothing(&mut bluez, &lamp);
+    the_pairing_code_is_read_and_notified(&mut bluez, &lamp, &mut client).await;
     serves_again_after_the_adapter_goes_and_comes_back(&mut bluez, &mut lamp).await;
     serves_again_after_bluez_restarts(&mut bluez, &bus, &mut lamp).await;
 
@@ -233,6 +236,49 @@ fn refused_writes_change_nothing(bluez: &mut BlueZ, lamp: &RunningLamp) {
     let offset = bluez.ask(json!({"cmd": "write", "path": brightness, "value": [1], "device": CENTRAL_A, "offset": 1}));
     assert_eq!(offset["error"], "org.bluez.Error.InvalidOffset", "{offset}");
     assert_eq!(lamp.handle.changes.borrow().state, before);
+}
+
+/// With `[ble] pairing_code`: the code on the screen, notified as it appears and as it ends.
+async fn the_pairing_code_is_read_and_notified(bluez: &mut BlueZ, lamp: &RunningLamp, client: &mut Client) {
+    let service = bluez.path_of(ble::LAMP_SERVICE, None);
+    let path = bluez.path_of(ble::PAIRING_CODE, Some(&service));
+    let objects = bluez.tree()["applications"][0]["objects"].clone();
+    assert_eq!(
+        objects[&path]["org.bluez.GattCharacteristic1"]["Flags"],
+        json!(["read", "notify"])
+    );
+    let description = bluez.path_of(ble::USER_DESCRIPTION, Some(&path));
+    let format = bluez.path_of(ble::PRESENTATION_FORMAT, Some(&path));
+    assert_eq!(bytes(&bluez.read(&description, CENTRAL_A)), b"Pairing Code");
+    assert_eq!(bytes(&bluez.read(&format, CENTRAL_A)), [0x19, 0, 0, 0x27, 1, 0, 0]);
+    assert_eq!(bytes(&bluez.read(&path, CENTRAL_A)), b"", "no code is shown yet");
+
+    let answer = bluez.ask(json!({"cmd": "start_notify", "path": path}));
+    assert!(answer.get("error").is_none(), "{answer}");
+    lamp.handle.commands.send(Command::RequestPairingCode).await.unwrap();
+    let notified = bluez.event(
+        |e| e["event"] == "notification" && e["path"] == json!(path),
+        "the new pairing code notified",
+    );
+    let code = lamp.handle.pairing.borrow().code.clone().expect("a code is shown").0;
+    assert_eq!(notified["value"], json!(code.as_bytes()));
+    assert_eq!(bytes(&bluez.read(&path, CENTRAL_B)), code.as_bytes());
+
+    // Used, the code is gone from the screen and from BLE.
+    let association = json!({"code": code, "owner": "alice", "name": "Alice", "token": "ble1"});
+    client.subscribe("lampi/lamp1/pairing/result").await;
+    client
+        .publish("lampi/lamp1/pairing/associate", association.to_string())
+        .await;
+    let result = client.next_where(|m| m.topic == "lampi/lamp1/pairing/result").await;
+    assert_eq!(json(&result)["ok"], true, "{}", json(&result));
+    let ended = bluez.event(
+        |e| e["event"] == "notification" && e["path"] == json!(path),
+        "the code's end notified",
+    );
+    assert_eq!(ended["value"], json!([]));
+    assert_eq!(bytes(&bluez.read(&path, CENTRAL_A)), b"");
+    bluez.ask(json!({"cmd": "stop_notify", "path": path}));
 }
 
 async fn serves_again_after_the_adapter_goes_and_comes_back(bluez: &mut BlueZ, lamp: &mut RunningLamp) {

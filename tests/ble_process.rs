@@ -9,7 +9,7 @@ mod common;
 use std::io::Write;
 use std::process::{Child, Command};
 
-use common::ble::{BlueZ, Bus, CENTRAL_A, bytes, standin_available};
+use common::ble::{BlueZ, Bus, CENTRAL_A, bytes, standin_available, uuid_string};
 use common::{Broker, lampi_run, write_config};
 use lampi::protocol::ble;
 
@@ -36,6 +36,12 @@ fn serve(config: &std::path::Path, bus: &Bus, bluez: &mut BlueZ) -> Lamp {
     );
     let model = bluez.path_of(ble::MODEL_NUMBER, None);
     assert_eq!(bytes(&bluez.read(&model, CENTRAL_A)), b"LAMPI");
+    // Off by default: the pairing code is served only when asked for.
+    let tree = bluez.tree();
+    assert!(
+        !tree.to_string().contains(&uuid_string(ble::PAIRING_CODE)),
+        "the pairing code is served unasked: {tree}"
+    );
     lamp
 }
 

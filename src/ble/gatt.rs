@@ -1,5 +1,6 @@
 //! The LAMPI GATT application as bluer serves it: reads answer from the lamp's state, writes
-//! become [`Command::Set`] from client `ble`, and the lamp's changes go out as notifications.
+//! become [`Command::Set`] from client `ble`, and the lamp's changes go out as notifications;
+//! with `[ble] pairing_code`, the pairing code on the screen too.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,11 +13,11 @@ use bluer::gatt::local::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::core::lamp::Echo;
+use crate::core::lamp::{Echo, PairingView};
 use crate::lamp_task::Command;
 use crate::protocol::ble::{
-    DEVICE_INFORMATION, DeviceInfo, DeviceInformation, LAMP_SERVICE, LampCharacteristic, PRESENTATION_FORMAT,
-    USER_DESCRIPTION, WriteRefusal,
+    DEVICE_INFORMATION, DeviceInfo, DeviceInformation, LAMP_SERVICE, LampCharacteristic, PAIRING_CODE,
+    PAIRING_CODE_DESCRIPTION, PRESENTATION_FORMAT, STRING_FORMAT, USER_DESCRIPTION, WriteRefusal, pairing_code_value,
 };
 
 /// The `client` of a change made over BLE, in `lamp/changed`, analytics and the shadow.
@@ -25,21 +26,31 @@ pub const CLIENT: &str = "ble";
 /// How long a write waits for the lamp to take it, so that a read right after it sees it.
 const WRITE_APPLIED: Duration = Duration::from_secs(1);
 
-/// A central subscribed to a characteristic: bluer's notifier for it.
-pub type Subscription = (LampCharacteristic, CharacteristicNotifier);
+/// A characteristic that notifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Notifying {
+    Light(LampCharacteristic),
+    PairingCode,
+}
 
-/// The application: the Lamp Service (`commands` takes its writes, `changes` answers its reads)
-/// and the Device Information Service. New subscriptions arrive on `subscribed`.
+/// A central subscribed to a characteristic: bluer's notifier for it.
+pub type Subscription = (Notifying, CharacteristicNotifier);
+
+/// The application: the Lamp Service (`commands` takes its writes, `changes` answers its reads;
+/// with `pairing`, the Pairing Code characteristic too) and the Device Information Service. New
+/// subscriptions arrive on `subscribed`.
 pub fn application(
     commands: mpsc::Sender<Command>,
     changes: watch::Receiver<Echo>,
+    pairing: Option<watch::Receiver<PairingView>>,
     info: &DeviceInfo,
     subscribed: mpsc::Sender<Subscription>,
 ) -> Application {
-    let lamp = LampCharacteristic::ALL
+    let mut lamp: Vec<Characteristic> = LampCharacteristic::ALL
         .into_iter()
         .map(|ch| lamp_characteristic(ch, commands.clone(), changes.clone(), subscribed.clone()))
         .collect();
+    lamp.extend(pairing.map(|pairing| pairing_code_characteristic(pairing, subscribed.clone())));
     let information = DeviceInformation::ALL
         .into_iter()
         .map(|ch| Characteristic {
@@ -102,18 +113,48 @@ fn lamp_characteristic(
             })),
             ..Default::default()
         }),
-        notify: Some(CharacteristicNotify {
-            notify: true,
-            method: CharacteristicNotifyMethod::Fun(Box::new(move |notifier| {
-                let subscribed = subscribed.clone();
-                Box::pin(async move {
-                    // Closed: the server is stopping, and the subscription with it.
-                    let _ = subscribed.send((ch, notifier)).await;
-                })
-            })),
+        notify: Some(notify(Notifying::Light(ch), subscribed)),
+        descriptors: descriptors(ch.description(), ch.presentation_format()),
+        ..Default::default()
+    }
+}
+
+/// The code the screen shows, for a phone beside the lamp; no octets while there is none.
+fn pairing_code_characteristic(
+    pairing: watch::Receiver<PairingView>,
+    subscribed: mpsc::Sender<Subscription>,
+) -> Characteristic {
+    Characteristic {
+        uuid: Uuid::from_u128(PAIRING_CODE),
+        read: Some(CharacteristicRead {
+            read: true,
+            fun: Box::new(move |request| {
+                let value = pairing_code(&pairing.borrow());
+                Box::pin(async move { from_offset(value, request.offset) })
+            }),
             ..Default::default()
         }),
-        descriptors: descriptors(ch.description(), ch.presentation_format()),
+        notify: Some(notify(Notifying::PairingCode, subscribed)),
+        descriptors: descriptors(PAIRING_CODE_DESCRIPTION, STRING_FORMAT),
+        ..Default::default()
+    }
+}
+
+fn pairing_code(view: &PairingView) -> Vec<u8> {
+    pairing_code_value(view.code.as_ref().map(|(code, _)| code.as_str()))
+}
+
+/// Notifications, by handing each new subscription to the notifier task.
+fn notify(what: Notifying, subscribed: mpsc::Sender<Subscription>) -> CharacteristicNotify {
+    CharacteristicNotify {
+        notify: true,
+        method: CharacteristicNotifyMethod::Fun(Box::new(move |notifier| {
+            let subscribed = subscribed.clone();
+            Box::pin(async move {
+                // Closed: the server is stopping, and the subscription with it.
+                let _ = subscribed.send((what, notifier)).await;
+            })
+        })),
         ..Default::default()
     }
 }
@@ -203,21 +244,30 @@ fn descriptors(description: &'static str, format: [u8; 7]) -> Vec<Descriptor> {
 
 /// Notifies subscribed centrals of the lamp's changes until `changes` closes: each
 /// characteristic whose value changed, except after a BLE write (BlueZ would send the writer its
-/// own value back; see docs/PROTOCOL.md). A subscription whose central went away is dropped.
-pub async fn notify_changes(mut changes: watch::Receiver<Echo>, mut subscribed: mpsc::Receiver<Subscription>) {
-    let mut notifiers: HashMap<LampCharacteristic, CharacteristicNotifier> = HashMap::new();
-    let mut known: HashMap<LampCharacteristic, Vec<u8>> = LampCharacteristic::ALL
+/// own value back; see docs/PROTOCOL.md); and of each new pairing code, and its end, when
+/// `pairing` is served. A subscription whose central went away is dropped.
+pub async fn notify_changes(
+    mut changes: watch::Receiver<Echo>,
+    mut pairing: Option<watch::Receiver<PairingView>>,
+    mut subscribed: mpsc::Receiver<Subscription>,
+) {
+    let mut notifiers: HashMap<Notifying, CharacteristicNotifier> = HashMap::new();
+    let mut known: HashMap<Notifying, Vec<u8>> = LampCharacteristic::ALL
         .into_iter()
-        .map(|ch| (ch, ch.encode(&changes.borrow_and_update().state)))
+        .map(|ch| (Notifying::Light(ch), ch.encode(&changes.borrow_and_update().state)))
         .collect();
+    if let Some(pairing) = &mut pairing {
+        known.insert(Notifying::PairingCode, pairing_code(&pairing.borrow_and_update()));
+    }
     loop {
-        tokio::select! {
+        let values: Vec<(Notifying, Vec<u8>)> = tokio::select! {
             // A subscription first: a change arriving with it is then notified to it.
             biased;
             subscription = subscribed.recv() => match subscription {
                 // BlueZ starts one session per characteristic, for all its subscribers.
-                Some((ch, notifier)) => {
-                    notifiers.insert(ch, notifier);
+                Some((what, notifier)) => {
+                    notifiers.insert(what, notifier);
+                    continue;
                 }
                 None => return,
             },
@@ -226,23 +276,40 @@ pub async fn notify_changes(mut changes: watch::Receiver<Echo>, mut subscribed: 
                     return;
                 }
                 let echo = changes.borrow_and_update().clone();
-                for ch in LampCharacteristic::ALL {
-                    let value = ch.encode(&echo.state);
-                    if known.get(&ch) == Some(&value) {
-                        continue;
-                    }
-                    known.insert(ch, value.clone());
-                    if echo.client == CLIENT {
-                        continue;
-                    }
-                    if let Some(notifier) = notifiers.get_mut(&ch)
-                        && notifier.notify(value).await.is_err()
-                    {
-                        notifiers.remove(&ch);
-                    }
+                let values = LampCharacteristic::ALL.map(|ch| (Notifying::Light(ch), ch.encode(&echo.state)));
+                if echo.client == CLIENT {
+                    known.extend(values);
+                    continue;
                 }
+                values.into()
+            }
+            changed = pairing_changed(&mut pairing) => {
+                if changed.is_err() {
+                    return;
+                }
+                let code = pairing.as_mut().map(|pairing| pairing_code(&pairing.borrow_and_update()));
+                code.map(|code| (Notifying::PairingCode, code)).into_iter().collect()
+            }
+        };
+        for (what, value) in values {
+            if known.get(&what) == Some(&value) {
+                continue;
+            }
+            known.insert(what, value.clone());
+            if let Some(notifier) = notifiers.get_mut(&what)
+                && notifier.notify(value).await.is_err()
+            {
+                notifiers.remove(&what);
             }
         }
+    }
+}
+
+/// The next change of the pairing code, when it is served; never otherwise.
+async fn pairing_changed(pairing: &mut Option<watch::Receiver<PairingView>>) -> Result<(), watch::error::RecvError> {
+    match pairing {
+        Some(pairing) => pairing.changed().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -45,6 +45,8 @@ pub struct BleSetup {
     /// The advertised name.
     pub name: String,
     pub info: DeviceInfo,
+    /// Serve the pairing code on the screen as a characteristic too.
+    pub pairing_code: bool,
 }
 
 /// Serves the lamp over BLE until `shutdown`, through every outage of BlueZ or the adapter.
@@ -114,7 +116,14 @@ async fn serve(setup: &BleSetup, lamp: &LampHandle, backoff: &mut Backoff, bus: 
         Err(e) => return format!("adapter {name}: {e}"),
     };
     let (subscribed_tx, subscribed_rx) = mpsc::channel(SUBSCRIPTIONS);
-    let app = gatt::application(lamp.commands.clone(), lamp.changes.clone(), &setup.info, subscribed_tx);
+    let pairing = setup.pairing_code.then(|| lamp.pairing.clone());
+    let app = gatt::application(
+        lamp.commands.clone(),
+        lamp.changes.clone(),
+        pairing.clone(),
+        &setup.info,
+        subscribed_tx,
+    );
     let _app = match adapter.serve_gatt_application(app).await {
         Ok(handle) => handle,
         Err(e) => return format!("adapter {name} refused the GATT service ({e})"),
@@ -123,7 +132,7 @@ async fn serve(setup: &BleSetup, lamp: &LampHandle, backoff: &mut Backoff, bus: 
         Ok(handle) => handle,
         Err(e) => return format!("adapter {name} refused the advertisement ({e})"),
     };
-    let notifying = tokio::spawn(gatt::notify_changes(lamp.changes.clone(), subscribed_rx));
+    let notifying = tokio::spawn(gatt::notify_changes(lamp.changes.clone(), pairing, subscribed_rx));
     let _ = lamp.commands.send(Command::BleServing(true)).await;
     tracing::info!(adapter = %name, advertised = %setup.name, "Bluetooth LE serving");
     backoff.reset();

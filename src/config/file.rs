@@ -34,6 +34,9 @@ pub struct BleConfig {
     pub name: Option<String>,
     /// The Device Information Service's Manufacturer Name.
     pub manufacturer: String,
+    /// Serve the pairing code the screen shows as a characteristic too. Off by default: anyone
+    /// in radio range can read it while it is shown.
+    pub pairing_code: bool,
 }
 
 impl Default for BleConfig {
@@ -43,6 +46,7 @@ impl Default for BleConfig {
             adapter: None,
             name: None,
             manufacturer: "LAMPI".into(),
+            pairing_code: false,
         }
     }
 }

@@ -22,6 +22,16 @@ pub const LAMP_SERVICE: u128 = 0x0001_a7d3_d8a4_4fea_8174_1736_e808_c066;
 pub const HSV: u128 = 0x0002_a7d3_d8a4_4fea_8174_1736_e808_c066;
 pub const BRIGHTNESS: u128 = 0x0003_a7d3_d8a4_4fea_8174_1736_e808_c066;
 pub const ON_OFF: u128 = 0x0004_a7d3_d8a4_4fea_8174_1736_e808_c066;
+/// The pairing code on the screen, read and notify (not the course's: LAMPI's own, opt-in).
+pub const PAIRING_CODE: u128 = 0x0005_a7d3_d8a4_4fea_8174_1736_e808_c066;
+/// The Pairing Code characteristic's 0x2901 user description.
+pub const PAIRING_CODE_DESCRIPTION: &str = "Pairing Code";
+
+/// The Pairing Code characteristic's value: the code the screen shows (`ABCD-EFGH`), UTF-8, or
+/// no octets while it shows none.
+pub fn pairing_code_value(code: Option<&str>) -> Vec<u8> {
+    code.map(|code| code.as_bytes().to_vec()).unwrap_or_default()
+}
 
 /// Device Information Service and the characteristics of it the lamp serves.
 pub const DEVICE_INFORMATION: u128 = assigned(0x180a);
@@ -46,6 +56,10 @@ const FORMAT_UTF8: u8 = 0x19;
 const fn presentation_format(format: u8) -> [u8; 7] {
     [format, 0x00, 0x00, 0x27, 0x01, 0x00, 0x00]
 }
+
+/// The 0x2904 presentation format of the string characteristics: Device Information's and the
+/// Pairing Code.
+pub const STRING_FORMAT: [u8; 7] = presentation_format(FORMAT_UTF8);
 
 /// One of the Lamp Service's characteristics, each read, write and notify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -206,7 +220,7 @@ impl DeviceInformation {
 
     /// The 0x2904 presentation format: a UTF-8 string.
     pub fn presentation_format(self) -> [u8; 7] {
-        presentation_format(FORMAT_UTF8)
+        STRING_FORMAT
     }
 
     /// Its value, UTF-8 without a terminator.
