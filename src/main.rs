@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -95,21 +95,7 @@ enum BleAction {
     /// Print the lamp's address, name, device id and light.
     Get,
     /// Set the lamp's light, then print it as `get` does.
-    Set {
-        #[arg(long, conflicts_with = "off")]
-        on: bool,
-        #[arg(long)]
-        off: bool,
-        /// 0.0–1.0
-        #[arg(long, value_parser = unit)]
-        hue: Option<f64>,
-        /// 0.0–1.0
-        #[arg(long, value_parser = unit)]
-        saturation: Option<f64>,
-        /// 0.0–1.0
-        #[arg(long, value_parser = unit)]
-        brightness: Option<f64>,
-    },
+    Set(LightArgs),
     /// Print the lamp's light, then each change it notifies, one JSON line each.
     Watch,
 }
@@ -128,19 +114,8 @@ enum CtlAction {
     Get,
     /// Ask the lamp for a light setting (written to `desired`).
     Set {
-        #[arg(long, conflicts_with = "off")]
-        on: bool,
-        #[arg(long)]
-        off: bool,
-        /// 0.0–1.0
-        #[arg(long, value_parser = unit)]
-        hue: Option<f64>,
-        /// 0.0–1.0
-        #[arg(long, value_parser = unit)]
-        saturation: Option<f64>,
-        /// 0.0–1.0, perceived brightness
-        #[arg(long, value_parser = unit)]
-        brightness: Option<f64>,
+        #[command(flatten)]
+        light: LightArgs,
         /// Fade duration for this and later changes.
         #[arg(long, value_parser = clap::value_parser!(u64).range(0..=60_000))]
         transition_ms: Option<u64>,
@@ -168,6 +143,31 @@ enum CtlAction {
         #[arg(value_parser = ["snooze", "dismiss"])]
         command: String,
     },
+}
+
+/// A light setting, as `lampi ctl set` and `lampi ble set` take it.
+#[derive(Args)]
+struct LightArgs {
+    #[arg(long, conflicts_with = "off")]
+    on: bool,
+    #[arg(long)]
+    off: bool,
+    /// 0.0–1.0
+    #[arg(long, value_parser = unit)]
+    hue: Option<f64>,
+    /// 0.0–1.0
+    #[arg(long, value_parser = unit)]
+    saturation: Option<f64>,
+    /// 0.0–1.0, perceived brightness
+    #[arg(long, value_parser = unit)]
+    brightness: Option<f64>,
+}
+
+impl LightArgs {
+    /// `Some(true)` for --on, `Some(false)` for --off, `None` for neither.
+    fn on(&self) -> Option<bool> {
+        (self.on || self.off).then_some(self.on)
+    }
 }
 
 fn unit(text: &str) -> Result<f64, String> {
@@ -300,19 +300,12 @@ fn ctl_main(target: &ctl::Target, action: CtlAction) -> ExitCode {
     let result = runtime.block_on(async {
         match action {
             CtlAction::Get => ctl::request(target, "get", serde_json::json!({})).await,
-            CtlAction::Set {
-                on,
-                off,
-                hue,
-                saturation,
-                brightness,
-                transition_ms,
-            } => {
+            CtlAction::Set { light, transition_ms } => {
                 let settings = ctl::LightSettings {
-                    on: (on || off).then_some(on),
-                    hue,
-                    saturation,
-                    brightness,
+                    on: light.on(),
+                    hue: light.hue,
+                    saturation: light.saturation,
+                    brightness: light.brightness,
                     transition_ms,
                 };
                 let Some(request) = settings.desired() else {
@@ -356,20 +349,14 @@ fn ble_main(options: &lampi::ble_client::Options, action: BleAction) -> ExitCode
         let result = match action {
             BleAction::Scan => ble_client::scan(options, print).await,
             BleAction::Get => ble_client::get(options).await.map(print),
-            BleAction::Set {
-                on,
-                off,
-                hue,
-                saturation,
-                brightness,
-            } => {
+            BleAction::Set(light) => {
                 // The parser kept them within 0.0–1.0.
                 let to_unit = |value: Option<f64>| value.and_then(|v| Unit::try_from(v).ok());
                 let change = LightChange {
-                    on: (on || off).then_some(on),
-                    hue: to_unit(hue),
-                    saturation: to_unit(saturation),
-                    brightness: to_unit(brightness),
+                    on: light.on(),
+                    hue: to_unit(light.hue),
+                    saturation: to_unit(light.saturation),
+                    brightness: to_unit(light.brightness),
                 };
                 if change == LightChange::default() {
                     eprintln!("lampi ble: nothing to set: give --on, --off, --hue, --saturation or --brightness");
