@@ -148,8 +148,10 @@ enum CtlAction {
 /// A light setting, as `lampi ctl set` and `lampi ble set` take it.
 #[derive(Args)]
 struct LightArgs {
+    /// Switch the light on
     #[arg(long, conflicts_with = "off")]
     on: bool,
+    /// Switch the light off
     #[arg(long)]
     off: bool,
     /// 0.0–1.0
