@@ -48,6 +48,14 @@ fn ble_is_off_by_default_and_its_names_are_checked() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("`ble.manufacturer`"), "{err}");
+    // A device id too long for the default name, `LAMPI <id>`, needs a name of its own.
+    let long_id = "[device]\nid = \"kitchen-ceiling-lamp\"\n[ble]\nenabled = true\n";
+    let err = parse(long_id).unwrap_err().to_string();
+    assert!(
+        err.contains("`ble.name`") && err.contains("LAMPI kitchen-ceiling-lamp"),
+        "{err}"
+    );
+    parse(&format!("{long_id}name = \"Kitchen\"\n")).unwrap();
 }
 
 #[test]

@@ -174,6 +174,17 @@ impl Config {
                 format!("{name:?} must be 1–{MAX_BLE_NAME_BYTES} bytes of UTF-8"),
             ));
         }
+        // The default name, `LAMPI <device id>`, would not fit: BlueZ refuses the advertisement.
+        if ble.enabled
+            && ble.name.is_none()
+            && let Some(id) = &self.device.id
+            && "LAMPI ".len() + id.len() > MAX_BLE_NAME_BYTES
+        {
+            return Err(invalid(
+                "ble.name",
+                format!("unset, so \"LAMPI {id}\", over {MAX_BLE_NAME_BYTES} bytes: give a shorter one"),
+            ));
+        }
         if ble.manufacturer.len() > MAX_BLE_MANUFACTURER_BYTES {
             return Err(invalid(
                 "ble.manufacturer",
