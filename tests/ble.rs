@@ -59,7 +59,7 @@ async fn the_lamp_serves_lampi_over_ble_through_bluez() {
     client.subscribe("lamp/changed").await;
     client.subscribe("lampi/lamp1/events").await;
     a_write_reaches_the_led_mqtt_and_the_shadow(&mut bluez, &mut lamp, &mut client).await;
-    changes_from_mqtt_are_notified_but_a_ble_write_is_not(&mut bluez, &client).await;
+    changes_from_mqtt_are_notified_and_a_ble_write_only_to_other_centrals(&mut bluez, &client).await;
     refused_writes_change_nothing(&mut bluez, &lamp);
     the_pairing_code_is_read_and_notified(&mut bluez, &lamp, &mut client).await;
     serves_again_after_the_adapter_goes_and_comes_back(&mut bluez, &mut lamp).await;
@@ -168,7 +168,7 @@ async fn a_write_reaches_the_led_mqtt_and_the_shadow(bluez: &mut BlueZ, lamp: &m
     );
 }
 
-async fn changes_from_mqtt_are_notified_but_a_ble_write_is_not(bluez: &mut BlueZ, client: &Client) {
+async fn changes_from_mqtt_are_notified_and_a_ble_write_only_to_other_centrals(bluez: &mut BlueZ, client: &Client) {
     let brightness = bluez.path_of(ble::BRIGHTNESS, None);
     let on_off = bluez.path_of(ble::ON_OFF, None);
     for path in [&brightness, &on_off] {
@@ -195,6 +195,33 @@ async fn changes_from_mqtt_are_notified_but_a_ble_write_is_not(bluez: &mut BlueZ
         .await;
     let notified = bluez.event(|e| e["event"] == "notification", "a notification of on");
     assert_eq!((&notified["path"], &notified["value"]), (&json!(on_off), &json!([1])));
+
+    // With a second central connected, it must learn of the first one's write; BlueZ cannot
+    // leave the writer out, so the writer gets its value back too.
+    for central in [CENTRAL_A, CENTRAL_B] {
+        let answer = bluez.ask(json!({"cmd": "connect_central", "device": central}));
+        assert!(answer.get("error").is_none(), "{answer}");
+    }
+    let answer = bluez.write(&brightness, &[0x33], CENTRAL_A);
+    assert!(answer.get("error").is_none(), "{answer}");
+    let notified = bluez.event(
+        |e| e["event"] == "notification",
+        "central A's write notified to central B",
+    );
+    assert_eq!(
+        (&notified["path"], &notified["value"]),
+        (&json!(brightness), &json!([0x33]))
+    );
+    // One central again: its writes are not echoed to it.
+    bluez.ask(json!({"cmd": "disconnect_central", "device": CENTRAL_B}));
+    let answer = bluez.write(&brightness, &[0x44], CENTRAL_A);
+    assert!(answer.get("error").is_none(), "{answer}");
+    let echoed = bluez.events_within(Duration::from_millis(300), |e| e["event"] == "notification");
+    assert!(
+        echoed.is_empty(),
+        "a lone central's write was notified back: {echoed:?}"
+    );
+    bluez.ask(json!({"cmd": "disconnect_central", "device": CENTRAL_A}));
 
     // The last central leaves (BlueZ stops the session): changes go on, unnotified, until one
     // subscribes again.

@@ -1,17 +1,23 @@
 //! The LAMPI GATT application as bluer serves it: reads answer from the lamp's state, writes
 //! become [`Command::Set`] from client `ble`, and the lamp's changes go out as notifications;
 //! with `[ble] pairing_code`, the pairing code on the screen too.
+//!
+//! A central is not sent back the value it just wrote, the lamp's echo of its own write, while
+//! it is the only central connected. BlueZ sends a characteristic's notification to every
+//! subscriber alike and cannot leave the writer out, so with other centrals connected, who must
+//! learn of the change, the writer gets its value back too.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bluer::Uuid;
 use bluer::gatt::local::{
     Application, Characteristic, CharacteristicNotifier, CharacteristicNotify, CharacteristicNotifyMethod,
     CharacteristicRead, CharacteristicWrite, CharacteristicWriteMethod, Descriptor, DescriptorRead, ReqError,
     ReqResult, Service,
 };
+use bluer::{Adapter, Uuid};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::core::lamp::{Echo, PairingView};
 use crate::lamp_task::Command;
@@ -36,20 +42,33 @@ pub enum Notifying {
 /// A central subscribed to a characteristic: bluer's notifier for it.
 pub type Subscription = (Notifying, CharacteristicNotifier);
 
+/// A value a central wrote, told to the notifier before the lamp takes it.
+pub type Written = (LampCharacteristic, Vec<u8>);
+
+/// Writes waiting for the notifier; one that finds it full may be echoed to its writer.
+pub const WRITES_PENDING: usize = 16;
+
+/// What the application tells the notifier: new subscriptions, and the values centrals wrote.
+#[derive(Clone)]
+pub struct ToNotifier {
+    pub subscribed: mpsc::Sender<Subscription>,
+    pub written: mpsc::Sender<Written>,
+}
+
 /// The application: the Lamp Service (`commands` takes its writes, `changes` answers its reads;
-/// with `pairing`, the Pairing Code characteristic too) and the Device Information Service. New
-/// subscriptions arrive on `subscribed`.
+/// with `pairing`, the Pairing Code characteristic too) and the Device Information Service.
 pub fn application(
     commands: mpsc::Sender<Command>,
     changes: watch::Receiver<Echo>,
     pairing: Option<watch::Receiver<PairingView>>,
     info: &DeviceInfo,
-    subscribed: mpsc::Sender<Subscription>,
+    notifier: ToNotifier,
 ) -> Application {
     let mut lamp: Vec<Characteristic> = LampCharacteristic::ALL
         .into_iter()
-        .map(|ch| lamp_characteristic(ch, commands.clone(), changes.clone(), subscribed.clone()))
+        .map(|ch| lamp_characteristic(ch, commands.clone(), changes.clone(), notifier.clone()))
         .collect();
+    let subscribed = notifier.subscribed;
     lamp.extend(pairing.map(|pairing| pairing_code_characteristic(pairing, subscribed.clone())));
     let information = DeviceInformation::ALL
         .into_iter()
@@ -87,8 +106,9 @@ fn lamp_characteristic(
     ch: LampCharacteristic,
     commands: mpsc::Sender<Command>,
     changes: watch::Receiver<Echo>,
-    subscribed: mpsc::Sender<Subscription>,
+    notifier: ToNotifier,
 ) -> Characteristic {
+    let written = notifier.written;
     let reads = changes.clone();
     Characteristic {
         uuid: Uuid::from_u128(ch.uuid()),
@@ -109,11 +129,12 @@ fn lamp_characteristic(
             method: CharacteristicWriteMethod::Fun(Box::new(move |value, request| {
                 let commands = commands.clone();
                 let changes = changes.clone();
-                Box::pin(async move { write(ch, &value, request.offset, commands, changes).await })
+                let written = written.clone();
+                Box::pin(async move { write(ch, &value, request.offset, commands, changes, written).await })
             })),
             ..Default::default()
         }),
-        notify: Some(notify(Notifying::Light(ch), subscribed)),
+        notify: Some(notify(Notifying::Light(ch), notifier.subscribed)),
         descriptors: descriptors(ch.description(), ch.presentation_format()),
         ..Default::default()
     }
@@ -167,16 +188,24 @@ async fn write(
     offset: u16,
     commands: mpsc::Sender<Command>,
     mut changes: watch::Receiver<Echo>,
+    written: mpsc::Sender<Written>,
 ) -> ReqResult<()> {
     let current = changes.borrow_and_update().state;
     let change = ch.decode_write(offset, value, &current).map_err(|refusal| {
-        tracing::info!(
+        // Debug: any central in range can send these as fast as the link allows, and the
+        // central is told why in the ATT error.
+        tracing::debug!(
             characteristic = ch.description(),
             ?value,
             "BLE write refused: {refusal}"
         );
         req_error(&refusal)
     })?;
+    // Told before the lamp can echo it; a value that changes nothing has no echo to hold back.
+    // Full: the writer may get its value back, and nothing worse.
+    if ch.encode(&current) != value {
+        let _ = written.try_send((ch, value.to_vec()));
+    }
     let set = Command::Set {
         change,
         transition: None,
@@ -242,26 +271,74 @@ fn descriptors(description: &'static str, format: [u8; 7]) -> Vec<Descriptor> {
     .collect()
 }
 
+/// How long a value a central wrote is held back from it, at most: the write waits as long for
+/// the lamp to take it. A value the lamp never takes (another change came first) is then
+/// forgotten, so a later change to it is notified.
+const UNECHOED_FOR: Duration = Duration::from_secs(2);
+
+/// Characteristics' values, as notified.
+type Values = Vec<(Notifying, Vec<u8>)>;
+
+/// What the centrals know, and what they wrote that the lamp has not taken yet: decides which
+/// changes are notified. No I/O.
+#[derive(Default)]
+struct Ledger {
+    known: HashMap<Notifying, Vec<u8>>,
+    unechoed: HashMap<LampCharacteristic, (Vec<u8>, Instant)>,
+}
+
+impl Ledger {
+    fn written(&mut self, (ch, value): Written, now: Instant) {
+        self.unechoed.insert(ch, (value, now));
+    }
+
+    /// Of `values`, those that changed: to notify, and the writers' own values.
+    fn changed(&mut self, values: Values, now: Instant) -> (Values, Values) {
+        self.unechoed
+            .retain(|_, (_, at)| now.duration_since(*at) < UNECHOED_FOR);
+        let (mut fresh, mut own) = (Vec::new(), Vec::new());
+        for (what, value) in values {
+            if self.known.get(&what) == Some(&value) {
+                continue;
+            }
+            self.known.insert(what, value.clone());
+            let echo = match what {
+                Notifying::Light(ch) => self.unechoed.get(&ch).is_some_and(|(written, _)| *written == value),
+                Notifying::PairingCode => false,
+            };
+            if let (true, Notifying::Light(ch)) = (echo, what) {
+                self.unechoed.remove(&ch);
+                own.push((what, value));
+            } else {
+                fresh.push((what, value));
+            }
+        }
+        (fresh, own)
+    }
+}
+
 /// Notifies subscribed centrals of the lamp's changes until `changes` closes: each
-/// characteristic whose value changed, except after a BLE write (BlueZ would send the writer its
-/// own value back; see docs/PROTOCOL.md); and of each new pairing code, and its end, when
-/// `pairing` is served. A subscription whose central went away is dropped.
+/// characteristic whose value changed, and each new pairing code and its end when `pairing` is
+/// served; a central's own write goes back only to others (see the module's doc). A
+/// subscription whose central went away is dropped.
 pub async fn notify_changes(
     mut changes: watch::Receiver<Echo>,
     mut pairing: Option<watch::Receiver<PairingView>>,
     mut subscribed: mpsc::Receiver<Subscription>,
+    mut written: mpsc::Receiver<Written>,
+    adapter: Adapter,
 ) {
     let mut notifiers: HashMap<Notifying, CharacteristicNotifier> = HashMap::new();
-    let mut known: HashMap<Notifying, Vec<u8>> = LampCharacteristic::ALL
-        .into_iter()
-        .map(|ch| (Notifying::Light(ch), ch.encode(&changes.borrow_and_update().state)))
-        .collect();
+    let mut ledger = Ledger::default();
+    ledger.changed(light_values(&changes.borrow_and_update()), Instant::now());
     if let Some(pairing) = &mut pairing {
-        known.insert(Notifying::PairingCode, pairing_code(&pairing.borrow_and_update()));
+        let code = pairing_code(&pairing.borrow_and_update());
+        ledger.changed(vec![(Notifying::PairingCode, code)], Instant::now());
     }
     loop {
-        let values: Vec<(Notifying, Vec<u8>)> = tokio::select! {
-            // A subscription first: a change arriving with it is then notified to it.
+        let values = tokio::select! {
+            // A subscription first: a change arriving with it is then notified to it; and a
+            // write before the lamp's echo of it.
             biased;
             subscription = subscribed.recv() => match subscription {
                 // BlueZ starts one session per characteristic, for all its subscribers.
@@ -271,31 +348,31 @@ pub async fn notify_changes(
                 }
                 None => return,
             },
+            Some(write) = written.recv() => {
+                ledger.written(write, Instant::now());
+                continue;
+            }
             changed = changes.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                let echo = changes.borrow_and_update().clone();
-                let values = LampCharacteristic::ALL.map(|ch| (Notifying::Light(ch), ch.encode(&echo.state)));
-                if echo.client == CLIENT {
-                    known.extend(values);
-                    continue;
+                let values = light_values(&changes.borrow_and_update());
+                let (mut fresh, own) = ledger.changed(values, Instant::now());
+                if !own.is_empty() && several_connected(&adapter).await {
+                    fresh.extend(own);
                 }
-                values.into()
+                fresh
             }
             changed = pairing_changed(&mut pairing) => {
                 if changed.is_err() {
                     return;
                 }
                 let code = pairing.as_mut().map(|pairing| pairing_code(&pairing.borrow_and_update()));
-                code.map(|code| (Notifying::PairingCode, code)).into_iter().collect()
+                let values = code.map(|code| (Notifying::PairingCode, code)).into_iter().collect();
+                ledger.changed(values, Instant::now()).0
             }
         };
         for (what, value) in values {
-            if known.get(&what) == Some(&value) {
-                continue;
-            }
-            known.insert(what, value.clone());
             if let Some(notifier) = notifiers.get_mut(&what)
                 && notifier.notify(value).await.is_err()
             {
@@ -303,6 +380,33 @@ pub async fn notify_changes(
             }
         }
     }
+}
+
+fn light_values(echo: &Echo) -> Values {
+    LampCharacteristic::ALL
+        .map(|ch| (Notifying::Light(ch), ch.encode(&echo.state)))
+        .into()
+}
+
+/// Whether more than one central is connected. Unknown counts as several: a change is better
+/// sent twice than not at all.
+async fn several_connected(adapter: &Adapter) -> bool {
+    let Ok(addresses) = adapter.device_addresses().await else {
+        return true;
+    };
+    let mut connected = 0;
+    for address in addresses {
+        let Ok(device) = adapter.device(address) else {
+            continue;
+        };
+        if device.is_connected().await.unwrap_or(true) {
+            connected += 1;
+            if connected > 1 {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// The next change of the pairing code, when it is served; never otherwise.
@@ -316,6 +420,73 @@ async fn pairing_changed(pairing: &mut Option<watch::Receiver<PairingView>>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn value(ch: LampCharacteristic, byte: u8) -> (Notifying, Vec<u8>) {
+        (Notifying::Light(ch), vec![byte])
+    }
+
+    fn brightness(byte: u8) -> (Notifying, Vec<u8>) {
+        value(LampCharacteristic::Brightness, byte)
+    }
+
+    fn on_off(byte: u8) -> (Notifying, Vec<u8>) {
+        value(LampCharacteristic::OnOff, byte)
+    }
+
+    #[test]
+    fn a_writers_own_value_is_held_and_the_rest_of_the_change_is_notified() {
+        let start = Instant::now();
+        let soon = start + Duration::from_millis(100);
+        let mut ledger = Ledger::default();
+        ledger.changed(vec![brightness(0x10), on_off(0)], start);
+        ledger.written((LampCharacteristic::Brightness, vec![0x80]), start);
+        // The lamp takes the write; in the same echo, a switch on from MQTT (or natural light's
+        // colour as a person takes over).
+        let (fresh, own) = ledger.changed(vec![brightness(0x80), on_off(1)], soon);
+        assert_eq!((fresh, own), (vec![on_off(1)], vec![brightness(0x80)]));
+        // Held once: coming back to the value later is a change like any other.
+        assert_eq!(
+            ledger.changed(vec![brightness(0x20), on_off(1)], soon).0,
+            [brightness(0x20)]
+        );
+        assert_eq!(
+            ledger.changed(vec![brightness(0x80), on_off(1)], soon).0,
+            [brightness(0x80)]
+        );
+    }
+
+    #[test]
+    fn a_write_overtaken_before_the_lamp_took_it_is_still_held_when_it_lands() {
+        let start = Instant::now();
+        let mut ledger = Ledger::default();
+        ledger.changed(vec![brightness(0x10)], start);
+        ledger.written((LampCharacteristic::Brightness, vec![0x80]), start);
+        // An MQTT change the lamp took just before the write.
+        assert_eq!(ledger.changed(vec![brightness(0x30)], start).0, [brightness(0x30)]);
+        let (fresh, own) = ledger.changed(vec![brightness(0x80)], start);
+        assert_eq!((fresh, own), (vec![], vec![brightness(0x80)]));
+    }
+
+    #[test]
+    fn a_write_the_lamp_never_took_is_forgotten() {
+        let start = Instant::now();
+        let mut ledger = Ledger::default();
+        ledger.changed(vec![brightness(0x10)], start);
+        ledger.written((LampCharacteristic::Brightness, vec![0x80]), start);
+        let later = start + UNECHOED_FOR;
+        let (fresh, own) = ledger.changed(vec![brightness(0x80)], later);
+        assert_eq!((fresh, own), (vec![brightness(0x80)], vec![]));
+    }
+
+    #[test]
+    fn unchanged_values_and_pairing_codes() {
+        let start = Instant::now();
+        let mut ledger = Ledger::default();
+        ledger.changed(vec![brightness(0x10), (Notifying::PairingCode, vec![])], start);
+        assert_eq!(ledger.changed(vec![brightness(0x10)], start), (vec![], vec![]));
+        let code = (Notifying::PairingCode, b"ABCD-EFGH".to_vec());
+        assert_eq!(ledger.changed(vec![code.clone()], start), (vec![code], vec![]));
+    }
 
     #[test]
     fn a_long_read_continues_at_its_offset() {

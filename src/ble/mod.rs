@@ -116,13 +116,17 @@ async fn serve(setup: &BleSetup, lamp: &LampHandle, backoff: &mut Backoff, bus: 
         Err(e) => return format!("adapter {name}: {e}"),
     };
     let (subscribed_tx, subscribed_rx) = mpsc::channel(SUBSCRIPTIONS);
+    let (written_tx, written_rx) = mpsc::channel(gatt::WRITES_PENDING);
     let pairing = setup.pairing_code.then(|| lamp.pairing.clone());
     let app = gatt::application(
         lamp.commands.clone(),
         lamp.changes.clone(),
         pairing.clone(),
         &setup.info,
-        subscribed_tx,
+        gatt::ToNotifier {
+            subscribed: subscribed_tx,
+            written: written_tx,
+        },
     );
     let _app = match adapter.serve_gatt_application(app).await {
         Ok(handle) => handle,
@@ -132,7 +136,13 @@ async fn serve(setup: &BleSetup, lamp: &LampHandle, backoff: &mut Backoff, bus: 
         Ok(handle) => handle,
         Err(e) => return format!("adapter {name} refused the advertisement ({e})"),
     };
-    let notifying = tokio::spawn(gatt::notify_changes(lamp.changes.clone(), pairing, subscribed_rx));
+    let notifying = tokio::spawn(gatt::notify_changes(
+        lamp.changes.clone(),
+        pairing,
+        subscribed_rx,
+        written_rx,
+        adapter.clone(),
+    ));
     let _ = lamp.commands.send(Command::BleServing(true)).await;
     tracing::info!(adapter = %name, advertised = %setup.name, "Bluetooth LE serving");
     backoff.reset();

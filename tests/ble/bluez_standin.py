@@ -31,6 +31,8 @@ line back for each (with the command's "id"), among event lines ({"event": ...})
   {"id": 4, "cmd": "start_notify", "path": P}  then {"event": "notification", "path", "value"}
   {"id": 5, "cmd": "stop_notify", "path": P}
   {"id": 6, "cmd": "remove_adapter"} / {"cmd": "add_adapter"} / {"cmd": "power", "on": false}
+  {"id": 7, "cmd": "connect_central", "device": D} / {"cmd": "disconnect_central", "device": D}
+      a central connected to the lamp, as bluetoothd shows one: a Device1 under the adapter
 
 P is an object path in the registered application; D a device path such as
 /org/bluez/hci0/dev_00_11_22_33_44_55 (bluer requires the `device` and `mtu` options).
@@ -598,6 +600,21 @@ def command(request):
         out({'id': request['id']})
     elif cmd == 'add_adapter':
         add_adapter()
+        out({'id': request['id']})
+    elif cmd == 'connect_central':
+        address = request['device'].rsplit('/dev_', 1)[1].replace('_', ':')
+        add_object(request['device'], DEVICE, {
+            'Address': dbus.String(address, variant_level=1),
+            'AddressType': dbus.String('public', variant_level=1),
+            'Connected': dbus.Boolean(True, variant_level=1),
+            'Paired': dbus.Boolean(False, variant_level=1),
+            'Trusted': dbus.Boolean(False, variant_level=1),
+            'Blocked': dbus.Boolean(False, variant_level=1),
+            'Adapter': dbus.ObjectPath(ADAPTER_PATH, variant_level=1),
+        }, [])
+        out({'id': request['id']})
+    elif cmd == 'disconnect_central':
+        remove_object(request['device'])
         out({'id': request['id']})
     elif cmd == 'power':
         mockobject.objects[ADAPTER_PATH].UpdateProperties(ADAPTER_IFACE, {'Powered': dbus.Boolean(request['on'])})
