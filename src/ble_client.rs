@@ -22,7 +22,7 @@ const EXCHANGE: Duration = Duration::from_secs(10);
 /// What `lampi ble` was asked to talk to.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The BlueZ adapter (`hci0`); none for the first BlueZ lists.
+    /// The BlueZ adapter (`hci0`); none for the lowest-numbered one.
     pub adapter: Option<String>,
     /// The lamp: its address, its advertised name or the device id in `LAMPI <device id>`;
     /// none for the only lamp in range.
@@ -100,7 +100,7 @@ fn lamp_service() -> Uuid {
     Uuid::from_u128(ble::LAMP_SERVICE)
 }
 
-/// The adapter `options` name, or the first.
+/// The adapter `options` name, or else the lowest-numbered (BlueZ lists them in no fixed order).
 async fn adapter(options: &Options) -> Result<Adapter, ClientError> {
     let manager = Manager::new()
         .await
@@ -114,16 +114,25 @@ async fn adapter(options: &Options) -> Result<Adapter, ClientError> {
         // "hci0 (usb:v1D6Bp0245d050A)"
         let info = adapter.adapter_info().await.unwrap_or_default();
         let name = info.split_whitespace().next().unwrap_or_default().to_owned();
-        if options.adapter.as_ref().is_none_or(|wanted| *wanted == name) {
+        if options.adapter.as_ref() == Some(&name) {
             return Ok(adapter);
         }
-        named.push(name);
+        named.push((name, adapter));
     }
-    Err(ClientError::NoBluetooth(match &options.adapter {
-        Some(wanted) if !named.is_empty() => format!("no adapter {wanted} (BlueZ has {})", named.join(", ")),
-        Some(wanted) => format!("no adapter {wanted}: BlueZ has no adapter"),
-        None => "BlueZ has no adapter".into(),
-    }))
+    // hci2 before hci10.
+    named.sort_by(|(a, _), (b, _)| (a.len(), a).cmp(&(b.len(), b)));
+    let names: Vec<String> = named.iter().map(|(name, _)| name.clone()).collect();
+    match (&options.adapter, named.into_iter().next()) {
+        (None, Some((_, adapter))) => Ok(adapter),
+        (None, None) => Err(ClientError::NoBluetooth("BlueZ has no adapter".into())),
+        (Some(wanted), None) => Err(ClientError::NoBluetooth(format!(
+            "no adapter {wanted}: BlueZ has no adapter"
+        ))),
+        (Some(wanted), Some(_)) => Err(ClientError::NoBluetooth(format!(
+            "no adapter {wanted} (BlueZ has {})",
+            names.join(", ")
+        ))),
+    }
 }
 
 /// A lamp found by its advertisement.

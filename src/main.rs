@@ -72,7 +72,7 @@ enum Commands {
     /// one (JSON out).
     #[cfg(feature = "ble-client")]
     Ble {
-        /// The Bluetooth adapter, e.g. hci0 (default: the first BlueZ lists).
+        /// The Bluetooth adapter, e.g. hci0 (default: the lowest-numbered one).
         #[arg(long, global = true, value_name = "hciN")]
         adapter: Option<String>,
         /// The lamp: its address, its advertised name or the device id it advertises as
