@@ -56,10 +56,10 @@ enum Commands {
     /// Talk to a lamp over MQTT: its shadow, its pairing (broker and thing from the config
     /// unless given).
     Ctl {
-        /// Broker host (default: mqtt.host).
+        /// Broker host (default: mqtt.host, or the first of mqtt.brokers).
         #[arg(long, global = true)]
         host: Option<String>,
-        /// Broker port (default: mqtt.port).
+        /// Broker port (default: mqtt.port, or the first of mqtt.brokers).
         #[arg(long, global = true)]
         port: Option<u16>,
         /// The lamp's device id (default: this machine's, as `lampi run` would use).
@@ -222,8 +222,8 @@ fn main() -> ExitCode {
             action,
         } => {
             let resolved = Resolved::new(&config, Overrides::default().device_id(thing));
-            let host = host.unwrap_or_else(|| config.mqtt.host.clone());
-            let target = ctl::Target::new(host, port.unwrap_or(config.mqtt.port), &resolved);
+            let first = config.mqtt.brokers().swap_remove(0);
+            let target = ctl::Target::new(host.unwrap_or(first.host), port.unwrap_or(first.port), &resolved);
             ctl_main(&target, action)
         }
         #[cfg(feature = "ble-client")]

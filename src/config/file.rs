@@ -183,6 +183,8 @@ pub struct MqttConfig {
     pub enabled: bool,
     pub host: String,
     pub port: u16,
+    /// Brokers to fail over between, in order, instead of `host` and `port`.
+    pub brokers: Option<Vec<BrokerAddr>>,
     pub client_id: String,
     /// Put before every topic, e.g. `devices/b827eb123456/`, to talk to a cloud broker directly.
     pub topic_prefix: String,
@@ -223,6 +225,7 @@ impl Default for MqttConfig {
             enabled: true,
             host: "localhost".into(),
             port: 1883,
+            brokers: None,
             // LAMPI's service was "lamp_service"; its UI watches that client's connection topic.
             client_id: "lamp_service".into(),
             topic_prefix: String::new(),
@@ -239,7 +242,30 @@ impl Default for MqttConfig {
     }
 }
 
+/// One broker of `mqtt.brokers`. TLS, credentials and the client id are the same for all.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct BrokerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for BrokerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
 impl MqttConfig {
+    /// The brokers in the order they are tried: `brokers`, or `host` and `port` alone.
+    pub fn brokers(&self) -> Vec<BrokerAddr> {
+        self.brokers.clone().unwrap_or_else(|| {
+            vec![BrokerAddr {
+                host: self.host.clone(),
+                port: self.port,
+            }]
+        })
+    }
+
     pub fn reconnect_initial(&self) -> Duration {
         Duration::from_millis(self.reconnect_initial_ms)
     }

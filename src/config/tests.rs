@@ -237,3 +237,71 @@ fn the_shadow_service_decides_the_lamps_role() {
         assert_eq!(config.shadow.service.name(), service);
     }
 }
+
+#[test]
+fn brokers_are_an_ordered_list_that_replaces_host_and_port() {
+    let addr = |host: &str, port| BrokerAddr {
+        host: host.into(),
+        port,
+    };
+    let simple = parse("[mqtt]\nhost = \"a.example\"\nport = 8883\n").unwrap().config;
+    assert_eq!(simple.mqtt.brokers(), vec![addr("a.example", 8883)]);
+    let text = "[mqtt]\nbrokers = [{ host = \"b.example\", port = 1884 }, { host = \"127.0.0.1\", port = 1883 }]\n";
+    let listed = parse(text).unwrap();
+    assert!(listed.unknown_keys.is_empty(), "{:?}", listed.unknown_keys);
+    assert_eq!(
+        listed.config.mqtt.brokers(),
+        vec![addr("b.example", 1884), addr("127.0.0.1", 1883)]
+    );
+    let tables = parse("[[mqtt.brokers]]\nhost = \"n1\"\nport = 1\n[[mqtt.brokers]]\nhost = \"n2\"\nport = 65535\n")
+        .unwrap()
+        .config;
+    assert_eq!(tables.mqtt.brokers(), vec![addr("n1", 1), addr("n2", 65535)]);
+
+    let many = (0..17)
+        .map(|i| format!("{{ host = \"n{i}\", port = 1883 }}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for (text, wanted) in [
+        ("brokers = []".to_owned(), "lists 0 brokers; it takes 1–16"),
+        (format!("brokers = [{many}]"), "lists 17 brokers"),
+        ("brokers = [{ host = \"\", port = 1883 }]".to_owned(), "broker 1: host must not be empty"),
+        (
+            "brokers = [{ host = \"a\", port = 1 }, { host = \"b\", port = 0 }]".to_owned(),
+            "broker 2 (b): port must be 1–65535",
+        ),
+        (
+            "brokers = [{ host = \"a\", port = 1 }, { host = \"b\", port = 2 }, { host = \"A\", port = 1 }]".to_owned(),
+            "broker 3 (A:1) repeats broker 1",
+        ),
+        (
+            "host = \"a\"\nbrokers = [{ host = \"b\", port = 1 }]".to_owned(),
+            "replaces mqtt.host and mqtt.port",
+        ),
+        (
+            "port = 8883\nbrokers = [{ host = \"b\", port = 1 }]".to_owned(),
+            "replaces mqtt.host and mqtt.port",
+        ),
+    ] {
+        let err = parse(&format!("[mqtt]\n{text}\n")).unwrap_err().to_string();
+        assert!(err.contains("`mqtt.brokers`") && err.contains(wanted), "{text}: {err}");
+    }
+    for text in [
+        "brokers = [{ host = \"a\", port = 70000 }]",
+        "brokers = [{ host = \"a\" }]",
+        "brokers = [\"a:1883\"]",
+    ] {
+        let err = parse(&format!("[mqtt]\n{text}\n")).unwrap_err().to_string();
+        assert!(err.contains("brokers"), "{text}: {err}");
+    }
+
+    let creds = "username = \"lamp\"\npassword = \"hunter2\"\n";
+    let text = format!(
+        "[mqtt]\nbrokers = [{{ host = \"127.0.0.1\", port = 1 }}, {{ host = \"far.example\", port = 1 }}]\n{creds}"
+    );
+    let warnings = parse(&text).unwrap().warnings;
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("far.example"),
+        "{warnings:?}"
+    );
+}

@@ -10,17 +10,22 @@ use super::{Config, ConfigError};
 pub const MAX_BLE_NAME_BYTES: usize = 22;
 /// The longest Manufacturer Name: a few long reads at the default MTU.
 pub const MAX_BLE_MANUFACTURER_BYTES: usize = 64;
+/// The longest `mqtt.brokers`: a cluster's nodes or a few sites, not a scan; a round of dead
+/// brokers stays short.
+pub const MAX_BROKERS: usize = 16;
 
 impl Config {
     /// Settings that work but put something at risk.
     pub(super) fn warnings(&self) -> Vec<String> {
         let mqtt = &self.mqtt;
         let mut warnings = Vec::new();
-        if mqtt.enabled && mqtt.password.is_some() && !mqtt.tls && !is_loopback(&mqtt.host) {
-            warnings.push(format!(
-                "`mqtt.password` is sent in clear text to {} (not this machine): set `mqtt.tls = true`",
-                mqtt.host
-            ));
+        if mqtt.enabled && mqtt.password.is_some() && !mqtt.tls {
+            for broker in mqtt.brokers().iter().filter(|b| !is_loopback(&b.host)) {
+                warnings.push(format!(
+                    "`mqtt.password` is sent in clear text to {} (not this machine): set `mqtt.tls = true`",
+                    broker.host
+                ));
+            }
         }
         warnings
     }
@@ -83,6 +88,7 @@ impl Config {
         if self.mqtt.port == 0 {
             return Err(invalid("mqtt.port", "must be 1–65535".into()));
         }
+        self.validate_brokers(file)?;
         if self.mqtt.client_id.is_empty() || self.mqtt.client_id.contains(['+', '#', '/']) {
             return Err(invalid(
                 "mqtt.client_id",
@@ -152,6 +158,39 @@ impl Config {
             ));
         }
         self.validate_ble(file)
+    }
+
+    fn validate_brokers(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |reason| Err(ConfigError::invalid(file, "mqtt.brokers", reason));
+        let Some(brokers) = &self.mqtt.brokers else {
+            return Ok(());
+        };
+        let defaults = super::MqttConfig::default();
+        if self.mqtt.host != defaults.host || self.mqtt.port != defaults.port {
+            // Which one the lamp would use must not depend on knowing that the list wins.
+            return invalid("replaces mqtt.host and mqtt.port: give one or the other".into());
+        }
+        if brokers.is_empty() || brokers.len() > MAX_BROKERS {
+            return invalid(format!(
+                "lists {} brokers; it takes 1–{MAX_BROKERS} (leave it out to use mqtt.host and mqtt.port)",
+                brokers.len()
+            ));
+        }
+        for (i, broker) in brokers.iter().enumerate() {
+            if broker.host.is_empty() {
+                return invalid(format!("broker {}: host must not be empty", i + 1));
+            }
+            if broker.port == 0 {
+                return invalid(format!("broker {} ({}): port must be 1–65535", i + 1, broker.host));
+            }
+            if let Some(first) = brokers[..i]
+                .iter()
+                .position(|b| b.host.eq_ignore_ascii_case(&broker.host) && b.port == broker.port)
+            {
+                return invalid(format!("broker {} ({broker}) repeats broker {}", i + 1, first + 1));
+            }
+        }
+        Ok(())
     }
 
     fn validate_ble(&self, file: &Path) -> Result<(), ConfigError> {

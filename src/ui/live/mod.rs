@@ -45,7 +45,7 @@ impl ScreenSetup {
                 firmware: crate::VERSION.into(),
                 addresses: Vec::new(),
                 broker: if config.mqtt.enabled {
-                    format!("{}:{}", config.mqtt.host, config.mqtt.port)
+                    config.mqtt.brokers()[0].to_string()
                 } else {
                     String::new()
                 },
