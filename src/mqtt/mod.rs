@@ -5,7 +5,8 @@
 //! client. Neither can wait on the other, so they cannot deadlock.
 //!
 //! - `topics`: every topic of one lamp, and what an incoming message is for it (pure).
-//! - `poller`: the connection, reconnects, incoming messages → lamp commands.
+//! - `poller`: the connection, reconnects and failover between brokers, incoming messages →
+//!   lamp commands.
 //! - `publisher`: state, replies and analytics out, within the packet limit; the analytics
 //!   spool drained at each reconnect.
 //! - `tls`: the broker's and the lamp's certificates.
@@ -23,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use self::topics::Topics;
-use crate::config::MqttConfig;
+use crate::config::{BrokerAddr, MqttConfig};
 use crate::core::backoff::Backoff;
 use crate::core::lamp::ShadowMessage;
 use crate::core::schema::MAX_PACKET_BYTES;
@@ -71,21 +72,9 @@ pub async fn run(
     spool: Spool,
     shutdown: CancellationToken,
 ) {
-    let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
-    options
-        .set_keep_alive(Duration::from_secs(config.keep_alive_secs))
-        // A persistent session: QoS 1 requests sent while the lamp is offline wait in the broker.
-        .set_clean_session(false)
-        .set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_PACKET_BYTES)
-        .set_last_will(LastWill::new(&topics.connection_state, "0", QoS::AtLeastOnce, true));
-    if let Some(username) = &config.username {
-        options.set_credentials(username, config.password.as_ref().map_or("", |p| p.expose()));
-    }
-    if config.tls {
+    let transport = if config.tls {
         match tls::configuration(config) {
-            Ok(tls) => {
-                options.set_transport(Transport::tls_with_config(tls));
-            }
+            Ok(tls) => Transport::tls_with_config(tls),
             Err(e) => {
                 // The config was checked at start-up; a file that vanished since then leaves the
                 // lamp working locally rather than talking to the broker in the clear.
@@ -94,8 +83,15 @@ pub async fn run(
                 return;
             }
         }
-    }
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    } else {
+        Transport::Tcp
+    };
+    let brokers: Vec<MqttOptions> = config
+        .brokers()
+        .iter()
+        .map(|broker| options(config, &topics, broker, &transport))
+        .collect();
+    let (client, mut eventloop) = AsyncClient::new(brokers[0].clone(), 64);
     let mut network = NetworkOptions::new();
     // Without it Nagle's algorithm and delayed ACKs add 40–90 ms to every reply on loopback.
     network.set_tcp_nodelay(true);
@@ -112,7 +108,7 @@ pub async fn run(
         lamp.commands.clone(),
         notices_tx,
         link_tx,
-        backoff,
+        poller::Reconnect::new(brokers, backoff),
         poller_stop.clone(),
     ));
     let outputs = publisher::Outputs::new(lamp, notices_rx, shadow, events, spool);
@@ -124,6 +120,22 @@ pub async fn run(
     }
     poller_stop.cancel();
     let _ = poller.await;
+}
+
+/// How the lamp connects to one broker; all but the address is the same for every broker.
+fn options(config: &MqttConfig, topics: &Topics, broker: &BrokerAddr, transport: &Transport) -> MqttOptions {
+    let mut options = MqttOptions::new(&config.client_id, &broker.host, broker.port);
+    options
+        .set_keep_alive(Duration::from_secs(config.keep_alive_secs))
+        // A persistent session: QoS 1 requests sent while the lamp is offline wait in the broker.
+        .set_clean_session(false)
+        .set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_PACKET_BYTES)
+        .set_last_will(LastWill::new(&topics.connection_state, "0", QoS::AtLeastOnce, true))
+        .set_transport(transport.clone());
+    if let Some(username) = &config.username {
+        options.set_credentials(username, config.password.as_ref().map_or("", |p| p.expose()));
+    }
+    options
 }
 
 fn now_timestamp() -> u64 {

@@ -1,7 +1,7 @@
-//! The poller: the one task that drives rumqttc's `EventLoop`, reconnects with backoff, and
-//! turns incoming messages into lamp commands.
+//! The poller: the one task that drives rumqttc's `EventLoop`, reconnects with backoff (failing
+//! over between the configured brokers), and turns incoming messages into lamp commands.
 
-use rumqttc::{Event, EventLoop, Outgoing, Packet};
+use rumqttc::{Event, EventLoop, MqttOptions, Outgoing, Packet};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -98,13 +98,45 @@ fn decode(topics: &Topics, topic: &str, retain: bool, payload: &[u8]) -> Option<
     })
 }
 
+/// Where and when the lamp reconnects: the brokers it fails over between, in the configured
+/// order, the one in use, and the backoff.
+///
+/// A failure moves on to the next broker, wrapping around after the last; a broker that answers
+/// is kept until it fails, so the lamp never drops a working connection to go back to the first.
+pub(super) struct Reconnect {
+    brokers: Vec<MqttOptions>,
+    current: usize,
+    backoff: Backoff,
+}
+
+impl Reconnect {
+    /// `brokers` is not empty (the config says so): the first is the one tried first.
+    pub(super) fn new(brokers: Vec<MqttOptions>, backoff: Backoff) -> Reconnect {
+        Reconnect {
+            brokers,
+            current: 0,
+            backoff,
+        }
+    }
+
+    /// The next broker to try after the current one failed; `None` with a single broker, which
+    /// keeps the event loop's options as they are (and so a clean session asked of it).
+    fn advance(&mut self) -> Option<MqttOptions> {
+        if self.brokers.len() < 2 {
+            return None;
+        }
+        self.current = (self.current + 1) % self.brokers.len();
+        Some(self.brokers[self.current].clone())
+    }
+}
+
 pub(super) async fn poll(
     mut eventloop: EventLoop,
     topics: Topics,
     commands: mpsc::Sender<Command>,
     notices: mpsc::Sender<Notice>,
     link: watch::Sender<Link>,
-    mut backoff: Backoff,
+    mut reconnect: Reconnect,
     stop: CancellationToken,
 ) {
     loop {
@@ -116,7 +148,7 @@ pub(super) async fn poll(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 tracing::info!(broker = ?eventloop.mqtt_options.broker_address(), "MQTT connected");
                 eventloop.mqtt_options.set_clean_session(false);
-                backoff.reset();
+                reconnect.backoff.reset();
                 link.send_modify(|l| {
                     l.up = true;
                     l.generation += 1;
@@ -173,16 +205,33 @@ pub(super) async fn poll(
                     // Only the screen's status icon waits on this; never stall reconnecting for it.
                     let _ = commands.try_send(Command::Disconnected);
                 }
-                if is_oversize(&e) {
+                let next = if is_oversize(&e) {
                     // The broker would redeliver the packet to the persistent session forever;
-                    // one clean session discards it (and whatever else was queued).
+                    // one clean session discards it (and whatever else was queued). The broker
+                    // is not at fault, so the lamp stays with it.
                     tracing::error!(
                         "a message over {MAX_INCOMING_PACKET_BYTES} bytes was sent to the lamp; discarding its session"
                     );
                     eventloop.mqtt_options.set_clean_session(true);
+                    None
+                } else {
+                    reconnect.advance()
+                };
+                // Every attempt waits its backoff, the first move to another broker included: a
+                // fleet that lost one node would otherwise land on the next all in one instant,
+                // and the delays stay short until several attempts in a row have failed.
+                let delay = reconnect.backoff.next_delay(&mut rand::rng());
+                let (host, port) = eventloop.mqtt_options.broker_address();
+                match next {
+                    Some(next) => {
+                        let (to_host, to_port) = next.broker_address();
+                        tracing::warn!(
+                            "MQTT connection to {host}:{port}: {e}; failing over to {to_host}:{to_port} in {delay:?}"
+                        );
+                        eventloop.mqtt_options = next;
+                    }
+                    None => tracing::warn!("MQTT connection to {host}:{port}: {e}; retrying in {delay:?}"),
                 }
-                let delay = backoff.next_delay(&mut rand::rng());
-                tracing::warn!("MQTT connection: {e}; retrying in {delay:?}");
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(delay) => {}
@@ -236,4 +285,33 @@ fn is_oversize(error: &rumqttc::ConnectionError) -> bool {
             rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(_)
         ))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn reconnect(ports: &[u16]) -> Reconnect {
+        Reconnect::new(
+            ports
+                .iter()
+                .map(|&p| MqttOptions::new("lamp", "127.0.0.1", p))
+                .collect(),
+            Backoff::new(Duration::from_millis(1), Duration::from_millis(1)),
+        )
+    }
+
+    #[test]
+    fn failover_goes_down_the_list_and_wraps_around() {
+        let mut brokers = reconnect(&[1, 2, 3]);
+        let ports: Vec<u16> = (0..5).map(|_| brokers.advance().unwrap().broker_address().1).collect();
+        assert_eq!(ports, [2, 3, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_single_broker_is_retried_as_it_is() {
+        assert!(reconnect(&[1]).advance().is_none());
+    }
 }
