@@ -265,7 +265,10 @@ fn brokers_are_an_ordered_list_that_replaces_host_and_port() {
     for (text, wanted) in [
         ("brokers = []".to_owned(), "lists 0 brokers; it takes 1–16"),
         (format!("brokers = [{many}]"), "lists 17 brokers"),
-        ("brokers = [{ host = \"\", port = 1883 }]".to_owned(), "broker 1: host must not be empty"),
+        (
+            "brokers = [{ host = \"\", port = 1883 }]".to_owned(),
+            "broker 1: host must not be empty",
+        ),
         (
             "brokers = [{ host = \"a\", port = 1 }, { host = \"b\", port = 0 }]".to_owned(),
             "broker 2 (b): port must be 1–65535",
