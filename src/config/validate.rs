@@ -168,7 +168,7 @@ impl Config {
         let defaults = super::MqttConfig::default();
         if self.mqtt.host != defaults.host || self.mqtt.port != defaults.port {
             // Which one the lamp would use must not depend on knowing that the list wins.
-            return invalid("replaces mqtt.host and mqtt.port: give one or the other".into());
+            return invalid("replaces mqtt.host and mqtt.port, which must then keep their defaults".into());
         }
         if brokers.is_empty() || brokers.len() > MAX_BROKERS {
             return invalid(format!(
