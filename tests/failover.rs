@@ -97,3 +97,23 @@ async fn the_lamp_fails_over_in_order_and_stays_with_the_broker_that_answers() {
     answers_set_config(&mut back, "back-on-first").await;
     lamp.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lamp_whose_first_broker_is_down_at_start_uses_the_next() {
+    let second = Broker::start();
+    let state = tempfile::tempdir().unwrap();
+    let nobody = common::free_port();
+    let brokers = [nobody, second.port]
+        .map(|port| BrokerAddr {
+            host: "127.0.0.1".into(),
+            port,
+        })
+        .to_vec();
+    let lamp = RunningLamp::start_with(nobody, state.path(), |config| {
+        config.mqtt.brokers = Some(brokers);
+    })
+    .await;
+    let mut on_second = lamp_online_on(&second, "watcher", FAILOVER_WITHIN).await;
+    answers_set_config(&mut on_second, "on-second").await;
+    lamp.stop().await;
+}
