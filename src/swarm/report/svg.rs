@@ -1,0 +1,170 @@
+//! The report as an SVG (960 × 540), written by hand: two panels over one time axis, the
+//! timeline's latency (p50, p99, max per second, log scale) above, messages a second (sent,
+//! received) below.
+
+use std::fmt::Write;
+
+use super::{Point, Report};
+
+const WIDTH: f64 = 960.0;
+const HEIGHT: f64 = 540.0;
+const LEFT: f64 = 80.0;
+const RIGHT: f64 = 20.0;
+const PLOT_W: f64 = WIDTH - LEFT - RIGHT;
+/// Each panel's top and height.
+const TOP: (f64, f64) = (50.0, 190.0);
+const BOTTOM: (f64, f64) = (300.0, 190.0);
+
+/// (label, colour, value of a point) for each line of a panel.
+type Series<'a> = [(&'a str, &'a str, fn(&Point) -> f64)];
+
+pub fn render(report: &Report) -> String {
+    let points = &report.timeline.points;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let p = &report.parameters;
+    let title = format!(
+        "lampi swarm {}: {} lamps, {} apps, {:.0} msgs/s asked, QoS {}, lost {}",
+        p.run_id, p.lamps, p.apps, p.rate_per_s, p.qos, report.loss.lost
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="24" font-size="15">{}</text>"#,
+        escape(&title)
+    );
+    if points.is_empty() {
+        let _ = writeln!(
+            svg,
+            r#"<text x="{LEFT}" y="{}">no timeline points</text>"#,
+            TOP.0 + 20.0
+        );
+        svg.push_str("</svg>\n");
+        return svg;
+    }
+    let t0 = points[0].unix_ms;
+    let span_s = ((points[points.len() - 1].unix_ms - t0) as f64 / 1000.0).max(1.0);
+    let x = |point: &Point| LEFT + (point.unix_ms - t0) as f64 / 1000.0 / span_s * PLOT_W;
+
+    let latency: &Series = &[
+        ("p50", "#1f77b4", |p| p.latency_us.quantile(0.5) as f64),
+        ("p99", "#ff7f0e", |p| p.latency_us.quantile(0.99) as f64),
+        ("max", "#d62728", |p| p.latency_us.max() as f64),
+    ];
+    let top_label = format!("{} (ms, log)", report.timeline.latency);
+    panel(&mut svg, points, TOP, &top_label, latency, Scale::Log, &x);
+    let throughput: &Series = &[
+        ("sent/s", "#2ca02c", |p| p.sent as f64),
+        ("received/s", "#9467bd", |p| p.received as f64),
+    ];
+    panel(
+        &mut svg,
+        points,
+        BOTTOM,
+        "messages a second",
+        throughput,
+        Scale::Linear,
+        &x,
+    );
+
+    let axis_y = BOTTOM.0 + BOTTOM.1;
+    for i in 0..=5 {
+        let fraction = f64::from(i) / 5.0;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{:.0} s</text>"#,
+            LEFT + fraction * PLOT_W,
+            axis_y + 18.0,
+            fraction * span_s
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[derive(Clone, Copy)]
+enum Scale {
+    Linear,
+    /// Of µs, labelled in ms; decades from 0.01 ms.
+    Log,
+}
+
+fn panel(
+    svg: &mut String,
+    points: &[Point],
+    (top, height): (f64, f64),
+    label: &str,
+    series: &Series,
+    scale: Scale,
+    x: &dyn Fn(&Point) -> f64,
+) {
+    let bottom = top + height;
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{LEFT}" y="{top}" width="{PLOT_W}" height="{height}" fill="none" stroke="#888"/>"##
+    );
+    let _ = writeln!(svg, r#"<text x="{LEFT}" y="{}">{}</text>"#, top - 6.0, escape(label));
+    let highest = points
+        .iter()
+        .flat_map(|p| series.iter().map(move |(_, _, value)| value(p)))
+        .fold(0.0, f64::max);
+    // The value to y, and the axis ticks as (value, label).
+    let (y, ticks): (Box<dyn Fn(f64) -> f64>, Vec<(f64, String)>) = match scale {
+        Scale::Linear => {
+            let max = highest.max(1.0);
+            let ticks = (0..=4)
+                .map(|i| {
+                    let v = max * f64::from(i) / 4.0;
+                    (v, format!("{v:.0}"))
+                })
+                .collect();
+            (Box::new(move |v| bottom - v / max * height), ticks)
+        }
+        Scale::Log => {
+            let low = 10.0_f64.log10(); // 10 µs
+            let high = highest.max(100.0).log10().ceil();
+            let ticks = (low as i32..=high as i32)
+                .map(|e| {
+                    let us = 10.0_f64.powi(e);
+                    (us, format!("{}", us / 1000.0))
+                })
+                .collect();
+            let y = move |v: f64| bottom - (v.max(10.0).log10() - low) / (high - low) * height;
+            (Box::new(y), ticks)
+        }
+    };
+    for (value, text) in ticks {
+        let ty = y(value);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{ty:.1}" x2="{:.1}" y2="{ty:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{text}</text>"##,
+            LEFT + PLOT_W,
+            LEFT - 6.0,
+            ty + 4.0
+        );
+    }
+    for (i, (name, colour, value)) in series.iter().enumerate() {
+        let coordinates: Vec<String> = points
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p), y(value(p))))
+            .collect();
+        let _ = writeln!(
+            svg,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"><title>{name}</title></polyline>"#,
+            coordinates.join(" ")
+        );
+        let legend_x = LEFT + PLOT_W - 120.0 * (series.len() - i) as f64;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{legend_x:.1}" y="{}" fill="{colour}">{name}</text>"#,
+            top - 6.0
+        );
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
