@@ -55,7 +55,7 @@ pub fn render(report: &Report) -> String {
         ("max", "#d62728", |p| p.latency_us.max() as f64),
     ];
     let top_label = format!("{} (ms, log)", report.timeline.latency);
-    panel(&mut svg, points, TOP, &top_label, latency, Scale::Log, &x);
+    panel(&mut svg, points, TOP, &top_label, latency, Scale::log, &x);
     let throughput: &Series = &[
         ("sent/s", "#2ca02c", |p| p.sent as f64),
         ("received/s", "#9467bd", |p| p.received as f64),
@@ -66,7 +66,7 @@ pub fn render(report: &Report) -> String {
         BOTTOM,
         "messages a second",
         throughput,
-        Scale::Linear,
+        Scale::linear,
         &x,
     );
 
@@ -85,11 +85,54 @@ pub fn render(report: &Report) -> String {
     svg
 }
 
-#[derive(Clone, Copy)]
+/// A panel's y axis: where a value goes (0 at the bottom, 1 at the top), and its ticks.
 enum Scale {
-    Linear,
-    /// Of µs, labelled in ms; decades from 0.01 ms.
-    Log,
+    Linear {
+        max: f64,
+    },
+    /// Of µs, labelled in ms; decades from 10 µs to `10^high`.
+    Log {
+        high: f64,
+    },
+}
+
+const LOG_LOW: f64 = 1.0; // log10(10 µs)
+
+impl Scale {
+    fn linear(highest: f64) -> Self {
+        Self::Linear { max: highest.max(1.0) }
+    }
+
+    fn log(highest: f64) -> Self {
+        Self::Log {
+            high: highest.max(100.0).log10().ceil(),
+        }
+    }
+
+    fn fraction(&self, value: f64) -> f64 {
+        match *self {
+            Self::Linear { max } => value / max,
+            Self::Log { high } => (value.max(10.0).log10() - LOG_LOW) / (high - LOG_LOW),
+        }
+    }
+
+    /// (value, label) of each gridline.
+    fn ticks(&self) -> Vec<(f64, String)> {
+        match *self {
+            Self::Linear { max } => (0..=4)
+                .map(|i| {
+                    let v = max * f64::from(i) / 4.0;
+                    (v, format!("{v:.0}"))
+                })
+                .collect(),
+            Self::Log { high } => (LOG_LOW as i32..=high as i32)
+                .map(|e| {
+                    let us = 10.0_f64.powi(e);
+                    (us, format!("{}", us / 1000.0))
+                })
+                .collect(),
+        }
+    }
 }
 
 fn panel(
@@ -98,7 +141,7 @@ fn panel(
     (top, height): (f64, f64),
     label: &str,
     series: &Series,
-    scale: Scale,
+    scale: fn(f64) -> Scale,
     x: &dyn Fn(&Point) -> f64,
 ) {
     let bottom = top + height;
@@ -111,31 +154,9 @@ fn panel(
         .iter()
         .flat_map(|p| series.iter().map(move |(_, _, value)| value(p)))
         .fold(0.0, f64::max);
-    // The value to y, and the axis ticks as (value, label).
-    let (y, ticks): (Box<dyn Fn(f64) -> f64>, Vec<(f64, String)>) = match scale {
-        Scale::Linear => {
-            let max = highest.max(1.0);
-            let ticks = (0..=4)
-                .map(|i| {
-                    let v = max * f64::from(i) / 4.0;
-                    (v, format!("{v:.0}"))
-                })
-                .collect();
-            (Box::new(move |v| bottom - v / max * height), ticks)
-        }
-        Scale::Log => {
-            let low = 10.0_f64.log10(); // 10 µs
-            let high = highest.max(100.0).log10().ceil();
-            let ticks = (low as i32..=high as i32)
-                .map(|e| {
-                    let us = 10.0_f64.powi(e);
-                    (us, format!("{}", us / 1000.0))
-                })
-                .collect();
-            let y = move |v: f64| bottom - (v.max(10.0).log10() - low) / (high - low) * height;
-            (Box::new(y), ticks)
-        }
-    };
+    let scale = scale(highest);
+    let y = |value: f64| bottom - scale.fraction(value) * height;
+    let ticks = scale.ticks();
     for (value, text) in ticks {
         let ty = y(value);
         let _ = writeln!(
