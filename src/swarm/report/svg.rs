@@ -1,6 +1,7 @@
 //! The report as an SVG (960 × 540), written by hand: two panels over one time axis, the
-//! timeline's latency (p50, p99, max per second, log scale) above, messages a second (sent,
-//! received) below.
+//! timeline's latency (p50, p99, max per interval, log scale) above, messages per interval
+//! (sent, received) below. An interval with no point sent and received nothing: its throughput
+//! is drawn as 0 and its latency as a gap, so an outage shows as one.
 
 use std::fmt::Write;
 
@@ -15,8 +16,14 @@ const PLOT_W: f64 = WIDTH - LEFT - RIGHT;
 const TOP: (f64, f64) = (50.0, 190.0);
 const BOTTOM: (f64, f64) = (300.0, 190.0);
 
-/// (label, colour, value of a point) for each line of a panel.
-type Series<'a> = [(&'a str, &'a str, fn(&Point) -> f64)];
+/// The most intervals drawn (a day of seconds); a longer timeline is not plotted.
+const MAX_INTERVALS: u64 = 86_400;
+
+/// (label, colour, value in an interval, None for no value) for each line of a panel.
+type Series<'a> = [(&'a str, &'a str, fn(Option<&Point>) -> Option<f64>)];
+
+/// An interval's x and its point, if it has one.
+type Slot<'a> = (f64, Option<&'a Point>);
 
 pub fn render(report: &Report) -> String {
     let points = &report.timeline.points;
@@ -45,37 +52,50 @@ pub fn render(report: &Report) -> String {
         svg.push_str("</svg>\n");
         return svg;
     }
+    let interval = report.timeline.interval_ms;
     let t0 = points[0].unix_ms;
-    let span_s = ((points[points.len() - 1].unix_ms - t0) as f64 / 1000.0).max(1.0);
-    let x = |point: &Point| LEFT + (point.unix_ms - t0) as f64 / 1000.0 / span_s * PLOT_W;
+    let intervals = (points[points.len() - 1].unix_ms - t0) / interval + 1;
+    if intervals > MAX_INTERVALS {
+        let _ = writeln!(
+            svg,
+            r#"<text x="{LEFT}" y="{}">the timeline spans {intervals} intervals, too many to plot</text>"#,
+            TOP.0 + 20.0
+        );
+        svg.push_str("</svg>\n");
+        return svg;
+    }
+    let span_s = ((intervals - 1) * interval) as f64 / 1000.0;
+    let mut slots: Vec<Slot> = (0..intervals)
+        .map(|i| (LEFT + i as f64 / (intervals - 1).max(1) as f64 * PLOT_W, None))
+        .collect();
+    for point in points {
+        slots[((point.unix_ms - t0) / interval) as usize].1 = Some(point);
+    }
 
+    fn quantile(point: Option<&Point>, q: f64) -> Option<f64> {
+        let latency = &point?.latency_us;
+        (latency.count() > 0).then(|| latency.quantile(q) as f64)
+    }
     let latency: &Series = &[
-        ("p50", "#1f77b4", |p| p.latency_us.quantile(0.5) as f64),
-        ("p99", "#ff7f0e", |p| p.latency_us.quantile(0.99) as f64),
-        ("max", "#d62728", |p| p.latency_us.max() as f64),
+        ("p50", "#1f77b4", |p| quantile(p, 0.5)),
+        ("p99", "#ff7f0e", |p| quantile(p, 0.99)),
+        ("max", "#d62728", |p| quantile(p, 1.0)),
     ];
     let top_label = format!("{} (ms, log)", report.timeline.latency);
-    panel(&mut svg, points, TOP, &top_label, latency, Scale::log, &x);
+    panel(&mut svg, &slots, TOP, &top_label, latency, Scale::log);
     let throughput: &Series = &[
-        ("sent/s", "#2ca02c", |p| p.sent as f64),
-        ("received/s", "#9467bd", |p| p.received as f64),
+        ("sent", "#2ca02c", |p| Some(p.map_or(0, |p| p.sent) as f64)),
+        ("received", "#9467bd", |p| Some(p.map_or(0, |p| p.received) as f64)),
     ];
-    panel(
-        &mut svg,
-        points,
-        BOTTOM,
-        "messages a second",
-        throughput,
-        Scale::linear,
-        &x,
-    );
+    let bottom_label = format!("messages per {} s", interval as f64 / 1000.0);
+    panel(&mut svg, &slots, BOTTOM, &bottom_label, throughput, Scale::linear);
 
     let axis_y = BOTTOM.0 + BOTTOM.1;
     for i in 0..=5 {
         let fraction = f64::from(i) / 5.0;
         let _ = writeln!(
             svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{:.0} s</text>"#,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{:.1} s</text>"#,
             LEFT + fraction * PLOT_W,
             axis_y + 18.0,
             fraction * span_s
@@ -137,12 +157,11 @@ impl Scale {
 
 fn panel(
     svg: &mut String,
-    points: &[Point],
+    slots: &[Slot],
     (top, height): (f64, f64),
     label: &str,
     series: &Series,
     scale: fn(f64) -> Scale,
-    x: &dyn Fn(&Point) -> f64,
 ) {
     let bottom = top + height;
     let _ = writeln!(
@@ -150,9 +169,9 @@ fn panel(
         r##"<rect x="{LEFT}" y="{top}" width="{PLOT_W}" height="{height}" fill="none" stroke="#888"/>"##
     );
     let _ = writeln!(svg, r#"<text x="{LEFT}" y="{}">{}</text>"#, top - 6.0, escape(label));
-    let highest = points
+    let highest = slots
         .iter()
-        .flat_map(|p| series.iter().map(move |(_, _, value)| value(p)))
+        .flat_map(|&(_, p)| series.iter().filter_map(move |(_, _, value)| value(p)))
         .fold(0.0, f64::max);
     let scale = scale(highest);
     let y = |value: f64| bottom - scale.fraction(value) * height;
@@ -168,15 +187,18 @@ fn panel(
         );
     }
     for (i, (name, colour, value)) in series.iter().enumerate() {
-        let coordinates: Vec<String> = points
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p), y(value(p))))
-            .collect();
-        let _ = writeln!(
-            svg,
-            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"><title>{name}</title></polyline>"#,
-            coordinates.join(" ")
-        );
+        // One polyline per run of intervals with a value.
+        for run in slots.split(|&(_, p)| value(p).is_none()).filter(|run| !run.is_empty()) {
+            let coordinates: Vec<String> = run
+                .iter()
+                .filter_map(|&(x, p)| value(p).map(|v| format!("{x:.1},{:.1}", y(v))))
+                .collect();
+            let _ = writeln!(
+                svg,
+                r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"><title>{name}</title></polyline>"#,
+                coordinates.join(" ")
+            );
+        }
         let legend_x = LEFT + PLOT_W - 120.0 * (series.len() - i) as f64;
         let _ = writeln!(
             svg,

@@ -239,6 +239,7 @@ fn the_svg_has_one_line_per_series_with_a_point_per_interval() {
     fill(&mut a, 1, 1_700_000_000_000);
     let svg = svg::render(&a);
     assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>\n"));
+    // Every second of fill's 35 has a point, so each series is one line through them all.
     let lines: Vec<&str> = svg.lines().filter(|l| l.starts_with("<polyline")).collect();
     assert_eq!(lines.len(), 5);
     for line in lines {
@@ -246,4 +247,34 @@ fn the_svg_has_one_line_per_series_with_a_point_per_interval() {
         assert_eq!(points.split(' ').count(), a.timeline.points.len(), "{line}");
     }
     assert!(svg::render(&report("r", 1, [0, 1])).contains("no timeline points"));
+}
+
+#[test]
+fn the_svg_shows_an_interval_with_no_point_as_no_throughput_and_no_latency() {
+    let mut a = report("r", 1, [0, 100]);
+    for second in [0, 1, 3] {
+        let point = a.timeline.at(1_700_000_000_000 + second * 1000);
+        point.sent = 10;
+        point.latency_us.record(1000);
+    }
+    let svg = svg::render(&a);
+    let lines: Vec<(&str, Vec<&str>)> = svg
+        .lines()
+        .filter(|l| l.starts_with("<polyline"))
+        .map(|l| {
+            let name = l.split("<title>").nth(1).unwrap().split('<').next().unwrap();
+            let points = l.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+            (name, points.split(' ').collect())
+        })
+        .collect();
+    let sent: Vec<_> = lines.iter().filter(|(name, _)| *name == "sent").collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1.len(), 4, "second 2 drawn as 0: {:?}", sent[0].1);
+    assert_eq!(sent[0].1[2].split(',').nth(1), Some("490.0"), "the bottom panel's 0");
+    let p50: Vec<usize> = lines
+        .iter()
+        .filter(|(name, _)| *name == "p50")
+        .map(|(_, p)| p.len())
+        .collect();
+    assert_eq!(p50, [2, 1], "the latency line breaks at second 2");
 }
