@@ -32,7 +32,7 @@ impl Latency {
 
     /// Counts a latency; one past [`HIGHEST_US`] counts as that.
     pub fn record(&mut self, us: u64) {
-        self.0.saturating_record(us.max(1));
+        self.0.saturating_record(us);
     }
 
     pub fn count(&self) -> u64 {

@@ -70,6 +70,9 @@ fn fill(report: &mut Report, seed: u64, start_ms: u64) {
 fn json_round_trip_keeps_histograms_exact() {
     let mut original = report("r", 1, [0, 100]);
     fill(&mut original, 1, 1_700_000_000_000);
+    // The ends: 0 µs (a loopback answer within the clock's resolution) and past 60 s.
+    original.latency_us.publish_puback.record(0);
+    original.latency_us.desired_reported.record(3_600_000_000);
     let json = original.to_json();
     let read = Report::from_json(&json).unwrap();
     assert_eq!(read, original);
@@ -81,7 +84,9 @@ fn json_round_trip_keeps_histograms_exact() {
     }
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value["schema"], SCHEMA);
-    assert_eq!(value["latency_us"]["desired_reported"]["count"], 5000);
+    assert_eq!(value["latency_us"]["desired_reported"]["count"], 5001);
+    assert_eq!(value["latency_us"]["publish_puback"]["min"], 0);
+    assert!((60_000_000..60_100_000).contains(&read.latency_us.desired_reported.max()));
     assert!(
         value["latency_us"]["desired_reported"]["hdr"]
             .as_str()
