@@ -144,6 +144,13 @@ fn a_file_that_is_not_a_report_is_a_data_error_naming_it() {
         "{stderr}"
     );
 
+    let out = lampi(dir.path(), &["swarm", "merge", "good.json", "good.json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(65),
+        "one process's report twice would double its counts"
+    );
+
     let out = lampi(dir.path(), &["swarm", "merge", "missing.json"]);
     assert_eq!(out.status.code(), Some(66));
 }

@@ -296,8 +296,8 @@ impl Report {
         Ok(())
     }
 
-    /// Adds `other`, a report of another process of the same run (same run id, QoS, mix and
-    /// timeline). On an error `self` may be partly merged; callers drop it.
+    /// Adds `other`, a report of other processes of the same run (same run id, QoS, mix and
+    /// timeline; no source in both). On an error `self` may be partly merged; callers drop it.
     pub fn merge(&mut self, other: Report) -> Result<(), ReportError> {
         let (mine, theirs) = (&mut self.parameters, &other.parameters);
         let same = |what: &str, equal: bool| {
@@ -315,6 +315,18 @@ impl Report {
             self.timeline.interval_ms == other.timeline.interval_ms,
         )?;
         same("timeline latency", self.timeline.latency == other.timeline.latency)?;
+        // The same process's report twice (`merge a.json a.json`) would double every count.
+        let id = |s: &Source| (s.host.clone(), s.pid, s.started_unix_ms);
+        if let Some(again) = other
+            .sources
+            .iter()
+            .find(|s| self.sources.iter().any(|m| id(m) == id(s)))
+        {
+            return Err(ReportError::Mismatch(format!(
+                "process {} on {} started at {} ms is in both",
+                again.pid, again.host, again.started_unix_ms
+            )));
+        }
 
         mine.lamps += theirs.lamps;
         mine.apps += theirs.apps;

@@ -155,7 +155,9 @@ fn merging_a_report_with_itself_doubles_counts_and_keeps_percentiles() {
     let mut a = report("r", 1, [0, 100]);
     fill(&mut a, 1, 1_700_000_000_000);
     let mut doubled = a.clone();
-    doubled.merge(a.clone()).unwrap();
+    let mut again = a.clone();
+    again.sources[0].pid = 2; // Another process, or merge refuses it as the same one twice.
+    doubled.merge(again).unwrap();
     for ((name, d), (_, one)) in doubled.latency_us.all().into_iter().zip(a.latency_us.all()) {
         assert_eq!(d.count(), 2 * one.count(), "{name}");
         for q in [0.5, 0.9, 0.99, 0.999] {
@@ -194,6 +196,11 @@ fn merge_refuses_reports_of_another_run() {
     assert!(matches!(a.merge(other_qos), Err(ReportError::Mismatch(m)) if m.contains("qos")));
     let other_run = report("s", 2, [100, 200]);
     assert!(matches!(a.merge(other_run), Err(ReportError::Mismatch(m)) if m.contains("run_id")));
+    let err = a.merge(report("r", 1, [0, 100])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "different runs: process 1 on test started at 1700000000000 ms is in both"
+    );
     assert_eq!(a, report("r", 1, [0, 100]), "a refused merge changes nothing");
 }
 
