@@ -15,7 +15,7 @@ run:
 # Each step says how long it took: CI caches nothing, and must stay well under its limit.
 test:
 	scripts/deps.sh $(TEST_PACKAGES)
-	@start=$$(date +%s) && cargo test --features ble,ble-client && echo "cargo test: $$(( $$(date +%s) - start )) s"
+	@start=$$(date +%s) && cargo test --features ble,ble-client,swarm && echo "cargo test: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s) && scripts/test-arm64.sh && echo "test-arm64: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s) && scripts/test-deb.sh && echo "test-deb: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s) && scripts/test-vm.sh && echo "test-vm: $$(( $$(date +%s) - start )) s"
@@ -25,7 +25,7 @@ lint:
 	scripts/deps.sh pkg-config libudev-dev libinput-dev libxkbcommon-dev libdbus-1-dev
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --all-targets --features ble,ble-client -- -D warnings
+	cargo clippy --all-targets --features ble,ble-client,swarm -- -D warnings
 	cargo clippy --all-targets --features rpi,linuxkms,ble,ble-client -- -D warnings
 
 bench:

@@ -44,6 +44,9 @@
 //! - [`ctl`]: `lampi ctl`, a command-line client for a lamp's shadow.
 //! - `ble_client` (feature `ble-client`): `lampi ble`, a Bluetooth LE central (btleplug) that
 //!   finds lamps by the Lamp Service and reads, sets and watches them with [`protocol::ble`].
+//! - `swarm` (feature `swarm`): `lampi swarm`, the fleet simulator; so far its `report`: HDR
+//!   latency histograms, counters, loss and a timeline; JSON that merges across processes, a
+//!   table and an SVG.
 //! - [`events`]: usage analytics events and their offline spool.
 //! - [`store`]: atomic, coalesced persistence of the state in the state directory.
 //! - [`updater`]: hands firmware update requests to the privileged `lampi-update` service.
@@ -85,6 +88,8 @@ pub mod led;
 pub mod mqtt;
 pub mod protocol;
 pub mod store;
+#[cfg(feature = "swarm")]
+pub mod swarm;
 pub mod sys;
 pub mod ui;
 pub mod updater;

@@ -85,6 +85,30 @@ enum Commands {
         #[command(subcommand)]
         action: BleAction,
     },
+    /// The fleet simulator's reports (running a swarm of lamps is not built yet).
+    #[cfg(feature = "swarm")]
+    Swarm {
+        #[command(subcommand)]
+        action: SwarmAction,
+    },
+}
+
+#[cfg(feature = "swarm")]
+#[derive(Subcommand)]
+enum SwarmAction {
+    /// Merge the JSON reports of one run's processes and print the table (exit status 65 for a
+    /// file that is not a report, or reports of different runs).
+    Merge {
+        /// Reports (schema lampi-swarm/1), e.g. one per machine.
+        #[arg(required = true, value_name = "REPORT.json")]
+        reports: Vec<PathBuf>,
+        /// Write the merged report here.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Write the merged report's plot here.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
 }
 
 #[cfg(feature = "ble-client")]
@@ -240,6 +264,8 @@ fn main() -> ExitCode {
             };
             ble_main(&options, action)
         }
+        #[cfg(feature = "swarm")]
+        Commands::Swarm { action } => swarm_main(action),
     }
 }
 
@@ -378,6 +404,48 @@ fn ble_main(options: &lampi::ble_client::Options, action: BleAction) -> ExitCode
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// sysexits(3): EX_DATAERR, EX_NOINPUT, EX_CANTCREAT.
+#[cfg(feature = "swarm")]
+fn swarm_main(action: SwarmAction) -> ExitCode {
+    use lampi::swarm::report::{Report, svg};
+    let SwarmAction::Merge {
+        reports,
+        out,
+        svg: svg_path,
+    } = action;
+    let mut merged: Option<Report> = None;
+    for path in &reports {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("lampi swarm merge: {}: {e}", path.display());
+                return ExitCode::from(66);
+            }
+        };
+        let result = Report::from_json(&text).and_then(|report| match &mut merged {
+            None => {
+                merged = Some(report);
+                Ok(())
+            }
+            Some(merged) => merged.merge(report),
+        });
+        if let Err(e) = result {
+            eprintln!("lampi swarm merge: {}: {e}", path.display());
+            return ExitCode::from(65);
+        }
+    }
+    let merged = merged.expect("clap asks for at least one report");
+    for (path, bytes) in [(out, merged.to_json()), (svg_path, svg::render(&merged))] {
+        let Some(path) = path else { continue };
+        if let Err(e) = lampi::store::write_atomic(&path, bytes.as_bytes()) {
+            eprintln!("lampi swarm merge: {}: {e}", path.display());
+            return ExitCode::from(73);
+        }
+    }
+    print!("{merged}");
+    ExitCode::SUCCESS
 }
 
 /// SIGINT or SIGTERM, for `lampi ble watch` to end its connection on; listened for from the

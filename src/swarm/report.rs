@@ -1,0 +1,499 @@
+//! A swarm run's report: what was asked ([`Parameters`]), who ran it ([`Source`], with the
+//! process's own CPU and memory), what happened ([`Connections`], [`Messages`], [`Loss`]), how
+//! long it took ([`Latencies`], HDR histograms in µs) and when ([`Timeline`], per second).
+//!
+//! Reports of several processes (or machines) of one run [`merge`](Report::merge) into one by
+//! adding: counters are summed, histograms added (so percentiles are those of all the samples,
+//! never averages of percentiles), timeline buckets added by their wall-clock second.
+
+pub mod hdr;
+pub mod svg;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use hdr::Latency;
+
+/// The JSON's `schema`; a reader refuses any other.
+pub const SCHEMA: &str = "lampi-swarm/1";
+
+/// How many lost updates a report lists (all are counted).
+pub const FIRST_LOST: usize = 10;
+
+/// The width of a timeline bucket.
+pub const INTERVAL_MS: u64 = 1000;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub schema: String,
+    /// The `lampi` version that wrote it (of the first source, after a merge).
+    pub lampi: String,
+    pub parameters: Parameters,
+    /// Why the run ended early (e.g. "deadline"), or null.
+    pub aborted: Option<String>,
+    /// One per process; a merge concatenates them.
+    pub sources: Vec<Source>,
+    pub connections: Connections,
+    pub messages: Messages,
+    pub loss: Loss,
+    pub latency_us: Latencies,
+    pub timeline: Timeline,
+}
+
+/// The run's parameters. Several processes of one run share `run_id`, `qos` and `mix`;
+/// each has its own share of lamps, apps and rate, which a merge adds up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parameters {
+    pub run_id: String,
+    pub brokers: Vec<String>,
+    pub lamps: u64,
+    pub apps: u64,
+    /// Messages a second the apps send, all kinds together.
+    pub rate_per_s: f64,
+    /// The share of each kind of message (`desired`, `set_config`), summing to 1.
+    pub mix: BTreeMap<String, f64>,
+    pub qos: u8,
+    /// Lamps started a second.
+    pub ramp_per_s: f64,
+    pub duration_ms: u64,
+    pub topic_prefix: String,
+}
+
+/// One swarm process and what it cost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub host: String,
+    pub pid: u32,
+    pub started_unix_ms: u64,
+    /// Its lamps' indexes, `[first, end)`.
+    pub lamps: [u64; 2],
+    /// User plus system CPU time of the whole process, in seconds.
+    pub cpu_s: f64,
+    /// Peak resident memory (VmHWM), in bytes.
+    pub peak_rss_bytes: u64,
+    /// Resident memory with every lamp connected, less before the first started, per lamp.
+    pub bytes_per_lamp: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connections {
+    /// Connections the lamps and apps made (CONNACK received), reconnections included.
+    pub made: u64,
+    /// Attempts that failed (refused, timed out, or no CONNACK).
+    pub failed: u64,
+    /// Lamps connected when the run ended.
+    pub connected_at_end: u64,
+}
+
+/// Counters per kind of message the apps send.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Messages {
+    pub desired: Counts,
+    pub set_config: Counts,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    /// Published by the apps.
+    pub sent: u64,
+    /// Acknowledged by the broker (PUBACK; 0 at QoS 0).
+    pub acked: u64,
+    /// Answers the apps received (reported states for `desired`, `lamp/changed` for
+    /// `set_config`).
+    pub received: u64,
+    /// Answers received a second time (QoS 1 redelivery).
+    pub duplicates: u64,
+}
+
+/// Acknowledged updates never reflected in a reported state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Loss {
+    pub lost: u64,
+    /// The first [`FIRST_LOST`] by the time they were sent.
+    pub first: Vec<Lost>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lost {
+    pub lamp: String,
+    pub seq: u64,
+    /// `desired` or `set_config`.
+    pub kind: String,
+    pub sent_unix_ms: u64,
+    /// What was asked for.
+    pub values: serde_json::Value,
+    /// The lamp's last reported light, if any was seen.
+    pub last_reported: Option<serde_json::Value>,
+}
+
+/// The three latencies a user feels, in µs from the app's `publish` call.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Latencies {
+    /// To the broker's PUBACK.
+    pub publish_puback: Latency,
+    /// A shadow `desired` update to the lamp's `reported` state showing it.
+    pub desired_reported: Latency,
+    /// `lamp/set_config` to the `lamp/changed` that echoes its `client`.
+    pub set_config_changed: Latency,
+}
+
+impl Latencies {
+    pub fn all(&self) -> [(&'static str, &Latency); 3] {
+        [
+            ("publish_puback", &self.publish_puback),
+            ("desired_reported", &self.desired_reported),
+            ("set_config_changed", &self.set_config_changed),
+        ]
+    }
+
+    fn all_mut(&mut self) -> [(&'static str, &mut Latency); 3] {
+        [
+            ("publish_puback", &mut self.publish_puback),
+            ("desired_reported", &mut self.desired_reported),
+            ("set_config_changed", &mut self.set_config_changed),
+        ]
+    }
+}
+
+/// Per-second buckets, keyed by wall-clock time so processes on several machines line up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeline {
+    pub interval_ms: u64,
+    /// Which of [`Latencies`] the points' histograms hold.
+    pub latency: String,
+    /// Ordered by `unix_ms`, one per interval that saw anything.
+    pub points: Vec<Point>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Point {
+    /// The bucket's start, a multiple of `interval_ms`.
+    pub unix_ms: u64,
+    pub sent: u64,
+    pub received: u64,
+    /// Samples of the timeline's latency in this interval (2 significant figures).
+    pub latency_us: Latency,
+}
+
+impl Timeline {
+    /// An empty timeline whose points keep `latency` (one of [`Latencies::all`]'s names).
+    pub fn new(latency: &str) -> Self {
+        Self {
+            interval_ms: INTERVAL_MS,
+            latency: latency.to_owned(),
+            points: Vec::new(),
+        }
+    }
+
+    /// The bucket holding `unix_ms`, made if new.
+    pub fn at(&mut self, unix_ms: u64) -> &mut Point {
+        let start = unix_ms - unix_ms % self.interval_ms;
+        let index = match self.points.binary_search_by_key(&start, |p| p.unix_ms) {
+            Ok(index) => index,
+            Err(index) => {
+                let point = Point {
+                    unix_ms: start,
+                    sent: 0,
+                    received: 0,
+                    latency_us: Latency::interval(),
+                };
+                self.points.insert(index, point);
+                index
+            }
+        };
+        &mut self.points[index]
+    }
+}
+
+/// Why a file is not a report, or two reports do not merge.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("not a swarm report: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("schema {found:?} is not {SCHEMA:?}")]
+    Schema { found: String },
+    #[error("timeline: {0}")]
+    Timeline(String),
+    #[error("different runs: {0}")]
+    Mismatch(String),
+    #[error("histogram {name}: {source}")]
+    Histogram {
+        name: String,
+        source: hdrhistogram::AdditionError,
+    },
+}
+
+impl Report {
+    /// An empty report of one process's run.
+    pub fn new(parameters: Parameters, source: Source, timeline_latency: &str) -> Self {
+        Self {
+            schema: SCHEMA.to_owned(),
+            lampi: crate::VERSION.to_owned(),
+            parameters,
+            aborted: None,
+            sources: vec![source],
+            connections: Connections::default(),
+            messages: Messages::default(),
+            loss: Loss::default(),
+            latency_us: Latencies::default(),
+            timeline: Timeline::new(timeline_latency),
+        }
+    }
+
+    /// Reads a report, checking its schema first (so a report of a later schema says so rather
+    /// than naming a field it does not know).
+    pub fn from_json(text: &str) -> Result<Self, ReportError> {
+        #[derive(Deserialize)]
+        struct Header {
+            schema: Option<String>,
+        }
+        let header: Header = serde_json::from_str(text)?;
+        match header.schema {
+            Some(schema) if schema == SCHEMA => {}
+            found => {
+                return Err(ReportError::Schema {
+                    found: found.unwrap_or_else(|| "(none)".to_owned()),
+                });
+            }
+        }
+        let report: Report = serde_json::from_str(text)?;
+        report.check()?;
+        Ok(report)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report serialises") + "\n"
+    }
+
+    fn check(&self) -> Result<(), ReportError> {
+        let timeline = &self.timeline;
+        if timeline.interval_ms == 0 {
+            return Err(ReportError::Timeline("interval_ms is 0".to_owned()));
+        }
+        if !self.latency_us.all().iter().any(|(name, _)| *name == timeline.latency) {
+            return Err(ReportError::Timeline(format!("unknown latency {:?}", timeline.latency)));
+        }
+        let ordered = timeline.points.windows(2).all(|w| w[0].unix_ms < w[1].unix_ms);
+        let aligned = timeline.points.iter().all(|p| p.unix_ms % timeline.interval_ms == 0);
+        if !ordered || !aligned {
+            return Err(ReportError::Timeline(
+                "points must be in order, one per interval, each starting on a multiple of interval_ms".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds `other`, a report of other processes of the same run (same run id, QoS, mix and
+    /// timeline; no source in both). On an error `self` may be partly merged; callers drop it.
+    pub fn merge(&mut self, other: Report) -> Result<(), ReportError> {
+        let (mine, theirs) = (&mut self.parameters, &other.parameters);
+        let same = |what: &str, equal: bool| {
+            if equal {
+                Ok(())
+            } else {
+                Err(ReportError::Mismatch(format!("{what} differs")))
+            }
+        };
+        same("run_id", mine.run_id == theirs.run_id)?;
+        same("qos", mine.qos == theirs.qos)?;
+        same("mix", mine.mix == theirs.mix)?;
+        same(
+            "timeline interval",
+            self.timeline.interval_ms == other.timeline.interval_ms,
+        )?;
+        same("timeline latency", self.timeline.latency == other.timeline.latency)?;
+        // The same process's report twice (`merge a.json a.json`) would double every count.
+        let id = |s: &Source| (s.host.clone(), s.pid, s.started_unix_ms);
+        if let Some(again) = other
+            .sources
+            .iter()
+            .find(|s| self.sources.iter().any(|m| id(m) == id(s)))
+        {
+            return Err(ReportError::Mismatch(format!(
+                "process {} on {} started at {} ms is in both",
+                again.pid, again.host, again.started_unix_ms
+            )));
+        }
+
+        mine.lamps += theirs.lamps;
+        mine.apps += theirs.apps;
+        mine.rate_per_s += theirs.rate_per_s;
+        mine.ramp_per_s += theirs.ramp_per_s;
+        mine.duration_ms = mine.duration_ms.max(theirs.duration_ms);
+        for broker in &theirs.brokers {
+            if !mine.brokers.contains(broker) {
+                mine.brokers.push(broker.clone());
+            }
+        }
+        if self.aborted.is_none() {
+            self.aborted = other.aborted;
+        }
+        self.sources.extend(other.sources);
+
+        let (c, o) = (&mut self.connections, &other.connections);
+        c.made += o.made;
+        c.failed += o.failed;
+        c.connected_at_end += o.connected_at_end;
+        for (mine, theirs) in [
+            (&mut self.messages.desired, &other.messages.desired),
+            (&mut self.messages.set_config, &other.messages.set_config),
+        ] {
+            mine.sent += theirs.sent;
+            mine.acked += theirs.acked;
+            mine.received += theirs.received;
+            mine.duplicates += theirs.duplicates;
+        }
+
+        self.loss.lost += other.loss.lost;
+        self.loss.first.extend(other.loss.first);
+        // Stable: within one source, its own order stands.
+        self.loss.first.sort_by_key(|lost| lost.sent_unix_ms);
+        self.loss.first.truncate(FIRST_LOST);
+
+        for ((name, mine), (_, theirs)) in self.latency_us.all_mut().into_iter().zip(other.latency_us.all()) {
+            add(name, mine, theirs)?;
+        }
+        for point in other.timeline.points {
+            let mine = self.timeline.at(point.unix_ms);
+            mine.sent += point.sent;
+            mine.received += point.received;
+            add(
+                &format!("timeline {}", point.unix_ms),
+                &mut mine.latency_us,
+                &point.latency_us,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Every kind's counters added up.
+    pub fn totals(&self) -> Counts {
+        let (d, s) = (&self.messages.desired, &self.messages.set_config);
+        Counts {
+            sent: d.sent + s.sent,
+            acked: d.acked + s.acked,
+            received: d.received + s.received,
+            duplicates: d.duplicates + s.duplicates,
+        }
+    }
+}
+
+fn add(name: &str, mine: &mut Latency, theirs: &Latency) -> Result<(), ReportError> {
+    mine.add(theirs).map_err(|source| ReportError::Histogram {
+        name: name.to_owned(),
+        source,
+    })
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+/// The table `lampi swarm merge` prints: the run, then latencies in ms, then counters and loss.
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.parameters;
+        let cpu_s: f64 = self.sources.iter().map(|s| s.cpu_s).sum();
+        writeln!(
+            f,
+            "run {}: {} lamps ({} connected at the end), {} apps, {:.0} msgs/s asked, QoS {}, {} s, {} process(es), {:.1} CPU s",
+            p.run_id,
+            p.lamps,
+            self.connections.connected_at_end,
+            p.apps,
+            p.rate_per_s,
+            p.qos,
+            p.duration_ms as f64 / 1000.0,
+            self.sources.len(),
+            cpu_s,
+        )?;
+        if let Some(why) = &self.aborted {
+            writeln!(f, "ABORTED: {why}")?;
+        }
+        for s in &self.sources {
+            writeln!(
+                f,
+                "  {} pid {}: lamps {}..{}, CPU {:.1} s, peak RSS {:.1} MiB, {} bytes/lamp",
+                s.host,
+                s.pid,
+                s.lamps[0],
+                s.lamps[1],
+                s.cpu_s,
+                s.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+                s.bytes_per_lamp,
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<20} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
+        )?;
+        for (name, latency) in self.latency_us.all() {
+            writeln!(
+                f,
+                "{:<20} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                name,
+                latency.count(),
+                ms(latency.quantile(0.5)),
+                ms(latency.quantile(0.9)),
+                ms(latency.quantile(0.99)),
+                ms(latency.quantile(0.999)),
+                ms(latency.max()),
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<20} {:>10} {:>10} {:>10} {:>10}",
+            "messages", "sent", "acked", "received", "duplicates"
+        )?;
+        let totals = self.totals();
+        for (name, c) in [
+            ("desired", &self.messages.desired),
+            ("set_config", &self.messages.set_config),
+            ("total", &totals),
+        ] {
+            writeln!(
+                f,
+                "{:<20} {:>10} {:>10} {:>10} {:>10}",
+                name, c.sent, c.acked, c.received, c.duplicates
+            )?;
+        }
+        writeln!(
+            f,
+            "connections: {} made, {} failed",
+            self.connections.made, self.connections.failed
+        )?;
+        writeln!(f, "lost: {}", self.loss.lost)?;
+        for lost in &self.loss.first {
+            writeln!(
+                f,
+                "  {} {} #{} sent at {} ms: {} (last reported: {})",
+                lost.lamp,
+                lost.kind,
+                lost.seq,
+                lost.sent_unix_ms,
+                lost.values,
+                lost.last_reported.as_ref().map_or("none".to_owned(), |v| v.to_string()),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
