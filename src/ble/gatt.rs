@@ -302,15 +302,12 @@ impl Ledger {
                 continue;
             }
             self.known.insert(what, value.clone());
-            let echo = match what {
-                Notifying::Light(ch) => self.unechoed.get(&ch).is_some_and(|(written, _)| *written == value),
-                Notifying::PairingCode => false,
-            };
-            if let (true, Notifying::Light(ch)) = (echo, what) {
-                self.unechoed.remove(&ch);
-                own.push((what, value));
-            } else {
-                fresh.push((what, value));
+            match what {
+                Notifying::Light(ch) if self.unechoed.get(&ch).is_some_and(|(written, _)| *written == value) => {
+                    self.unechoed.remove(&ch);
+                    own.push((what, value));
+                }
+                _ => fresh.push((what, value)),
             }
         }
         (fresh, own)
