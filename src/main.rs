@@ -85,7 +85,8 @@ enum Commands {
         #[command(subcommand)]
         action: BleAction,
     },
-    /// The fleet simulator's reports (running a swarm of lamps is not built yet).
+    /// The fleet simulator: run thousands of real lamps and their apps against a broker and
+    /// measure loss and latency (`run`); add up several processes' reports (`merge`).
     #[cfg(feature = "swarm")]
     Swarm {
         #[command(subcommand)]
@@ -96,6 +97,11 @@ enum Commands {
 #[cfg(feature = "swarm")]
 #[derive(Subcommand)]
 enum SwarmAction {
+    /// Run N simulated lamps (the real lamp, simulated LED) and M apps sending shadow `desired`
+    /// updates and `set_config` against a broker; print a table, write a JSON report. Exit
+    /// status: 0 done (1 with --fail-on-loss and a loss), 64 a bad plan, 69 no broker or too
+    /// few file descriptors, 73 the state or report cannot be written.
+    Run(Box<SwarmRun>),
     /// Merge the JSON reports of one run's processes and print the table (exit status 65 for a
     /// file that is not a report, or reports of different runs).
     Merge {
@@ -109,6 +115,74 @@ enum SwarmAction {
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
     },
+}
+
+#[cfg(feature = "swarm")]
+#[derive(Args)]
+struct SwarmRun {
+    /// A broker (repeatable; lamps spread over them, rotated by index). Default 127.0.0.1:1883.
+    #[arg(long = "broker", value_name = "HOST:PORT")]
+    brokers: Vec<String>,
+    /// Start a private Mosquitto on loopback for the run (persistence on, enough descriptors).
+    #[arg(long)]
+    mosquitto: bool,
+    /// Lamps in this process (at most 100000).
+    #[arg(long, default_value_t = 100)]
+    lamps: u64,
+    /// The first lamp's index, so several processes make distinct lamps.
+    #[arg(long, default_value_t = 0)]
+    lamp_offset: u64,
+    /// Names the run's ids and topics (A-Z a-z 0-9 - _); default from the time.
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Apps (MQTT connections), each driving its share of the lamps.
+    #[arg(long, default_value_t = 10)]
+    apps: u64,
+    /// Messages a second, all apps and kinds together (at most 1e6).
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// The share of each kind of message.
+    #[arg(long, default_value = "desired=0.5,set_config=0.5")]
+    mix: String,
+    /// Lamps started a second (at least 1).
+    #[arg(long, default_value_t = 200.0)]
+    ramp: f64,
+    /// How long the apps send, e.g. 60s (at most 1h).
+    #[arg(long, default_value = "60s")]
+    duration: String,
+    /// How long answers are waited for after sending stops, before the final check.
+    #[arg(long, default_value = "5s")]
+    grace: String,
+    /// Stop sending after this many messages (default: rate × duration × 1.1).
+    #[arg(long)]
+    max_messages: Option<u64>,
+    /// QoS of the apps' messages: 0 or 1 (loss is measurable at 1 only).
+    #[arg(long, default_value_t = 1)]
+    qos: u8,
+    /// Topics are {prefix}/{run}/a{app}/{device id}/….
+    #[arg(long, default_value = "swarm")]
+    prefix: String,
+    /// Lamps' state goes under DIR/{run}/, removed at the end (tmpfs: no fsync storm).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Write the report's plot here.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// No progress line; only the table at the end.
+    #[arg(long)]
+    quiet: bool,
+    /// Exit 1 when an acknowledged update was lost.
+    #[arg(long)]
+    fail_on_loss: bool,
+    /// With --mosquitto: restart it (SIGTERM, so it saves) this long into the sending.
+    #[arg(long, value_name = "DURATION")]
+    restart_broker_at: Option<String>,
+    /// How long the restarted broker stays down.
+    #[arg(long, default_value = "3s", value_name = "DURATION")]
+    broker_down: String,
 }
 
 #[cfg(feature = "ble-client")]
@@ -204,8 +278,18 @@ fn unit(text: &str) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
-    let console = init_logging();
     let cli = Cli::parse();
+    // Thousands of lamps in one process would log thousands of lines each connect.
+    #[cfg(feature = "swarm")]
+    let quiet_lamps = matches!(
+        cli.command,
+        Commands::Swarm {
+            action: SwarmAction::Run(_)
+        }
+    );
+    #[cfg(not(feature = "swarm"))]
+    let quiet_lamps = false;
+    let console = init_logging(if quiet_lamps { "warn" } else { "info" });
     let (path, must_exist) = match &cli.config {
         Some(path) => (path.clone(), true),
         None => (PathBuf::from(config::DEFAULT_PATH), false),
@@ -264,6 +348,10 @@ fn main() -> ExitCode {
             };
             ble_main(&options, action)
         }
+        #[cfg(feature = "swarm")]
+        Commands::Swarm {
+            action: SwarmAction::Run(args),
+        } => swarm_run(*args, config),
         #[cfg(feature = "swarm")]
         Commands::Swarm { action } => swarm_main(action),
     }
@@ -414,7 +502,10 @@ fn swarm_main(action: SwarmAction) -> ExitCode {
         reports,
         out,
         svg: svg_path,
-    } = action;
+    } = action
+    else {
+        unreachable!("swarm run is swarm_run's");
+    };
     let mut merged: Option<Report> = None;
     for path in &reports {
         let text = match std::fs::read_to_string(path) {
@@ -448,6 +539,64 @@ fn swarm_main(action: SwarmAction) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `lampi swarm run`: sysexits(3) EX_USAGE for a bad plan, EX_UNAVAILABLE for a broker or
+/// descriptors it cannot have, EX_CANTCREAT for a report it cannot write.
+#[cfg(feature = "swarm")]
+fn swarm_run(args: SwarmRun, base: Config) -> ExitCode {
+    use lampi::swarm::{self, plan::Asked, report::svg};
+    let asked = Asked {
+        brokers: args.brokers,
+        mosquitto: args.mosquitto,
+        lamps: args.lamps,
+        lamp_offset: args.lamp_offset,
+        run_id: args.run_id,
+        apps: args.apps,
+        rate: args.rate,
+        mix: args.mix,
+        ramp: args.ramp,
+        duration: args.duration,
+        grace: args.grace,
+        max_messages: args.max_messages,
+        qos: args.qos,
+        prefix: args.prefix,
+        state_dir: args.state_dir,
+        restart_broker_at: args.restart_broker_at,
+        broker_down: args.broker_down,
+    };
+    let default_run_id = format!(
+        "r{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() % 100_000_000)
+    );
+    let plan = match asked.validate(&default_run_id) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("lampi swarm run: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let report = match swarm::run(plan, base, !args.quiet) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("lampi swarm run: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    for (path, bytes) in [(args.out, report.to_json()), (args.svg, svg::render(&report))] {
+        let Some(path) = path else { continue };
+        if let Err(e) = lampi::store::write_atomic(&path, bytes.as_bytes()) {
+            eprintln!("lampi swarm run: {}: {e}", path.display());
+            return ExitCode::from(73);
+        }
+    }
+    print!("{report}");
+    if args.fail_on_loss && report.loss.lost > 0 {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
 /// SIGINT or SIGTERM, for `lampi ble watch` to end its connection on; listened for from the
 /// call, so a signal while it connects counts too.
 #[cfg(feature = "ble-client")]
@@ -471,9 +620,9 @@ fn stopped() -> impl Future<Output = ()> {
 /// Logs go to stderr, through the console the simulated LED draws its swatch on; under systemd
 /// (JOURNAL_STREAM set) journald adds its own timestamps, so ours are left out. `RUST_LOG`
 /// overrides the default `info` level.
-fn init_logging() -> Console {
+fn init_logging(default: &str) -> Console {
     let console = Console::new();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(console.clone())

@@ -41,6 +41,26 @@ pub struct Report {
     pub loss: Loss,
     pub latency_us: Latencies,
     pub timeline: Timeline,
+    /// Faults injected during the run (a broker restart) and how the fleet recovered.
+    pub faults: Vec<Fault>,
+}
+
+/// A fault the run injected, and the fleet's convergence after it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// `broker_restart`.
+    pub kind: String,
+    /// When the broker was stopped, in ms since the run started.
+    pub at_ms: u64,
+    /// How long it was down: from the stop until its port accepted again.
+    pub down_ms: u64,
+    /// From the broker's return until every lamp was online again; null if some never were.
+    pub all_reconnected_after_ms: Option<u64>,
+    /// Lamps seen online again after it.
+    pub reconnected: u64,
+    /// Each lamp's time from the broker's return to its being online again.
+    pub reconnect_us: Latency,
 }
 
 /// The run's parameters. Several processes of one run share `run_id`, `qos` and `mix`;
@@ -89,6 +109,8 @@ pub struct Connections {
     pub failed: u64,
     /// Lamps connected when the run ended.
     pub connected_at_end: u64,
+    /// From the first lamp's start until every lamp was online; null if they never all were.
+    pub all_connected_after_ms: Option<u64>,
 }
 
 /// Counters per kind of message the apps send.
@@ -109,8 +131,33 @@ pub struct Counts {
     /// Answers the apps received (reported states for `desired`, `lamp/changed` for
     /// `set_config`).
     pub received: u64,
-    /// Answers received a second time (QoS 1 redelivery).
+    /// Answers received a second time (QoS 1 redelivery, or the lamp's republish of
+    /// `lamp/changed` at a reconnect).
     pub duplicates: u64,
+    /// Refused by the lamp (`update/rejected`, `set_config/rejected`).
+    pub rejected: u64,
+    /// Seen in a reported state (`update/documents`, `lamp/changed`, or the final `get`).
+    pub reflected: u64,
+    /// Not seen, but a later one for the same lamp was: the lamp coalesced them.
+    pub superseded: u64,
+    /// Acknowledged, not refused, and neither reflected nor superseded (part of `loss.lost`).
+    pub lost: u64,
+    /// Never acknowledged (or sent at QoS 0), and neither reflected nor superseded.
+    pub unresolved: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.sent += other.sent;
+        self.acked += other.acked;
+        self.received += other.received;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+        self.reflected += other.reflected;
+        self.superseded += other.superseded;
+        self.lost += other.lost;
+        self.unresolved += other.unresolved;
+    }
 }
 
 /// Acknowledged updates never reflected in a reported state.
@@ -118,6 +165,9 @@ pub struct Counts {
 #[serde(deny_unknown_fields)]
 pub struct Loss {
     pub lost: u64,
+    /// Lamps that never answered the final shadow `get`: their last intents, if unreflected,
+    /// count as lost.
+    pub unanswered: u64,
     /// The first [`FIRST_LOST`] by the time they were sent.
     pub first: Vec<Lost>,
 }
@@ -157,7 +207,7 @@ impl Latencies {
         ]
     }
 
-    fn all_mut(&mut self) -> [(&'static str, &mut Latency); 3] {
+    pub fn all_mut(&mut self) -> [(&'static str, &mut Latency); 3] {
         [
             ("publish_puback", &mut self.publish_puback),
             ("desired_reported", &mut self.desired_reported),
@@ -250,6 +300,7 @@ impl Report {
             loss: Loss::default(),
             latency_us: Latencies::default(),
             timeline: Timeline::new(timeline_latency),
+            faults: Vec::new(),
         }
     }
 
@@ -347,17 +398,14 @@ impl Report {
         c.made += o.made;
         c.failed += o.failed;
         c.connected_at_end += o.connected_at_end;
-        for (mine, theirs) in [
-            (&mut self.messages.desired, &other.messages.desired),
-            (&mut self.messages.set_config, &other.messages.set_config),
-        ] {
-            mine.sent += theirs.sent;
-            mine.acked += theirs.acked;
-            mine.received += theirs.received;
-            mine.duplicates += theirs.duplicates;
-        }
+        // The fleet was all up once each process's lamps were.
+        c.all_connected_after_ms = c.all_connected_after_ms.zip(o.all_connected_after_ms).map(|(a, b)| a.max(b));
+        self.messages.desired.add(&other.messages.desired);
+        self.messages.set_config.add(&other.messages.set_config);
+        self.faults.extend(other.faults);
 
         self.loss.lost += other.loss.lost;
+        self.loss.unanswered += other.loss.unanswered;
         self.loss.first.extend(other.loss.first);
         // Stable: within one source, its own order stands.
         self.loss.first.sort_by_key(|lost| lost.sent_unix_ms);
@@ -381,13 +429,9 @@ impl Report {
 
     /// Every kind's counters added up.
     pub fn totals(&self) -> Counts {
-        let (d, s) = (&self.messages.desired, &self.messages.set_config);
-        Counts {
-            sent: d.sent + s.sent,
-            acked: d.acked + s.acked,
-            received: d.received + s.received,
-            duplicates: d.duplicates + s.duplicates,
-        }
+        let mut totals = self.messages.desired.clone();
+        totals.add(&self.messages.set_config);
+        totals
     }
 }
 
@@ -458,8 +502,8 @@ impl fmt::Display for Report {
         writeln!(f)?;
         writeln!(
             f,
-            "{:<20} {:>10} {:>10} {:>10} {:>10}",
-            "messages", "sent", "acked", "received", "duplicates"
+            "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>10} {:>8}",
+            "messages", "sent", "acked", "received", "dupl.", "rejected", "reflected", "supers.", "unresolved", "lost"
         )?;
         let totals = self.totals();
         for (name, c) in [
@@ -469,16 +513,50 @@ impl fmt::Display for Report {
         ] {
             writeln!(
                 f,
-                "{:<20} {:>10} {:>10} {:>10} {:>10}",
-                name, c.sent, c.acked, c.received, c.duplicates
+                "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>10} {:>8}",
+                name,
+                c.sent,
+                c.acked,
+                c.received,
+                c.duplicates,
+                c.rejected,
+                c.reflected,
+                c.superseded,
+                c.unresolved,
+                c.lost
+            )?;
+        }
+        let all_up = self
+            .connections
+            .all_connected_after_ms
+            .map_or("never".to_owned(), |ms| format!("after {:.1} s", ms as f64 / 1000.0));
+        writeln!(
+            f,
+            "connections: {} made, {} failed; every lamp online {all_up}",
+            self.connections.made, self.connections.failed
+        )?;
+        for fault in &self.faults {
+            let back = fault
+                .all_reconnected_after_ms
+                .map_or("not every lamp came back".to_owned(), |ms| {
+                    format!("every lamp back {:.2} s after it", ms as f64 / 1000.0)
+                });
+            writeln!(
+                f,
+                "fault {} at {:.1} s, down {:.1} s: {back}; reconnects p50 {} p99 {} max {} ms",
+                fault.kind,
+                fault.at_ms as f64 / 1000.0,
+                fault.down_ms as f64 / 1000.0,
+                ms(fault.reconnect_us.quantile(0.5)),
+                ms(fault.reconnect_us.quantile(0.99)),
+                ms(fault.reconnect_us.max()),
             )?;
         }
         writeln!(
             f,
-            "connections: {} made, {} failed",
-            self.connections.made, self.connections.failed
+            "lost: {} (lamps without a final state: {})",
+            self.loss.lost, self.loss.unanswered
         )?;
-        writeln!(f, "lost: {}", self.loss.lost)?;
         for lost in &self.loss.first {
             writeln!(
                 f,

@@ -45,14 +45,29 @@ fn fill(report: &mut Report, seed: u64, start_ms: u64) {
         made: 100 + seed,
         failed: seed,
         connected_at_end: 100,
+        all_connected_after_ms: Some(1000 + seed),
     };
     report.messages.desired = Counts {
         sent: 2500,
         acked: 2499,
         received: 2400 + seed,
         duplicates: seed,
+        reflected: 2300,
+        superseded: 100 + seed,
+        lost: 3,
+        ..Counts::default()
     };
     report.messages.set_config.sent = 2500;
+    let mut reconnect_us = Latency::new();
+    reconnect_us.record(800_000 + seed);
+    report.faults.push(Fault {
+        kind: "broker_restart".to_owned(),
+        at_ms: 5000,
+        down_ms: 2000,
+        all_reconnected_after_ms: Some(900),
+        reconnected: 100,
+        reconnect_us,
+    });
     report.loss.lost = 3;
     report.loss.first = (0..3)
         .map(|i| Lost {
@@ -158,6 +173,13 @@ fn merging_a_report_with_itself_doubles_counts_and_keeps_percentiles() {
     let mut again = a.clone();
     again.sources[0].pid = 2; // Another process, or merge refuses it as the same one twice.
     doubled.merge(again).unwrap();
+    let (d, one) = (&doubled.messages.desired, &a.messages.desired);
+    assert_eq!(
+        [d.sent, d.acked, d.received, d.duplicates, d.reflected, d.superseded, d.lost],
+        [one.sent, one.acked, one.received, one.duplicates, one.reflected, one.superseded, one.lost].map(|n| 2 * n)
+    );
+    assert_eq!(doubled.faults.len(), 2);
+    assert_eq!(doubled.connections.all_connected_after_ms, a.connections.all_connected_after_ms);
     for ((name, d), (_, one)) in doubled.latency_us.all().into_iter().zip(a.latency_us.all()) {
         assert_eq!(d.count(), 2 * one.count(), "{name}");
         for q in [0.5, 0.9, 0.99, 0.999] {

@@ -1,0 +1,446 @@
+//! The apps: each one MQTT connection (a persistent session with a fixed client id, so its
+//! subscriptions and the answers queued for it survive a broker restart) that drives its own
+//! partition of the lamps: it subscribes with one wildcard per answer topic, sends `desired`
+//! updates and `set_config` at its share of the rate, and keeps the [`LampLedger`] of each lamp.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::BrokerAddr;
+
+use super::ledger::{self, Kind, LampLedger, Light, PkidMap, Seen};
+use super::naming::Names;
+use super::report::{Counts, Latencies, Lost, Timeline};
+
+/// Counters the progress line reads while the run goes on.
+#[derive(Default)]
+pub struct Progress {
+    pub sent: AtomicU64,
+    pub acked: AtomicU64,
+    pub received: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// When an app sends, and when it asks every lamp for its final state.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    pub send_from: Instant,
+    pub send_until: Instant,
+    /// After the grace period: the final shadow `get` to every lamp.
+    pub final_get: Instant,
+    /// Answers to the final `get` later than this are not waited for.
+    pub done_by: Instant,
+}
+
+pub struct AppSetup {
+    pub app: u64,
+    pub names: Names,
+    /// The local indexes of its lamps.
+    pub lamps: Vec<u64>,
+    pub broker: BrokerAddr,
+    pub qos: QoS,
+    /// Messages a second (this app's share).
+    pub rate: f64,
+    pub desired_share: f64,
+    /// This app's share of the run's message budget.
+    pub max_messages: u64,
+    /// The run's start, for µs timestamps.
+    pub epoch: Instant,
+    /// Whose latency the timeline points keep.
+    pub timeline_kind: Kind,
+}
+
+/// What an app saw, for the report.
+pub struct AppResult {
+    pub desired: Counts,
+    pub set_config: Counts,
+    pub latency_us: Latencies,
+    pub timeline: Timeline,
+    /// Its lost intents, each with the lamp's device id (all of them; the report lists a few).
+    pub lost: Vec<Lost>,
+    pub connects: u64,
+    pub failed_connects: u64,
+    /// Lamps that never answered the final `get`.
+    pub unanswered: u64,
+}
+
+enum Tag {
+    Intent { lamp: u64, seq: u64 },
+    FinalGet,
+}
+
+enum Pumped {
+    Event(Event),
+    Failed,
+}
+
+struct App {
+    setup: AppSetup,
+    client: AsyncClient,
+    ledgers: HashMap<u64, LampLedger>,
+    pkids: PkidMap<Tag>,
+    counts: [Counts; 2],
+    latency_us: Latencies,
+    timeline: Timeline,
+    progress: Arc<Progress>,
+    connected: bool,
+    connects: u64,
+    failed_connects: u64,
+    subacks: usize,
+    answered: HashMap<u64, bool>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs one app: connects, subscribes (then says so on `subscribed`), follows `schedule` once
+/// the controller sets it, and returns what it saw after the final `get`s.
+pub async fn run(
+    setup: AppSetup,
+    progress: Arc<Progress>,
+    subscribed: mpsc::Sender<u64>,
+    mut schedule: watch::Receiver<Option<Schedule>>,
+) -> AppResult {
+    let mut options = MqttOptions::new(
+        setup.names.app_client_id(setup.app),
+        setup.broker.host.clone(),
+        setup.broker.port,
+    );
+    options
+        .set_clean_session(false)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1 << 20, 1 << 20)
+        .set_inflight(1000);
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    // Nagle's algorithm would add up to 40 ms to each small publish.
+    let mut network = NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let pump = tokio::spawn(pump(eventloop, events_tx));
+    let ledgers = setup.lamps.iter().map(|&l| (l, LampLedger::default())).collect();
+    let timeline = Timeline::new(timeline_latency(setup.timeline_kind));
+    let mut app = App {
+        setup,
+        client,
+        ledgers,
+        pkids: PkidMap::default(),
+        counts: Default::default(),
+        latency_us: Latencies::default(),
+        timeline,
+        progress,
+        connected: false,
+        connects: 0,
+        failed_connects: 0,
+        subacks: 0,
+        answered: HashMap::new(),
+    };
+    let filters = app.setup.names.app_filters(app.setup.app).len();
+
+    let plan = loop {
+        tokio::select! {
+            Some(event) = events.recv() => {
+                app.handle(event).await;
+                if app.subacks == filters {
+                    app.subacks += 1; // said once
+                    let _ = subscribed.send(app.setup.app).await;
+                }
+            }
+            changed = schedule.changed() => {
+                match changed {
+                    Ok(()) => if let Some(plan) = *schedule.borrow() { break plan },
+                    Err(_) => break Schedule { send_from: Instant::now(), send_until: Instant::now(), final_get: Instant::now(), done_by: Instant::now() },
+                }
+            }
+        }
+    };
+
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sent = 0u64;
+    let mut gets_sent = false;
+    loop {
+        let now = Instant::now();
+        if now >= plan.done_by || (gets_sent && app.answered.len() == app.ledgers.len()) {
+            break;
+        }
+        tokio::select! {
+            Some(event) = events.recv() => app.handle(event).await,
+            _ = ticker.tick() => {
+                if now >= plan.send_from && now < plan.send_until && app.connected {
+                    let elapsed = now.duration_since(plan.send_from).as_secs_f64();
+                    let due = ((elapsed * app.setup.rate) as u64).min(app.setup.max_messages);
+                    // An app that was offline does not make up for it in one burst.
+                    let due = due.min(sent + (app.setup.rate / 10.0).ceil() as u64 + 1);
+                    while sent < due {
+                        app.send(sent).await;
+                        sent += 1;
+                    }
+                } else if now >= plan.final_get && !gets_sent && app.connected {
+                    app.final_gets().await;
+                    gets_sent = true;
+                }
+            }
+        }
+    }
+    let _ = app.client.disconnect().await;
+    // Let the DISCONNECT go out, then stop the pump.
+    let _ = tokio::time::timeout(Duration::from_millis(500), async { while events.recv().await.is_some() {} }).await;
+    pump.abort();
+    app.finish()
+}
+
+/// Polls the event loop (which reconnects by itself) and hands every event over, so that
+/// publishing never waits on the app's own receiving.
+async fn pump(mut eventloop: EventLoop, events: mpsc::UnboundedSender<Pumped>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let pumped = match eventloop.poll().await {
+            Ok(event) => {
+                if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
+                    backoff = Duration::from_millis(100);
+                }
+                let disconnect = matches!(event, Event::Outgoing(Outgoing::Disconnect));
+                if events.send(Pumped::Event(event)).is_err() || disconnect {
+                    return;
+                }
+                continue;
+            }
+            Err(ConnectionError::RequestsDone) => return,
+            Err(_) => Pumped::Failed,
+        };
+        if events.send(pumped).is_err() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+impl App {
+    fn now_us(&self) -> u64 {
+        self.setup.epoch.elapsed().as_micros() as u64
+    }
+
+    async fn handle(&mut self, pumped: Pumped) {
+        let event = match pumped {
+            Pumped::Event(event) => event,
+            Pumped::Failed => {
+                if self.connected {
+                    self.connected = false;
+                } else {
+                    self.failed_connects += 1;
+                }
+                self.progress.errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        match event {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                self.connects += 1;
+                self.connected = true;
+                if !ack.session_present {
+                    // The unacknowledged publishes were dropped with the session: they are
+                    // unresolved unless the lamp shows them anyway.
+                    self.pkids.session_lost();
+                }
+                // A session kept from an earlier run of the same id has the subscriptions
+                // already; subscribing again is harmless and gives the SUBACKs waited for.
+                if self.connects == 1 || !ack.session_present {
+                    for filter in self.setup.names.app_filters(self.setup.app) {
+                        let _ = self.client.subscribe(filter, QoS::AtLeastOnce).await;
+                    }
+                }
+            }
+            Event::Incoming(Packet::SubAck(_)) => self.subacks += 1,
+            Event::Outgoing(Outgoing::Publish(pkid)) => self.pkids.outgoing(pkid),
+            Event::Outgoing(Outgoing::AwaitAck(pkid)) => self.pkids.collision(pkid),
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if let Some(Tag::Intent { lamp, seq }) = self.pkids.acked(ack.pkid) {
+                    let now = self.now_us();
+                    if let Some(ledger) = self.ledgers.get_mut(&lamp)
+                        && let Some((kind, latency)) = ledger.acked(seq, now)
+                    {
+                        self.counts[kind.index()].acked += 1;
+                        self.latency_us.publish_puback.record(latency);
+                        self.progress.acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Event::Incoming(Packet::Publish(publish)) => {
+                if !publish.retain {
+                    self.received(&publish.topic, &publish.payload);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An answer from a lamp. Retained copies (sent at every subscribe) are old news and not
+    /// handed here.
+    fn received(&mut self, topic: &str, payload: &[u8]) {
+        let Some((lamp, what)) = self.setup.names.parse_topic(topic) else { return };
+        let app = self.setup.app;
+        let now = self.now_us();
+        let Some(ledger) = self.ledgers.get_mut(&lamp) else { return };
+        let Ok(body) = serde_json::from_slice::<Value>(payload) else { return };
+        let tag_of = |key: &str| body.get(key).and_then(Value::as_str).and_then(|t| ledger::parse_tag(app, t));
+        let seen = match what {
+            "lamp/changed" => {
+                self.counts[Kind::SetConfig.index()].received += 1;
+                let seq = tag_of("client").filter(|(l, _)| *l == lamp).map(|(_, seq)| seq);
+                ledger.changed(seq, Light::from_lampi(&body), now)
+            }
+            "shadow/update/documents" => {
+                self.counts[Kind::Desired.index()].received += 1;
+                let current = &body["current"];
+                let Some(version) = current["version"].as_u64() else { return };
+                ledger.documents(version, Light::from_shadow(&current["state"]["reported"]["light"]), now)
+            }
+            "lamp/set_config/rejected" | "shadow/update/rejected" => {
+                let key = if what == "lamp/set_config/rejected" { "client" } else { "clientToken" };
+                if let Some((l, seq)) = tag_of(key)
+                    && l == lamp
+                {
+                    ledger.rejected(seq);
+                }
+                return;
+            }
+            "shadow/get/accepted" | "shadow/get/rejected" => {
+                if body.get("clientToken").and_then(Value::as_str) == Some(&final_token(lamp)) {
+                    if let Some(light) = Light::from_shadow(&body["state"]["reported"]["light"]) {
+                        ledger.final_state(light);
+                    }
+                    self.answered.insert(lamp, true);
+                }
+                return;
+            }
+            _ => return,
+        };
+        match seen {
+            Seen::Reflected { kind, latency_us } => {
+                self.progress.received.fetch_add(1, Ordering::Relaxed);
+                let histogram = match kind {
+                    Kind::Desired => &mut self.latency_us.desired_reported,
+                    Kind::SetConfig => &mut self.latency_us.set_config_changed,
+                };
+                histogram.record(latency_us);
+                let point = self.timeline.at(unix_ms());
+                point.received += 1;
+                if kind == self.setup.timeline_kind {
+                    point.latency_us.record(latency_us);
+                }
+            }
+            Seen::Duplicate(kind) => self.counts[kind.index()].duplicates += 1,
+            Seen::Other => {}
+        }
+    }
+
+    /// Sends message `n` of this app: to the next lamp in turn, of the kind the mix says.
+    async fn send(&mut self, n: u64) {
+        let lamps = &self.setup.lamps;
+        let lamp = lamps[(n % lamps.len() as u64) as usize];
+        let kind = Kind::nth(n, self.setup.desired_share);
+        let (epoch_us, unix) = (self.now_us(), unix_ms());
+        let ledger = self.ledgers.get_mut(&lamp).expect("every lamp of the app has a ledger");
+        let intent = ledger.send(kind, epoch_us, unix);
+        let (seq, values) = (intent.seq, intent.values);
+        let ids = self.setup.names.lamp(lamp);
+        let tag = ledger::tag(self.setup.app, lamp, seq);
+        let (topic, payload) = match kind {
+            Kind::Desired => (
+                format!("{}update", ids.shadow_prefix),
+                json!({"state": {"desired": {"light": values.shadow_json()}}, "clientToken": tag}),
+            ),
+            Kind::SetConfig => {
+                let mut body = values.lampi_json();
+                body["client"] = json!(tag);
+                (format!("{}lamp/set_config", ids.topic_prefix), body)
+            }
+        };
+        if self.setup.qos != QoS::AtMostOnce {
+            self.pkids.queued(Tag::Intent { lamp, seq });
+        }
+        self.counts[kind.index()].sent += 1;
+        self.progress.sent.fetch_add(1, Ordering::Relaxed);
+        self.timeline.at(unix).sent += 1;
+        if self
+            .client
+            .publish(topic, self.setup.qos, false, payload.to_string())
+            .await
+            .is_err()
+        {
+            self.progress.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks every lamp of the app for its shadow: what the answers missed, the state shows.
+    async fn final_gets(&mut self) {
+        let lamps = self.setup.lamps.clone();
+        for lamp in lamps {
+            let ids = self.setup.names.lamp(lamp);
+            self.pkids.queued(Tag::FinalGet);
+            let payload = json!({"clientToken": final_token(lamp)}).to_string();
+            let _ = self
+                .client
+                .publish(format!("{}get", ids.shadow_prefix), QoS::AtLeastOnce, false, payload)
+                .await;
+        }
+    }
+
+    fn finish(self) -> AppResult {
+        let [mut desired, mut set_config] = self.counts;
+        let mut lost = Vec::new();
+        for (lamp, ledger) in &self.ledgers {
+            let outcome = ledger.settle();
+            for (k, counts) in [&mut desired, &mut set_config].into_iter().enumerate() {
+                counts.reflected += outcome.reflected[k];
+                counts.superseded += outcome.superseded[k];
+                counts.rejected += outcome.rejected[k];
+                counts.unresolved += outcome.unresolved[k];
+                counts.lost += outcome.lost.iter().filter(|i| i.kind.index() == k).count() as u64;
+            }
+            let device_id = self.setup.names.lamp(*lamp).device_id;
+            lost.extend(outcome.lost.into_iter().map(|intent| Lost {
+                lamp: device_id.clone(),
+                seq: intent.seq,
+                kind: intent.kind.name().to_owned(),
+                sent_unix_ms: intent.sent_unix_ms,
+                values: intent.values.shadow_json(),
+                last_reported: ledger.last_reported.map(|l| l.shadow_json()),
+            }));
+        }
+        let unanswered = (self.ledgers.len() - self.answered.len()) as u64;
+        AppResult {
+            desired,
+            set_config,
+            latency_us: self.latency_us,
+            timeline: self.timeline,
+            lost,
+            connects: self.connects,
+            failed_connects: self.failed_connects,
+            unanswered,
+        }
+    }
+}
+
+/// The name in [`Latencies`] of `kind`'s latency.
+pub fn timeline_latency(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Desired => "desired_reported",
+        Kind::SetConfig => "set_config_changed",
+    }
+}
+
+fn final_token(lamp: u64) -> String {
+    format!("final-{lamp}")
+}
