@@ -44,9 +44,13 @@
 //! - [`ctl`]: `lampi ctl`, a command-line client for a lamp's shadow.
 //! - `ble_client` (feature `ble-client`): `lampi ble`, a Bluetooth LE central (btleplug) that
 //!   finds lamps by the Lamp Service and reads, sets and watches them with [`protocol::ble`].
-//! - `swarm` (feature `swarm`): `lampi swarm`, the fleet simulator; so far its `report`: HDR
-//!   latency histograms, counters, loss and a timeline; JSON that merges across processes, a
-//!   table and an SVG.
+//! - `swarm` (feature `swarm`): `lampi swarm`, the fleet simulator: `run` starts N real lamps
+//!   (`daemon::run`, simulated LED) and M apps against a broker; its `plan` (bounds), `naming`
+//!   (ids, topics, per-lamp config), `lamps` (the fleet, online and reconnect tracking), `apps`
+//!   (MQTT senders), `ledger` (pure: PUBACKs by packet id, reflected/superseded/lost),
+//!   `measure`, `rlimit`, `mosquitto` (a private, restartable broker) and `report` (HDR
+//!   histograms, counters, loss, faults, a timeline; JSON that merges across processes, a table
+//!   and an SVG).
 //! - [`events`]: usage analytics events and their offline spool.
 //! - [`store`]: atomic, coalesced persistence of the state in the state directory.
 //! - [`updater`]: hands firmware update requests to the privileged `lampi-update` service.

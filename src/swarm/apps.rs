@@ -194,7 +194,10 @@ pub async fn run(
     }
     let _ = app.client.disconnect().await;
     // Let the DISCONNECT go out, then stop the pump.
-    let _ = tokio::time::timeout(Duration::from_millis(500), async { while events.recv().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while events.recv().await.is_some() {}
+    })
+    .await;
     pump.abort();
     app.finish()
 }
@@ -276,10 +279,8 @@ impl App {
                     }
                 }
             }
-            Event::Incoming(Packet::Publish(publish)) => {
-                if !publish.retain {
-                    self.received(&publish.topic, &publish.payload);
-                }
+            Event::Incoming(Packet::Publish(publish)) if !publish.retain => {
+                self.received(&publish.topic, &publish.payload);
             }
             _ => {}
         }
@@ -288,12 +289,22 @@ impl App {
     /// An answer from a lamp. Retained copies (sent at every subscribe) are old news and not
     /// handed here.
     fn received(&mut self, topic: &str, payload: &[u8]) {
-        let Some((lamp, what)) = self.setup.names.parse_topic(topic) else { return };
+        let Some((lamp, what)) = self.setup.names.parse_topic(topic) else {
+            return;
+        };
         let app = self.setup.app;
         let now = self.now_us();
-        let Some(ledger) = self.ledgers.get_mut(&lamp) else { return };
-        let Ok(body) = serde_json::from_slice::<Value>(payload) else { return };
-        let tag_of = |key: &str| body.get(key).and_then(Value::as_str).and_then(|t| ledger::parse_tag(app, t));
+        let Some(ledger) = self.ledgers.get_mut(&lamp) else {
+            return;
+        };
+        let Ok(body) = serde_json::from_slice::<Value>(payload) else {
+            return;
+        };
+        let tag_of = |key: &str| {
+            body.get(key)
+                .and_then(Value::as_str)
+                .and_then(|t| ledger::parse_tag(app, t))
+        };
         let seen = match what {
             "lamp/changed" => {
                 self.counts[Kind::SetConfig.index()].received += 1;
@@ -303,11 +314,17 @@ impl App {
             "shadow/update/documents" => {
                 self.counts[Kind::Desired.index()].received += 1;
                 let current = &body["current"];
-                let Some(version) = current["version"].as_u64() else { return };
+                let Some(version) = current["version"].as_u64() else {
+                    return;
+                };
                 ledger.documents(version, Light::from_shadow(&current["state"]["reported"]["light"]), now)
             }
             "lamp/set_config/rejected" | "shadow/update/rejected" => {
-                let key = if what == "lamp/set_config/rejected" { "client" } else { "clientToken" };
+                let key = if what == "lamp/set_config/rejected" {
+                    "client"
+                } else {
+                    "clientToken"
+                };
                 if let Some((l, seq)) = tag_of(key)
                     && l == lamp
                 {

@@ -84,11 +84,13 @@ impl Fleet {
             led: Box::new(SimLed::new()),
         };
         let (ready_tx, ready) = oneshot::channel();
-        let done = self
-            .runtime
-            .spawn(daemon::run(setup, self.shutdown.child_token(), move |handle, _clock| {
+        let done = self.runtime.spawn(daemon::run(
+            setup,
+            self.shutdown.child_token(),
+            move |handle, _clock| {
                 let _ = ready_tx.send(handle.online.clone());
-            }));
+            },
+        ));
         self.lamps.push(Lamp {
             ready: Some(ready),
             online: None,

@@ -115,7 +115,10 @@ fn a_reported_state_reflects_the_desired_update_with_its_values() {
         }
     );
     // The same document again (QoS 1 redelivery) is a duplicate.
-    assert_eq!(documents_of(&mut ledger, 3, Kind::Desired, 1, 6000), Seen::Duplicate(Kind::Desired));
+    assert_eq!(
+        documents_of(&mut ledger, 3, Kind::Desired, 1, 6000),
+        Seen::Duplicate(Kind::Desired)
+    );
     // A later report of the same light (e.g. the output caught up) is no news.
     assert_eq!(documents_of(&mut ledger, 4, Kind::Desired, 1, 7000), Seen::Other);
     let outcome = ledger.settle();
@@ -135,7 +138,10 @@ fn a_set_config_is_reflected_by_its_echo() {
             latency_us: 2500
         }
     );
-    assert_eq!(ledger.changed(Some(0), Some(echo), 2600), Seen::Duplicate(Kind::SetConfig));
+    assert_eq!(
+        ledger.changed(Some(0), Some(echo), 2600),
+        Seen::Duplicate(Kind::SetConfig)
+    );
     // An echo naming a desired update's seq is not an answer to it.
     assert_eq!(ledger.changed(Some(1), Some(echo), 2700), Seen::Other);
     // A set_config's values showing in reported do not count as a desired update's.

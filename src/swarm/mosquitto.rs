@@ -53,7 +53,11 @@ impl LocalMosquitto {
     fn write_config(&self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         // SAFETY: geteuid has no preconditions.
-        let user = if unsafe { libc::geteuid() } == 0 { "user root\n" } else { "" };
+        let user = if unsafe { libc::geteuid() } == 0 {
+            "user root\n"
+        } else {
+            ""
+        };
         // max_queued_messages 0 (no limit) so the broker drops nothing for a slow subscriber:
         // loss must be the fleet's, not a queue limit's.
         let config = format!(

@@ -82,7 +82,11 @@ impl Asked {
             return refuse(format!("--lamps {}: 1 to {MAX_LAMPS}", self.lamps));
         }
         if self.lamp_offset > 10 * MAX_LAMPS {
-            return refuse(format!("--lamp-offset {}: at most {}", self.lamp_offset, 10 * MAX_LAMPS));
+            return refuse(format!(
+                "--lamp-offset {}: at most {}",
+                self.lamp_offset,
+                10 * MAX_LAMPS
+            ));
         }
         if self.apps == 0 || self.apps > MAX_APPS.min(self.lamps) {
             return refuse(format!(
@@ -226,7 +230,10 @@ pub fn parse_mix(text: &str) -> Result<f64, PlanError> {
     let desired = desired.unwrap_or_else(|| 1.0 - set_config.unwrap_or(0.0));
     let set_config = set_config.unwrap_or(1.0 - desired);
     if (desired + set_config - 1.0).abs() > 1e-9 {
-        return refuse(format!("--mix {text:?}: the shares add up to {}, not 1", desired + set_config));
+        return refuse(format!(
+            "--mix {text:?}: the shares add up to {}, not 1",
+            desired + set_config
+        ));
     }
     Ok(desired)
 }

@@ -31,7 +31,13 @@ fn refused(change: impl FnOnce(&mut Asked)) -> String {
 #[test]
 fn a_plan_in_bounds_gets_defaults() {
     let plan = asked().validate("d").unwrap();
-    assert_eq!(plan.brokers, vec![BrokerAddr { host: "127.0.0.1".into(), port: 1883 }]);
+    assert_eq!(
+        plan.brokers,
+        vec![BrokerAddr {
+            host: "127.0.0.1".into(),
+            port: 1883
+        }]
+    );
     assert_eq!(plan.max_messages, 1100);
     assert_eq!(plan.desired_share, 0.5);
     assert_eq!(plan.ramp_time(), Duration::from_millis(100));
@@ -76,21 +82,31 @@ fn names_that_break_topics_are_refused() {
 fn brokers_are_only_those_given() {
     assert!(refused(|a| a.brokers = vec!["nohost".into()]).contains("--broker"));
     assert!(refused(|a| a.brokers = vec!["h:0".into()]).contains("--broker"));
-    assert!(refused(|a| {
-        a.mosquitto = true;
-        a.brokers = vec!["127.0.0.1:1".into()];
-    })
-    .contains("--mosquitto"));
+    assert!(
+        refused(|a| {
+            a.mosquitto = true;
+            a.brokers = vec!["127.0.0.1:1".into()];
+        })
+        .contains("--mosquitto")
+    );
     assert!(refused(|a| a.restart_broker_at = Some("2s".into())).contains("--mosquitto"));
-    assert!(refused(|a| {
-        a.mosquitto = true;
-        a.restart_broker_at = Some("10s".into());
-    })
-    .contains("within"));
+    assert!(
+        refused(|a| {
+            a.mosquitto = true;
+            a.restart_broker_at = Some("10s".into());
+        })
+        .contains("within")
+    );
     let mut a = asked();
     a.brokers = vec!["127.0.0.2:1884".into(), "127.0.0.3:1885".into()];
     let plan = a.validate("d").unwrap();
-    assert_eq!(plan.brokers[1], BrokerAddr { host: "127.0.0.3".into(), port: 1885 });
+    assert_eq!(
+        plan.brokers[1],
+        BrokerAddr {
+            host: "127.0.0.3".into(),
+            port: 1885
+        }
+    );
     let mut a = asked();
     a.mosquitto = true;
     assert!(a.validate("d").unwrap().brokers.is_empty());

@@ -399,7 +399,10 @@ impl Report {
         c.failed += o.failed;
         c.connected_at_end += o.connected_at_end;
         // The fleet was all up once each process's lamps were.
-        c.all_connected_after_ms = c.all_connected_after_ms.zip(o.all_connected_after_ms).map(|(a, b)| a.max(b));
+        c.all_connected_after_ms = c
+            .all_connected_after_ms
+            .zip(o.all_connected_after_ms)
+            .map(|(a, b)| a.max(b));
         self.messages.desired.add(&other.messages.desired);
         self.messages.set_config.add(&other.messages.set_config);
         self.faults.extend(other.faults);

@@ -175,11 +175,31 @@ fn merging_a_report_with_itself_doubles_counts_and_keeps_percentiles() {
     doubled.merge(again).unwrap();
     let (d, one) = (&doubled.messages.desired, &a.messages.desired);
     assert_eq!(
-        [d.sent, d.acked, d.received, d.duplicates, d.reflected, d.superseded, d.lost],
-        [one.sent, one.acked, one.received, one.duplicates, one.reflected, one.superseded, one.lost].map(|n| 2 * n)
+        [
+            d.sent,
+            d.acked,
+            d.received,
+            d.duplicates,
+            d.reflected,
+            d.superseded,
+            d.lost
+        ],
+        [
+            one.sent,
+            one.acked,
+            one.received,
+            one.duplicates,
+            one.reflected,
+            one.superseded,
+            one.lost
+        ]
+        .map(|n| 2 * n)
     );
     assert_eq!(doubled.faults.len(), 2);
-    assert_eq!(doubled.connections.all_connected_after_ms, a.connections.all_connected_after_ms);
+    assert_eq!(
+        doubled.connections.all_connected_after_ms,
+        a.connections.all_connected_after_ms
+    );
     for ((name, d), (_, one)) in doubled.latency_us.all().into_iter().zip(a.latency_us.all()) {
         assert_eq!(d.count(), 2 * one.count(), "{name}");
         for q in [0.5, 0.9, 0.99, 0.999] {

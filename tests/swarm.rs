@@ -1,0 +1,238 @@
+//! `lampi swarm run` against a real, private Mosquitto on loopback: a small fleet loses nothing,
+//! a broker restart mid-run loses nothing acknowledged and every lamp comes back, and the CLI
+//! writes reports that `lampi swarm merge` adds up. Counts and connectivity are asserted, never
+//! latency values (the machine is shared). The tests run one at a time: each has hundreds of
+//! lamps.
+#![cfg(feature = "swarm")]
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+
+use lampi::config::Config;
+use lampi::swarm::plan::{Asked, Plan};
+use lampi::swarm::report::Report;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn plan(run_id: &str, lamps: u64, apps: u64, rate: f64, duration: &str, state_dir: &Path) -> Asked {
+    Asked {
+        brokers: vec![],
+        mosquitto: true,
+        lamps,
+        lamp_offset: 0,
+        run_id: Some(run_id.to_owned()),
+        apps,
+        rate,
+        mix: "desired=0.5,set_config=0.5".to_owned(),
+        ramp: 200.0,
+        duration: duration.to_owned(),
+        grace: "5s".to_owned(),
+        max_messages: None,
+        qos: 1,
+        prefix: "swarmtest".to_owned(),
+        state_dir: Some(state_dir.to_owned()),
+        restart_broker_at: None,
+        broker_down: "2s".to_owned(),
+    }
+}
+
+fn run(plan: Plan) -> Report {
+    // Lamps reconnect fast, as in the other tests: the defaults (500 ms doubling to 30 s) would
+    // make a restart test wait on backoff rather than measure it.
+    let base = Config::parse(
+        "[mqtt]\nreconnect_initial_ms = 200\nreconnect_max_ms = 2000\n",
+        Path::new("swarm.toml"),
+    )
+    .unwrap()
+    .config;
+    let report = lampi::swarm::run(plan, base, false).expect("the swarm runs");
+    eprintln!("{report}");
+    report
+}
+
+fn assert_no_loss(report: &Report) {
+    let table = report.to_string();
+    assert_eq!(report.aborted, None, "{table}");
+    assert_eq!(report.loss.lost, 0, "{table}");
+    assert_eq!(report.loss.unanswered, 0, "every lamp answered the final get\n{table}");
+    for (name, counts) in [
+        ("desired", &report.messages.desired),
+        ("set_config", &report.messages.set_config),
+    ] {
+        assert!(counts.sent > 0, "{name}\n{table}");
+        assert_eq!(counts.lost, 0, "{name}\n{table}");
+        assert_eq!(counts.rejected, 0, "{name}\n{table}");
+        // Every intent is accounted for.
+        assert_eq!(
+            counts.reflected + counts.superseded + counts.unresolved,
+            counts.sent,
+            "{name}\n{table}"
+        );
+    }
+}
+
+#[test]
+fn a_small_fleet_connects_and_loses_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let lamps = 200;
+    let report = run(plan("small", lamps, 10, 100.0, "20s", dir.path())
+        .validate("x")
+        .unwrap());
+    let table = report.to_string();
+    assert_eq!(report.connections.connected_at_end, lamps, "{table}");
+    assert!(report.connections.all_connected_after_ms.is_some(), "{table}");
+    assert!(report.connections.made >= lamps + 10, "{table}");
+    assert_no_loss(&report);
+    let (d, s) = (&report.messages.desired, &report.messages.set_config);
+    // 100 a second for 20 s, give or take the ticks at the edges.
+    assert!((1900..=2000).contains(&(d.sent + s.sent)), "{table}");
+    assert_eq!(d.acked, d.sent, "QoS 1: every publish acknowledged\n{table}");
+    assert_eq!(s.acked, s.sent, "{table}");
+    assert_eq!(d.unresolved + s.unresolved, 0, "{table}");
+    for (name, latency) in report.latency_us.all() {
+        assert!(latency.count() > 0, "{name}\n{table}");
+    }
+    assert_eq!(report.latency_us.publish_puback.count(), d.sent + s.sent, "{table}");
+    assert!(report.timeline.points.len() >= 15, "{table}");
+    assert!(report.sources[0].bytes_per_lamp > 0, "{table}");
+    assert!(report.faults.is_empty());
+}
+
+#[test]
+fn a_broker_restart_loses_nothing_acknowledged_and_every_lamp_comes_back() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let lamps = 100;
+    let mut asked = plan("restart", lamps, 5, 50.0, "15s", dir.path());
+    asked.restart_broker_at = Some("5s".to_owned());
+    let report = run(asked.validate("x").unwrap());
+    let table = report.to_string();
+    assert_eq!(report.connections.connected_at_end, lamps, "{table}");
+    assert_no_loss(&report);
+    assert_eq!(report.faults.len(), 1, "{table}");
+    let fault = &report.faults[0];
+    assert_eq!(fault.kind, "broker_restart");
+    assert!(fault.down_ms >= 2000, "{table}");
+    assert_eq!(fault.reconnected, lamps, "{table}");
+    assert!(fault.all_reconnected_after_ms.is_some(), "{table}");
+    assert_eq!(fault.reconnect_us.count(), lamps, "{table}");
+    // Lamps and apps all connected twice at least.
+    assert!(report.connections.made >= 2 * (lamps + 5), "{table}");
+}
+
+fn lampi(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lampi"))
+        .current_dir(dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_command_line_runs_a_swarm_and_merges_its_reports() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    for (name, offset) in [("a", "0"), ("b", "20")] {
+        let out = lampi(
+            dir.path(),
+            &[
+                "swarm",
+                "run",
+                "--mosquitto",
+                "--lamps",
+                "20",
+                "--lamp-offset",
+                offset,
+                "--apps",
+                "2",
+                "--rate",
+                "20",
+                "--duration",
+                "5s",
+                "--grace",
+                "2s",
+                "--run-id",
+                "cli",
+                "--state-dir",
+                state,
+                "--quiet",
+                "--fail-on-loss",
+                "--out",
+                &format!("{name}.json"),
+                "--svg",
+                &format!("{name}.svg"),
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            stdout.contains("run cli: 20 lamps (20 connected at the end)"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("lost: 0"), "{stdout}");
+        let svg = std::fs::read_to_string(dir.path().join(format!("{name}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg "));
+    }
+    assert!(!Path::new(state).join("cli").exists(), "the run's state is removed");
+
+    let out = lampi(dir.path(), &["swarm", "merge", "a.json", "b.json", "--out", "ab.json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let read = |name: &str| Report::from_json(&std::fs::read_to_string(dir.path().join(name)).unwrap()).unwrap();
+    let (a, b, merged) = (read("a.json"), read("b.json"), read("ab.json"));
+    assert_eq!(merged.parameters.lamps, 40);
+    assert_eq!(merged.connections.connected_at_end, 40);
+    assert_eq!(merged.totals().sent, a.totals().sent + b.totals().sent, "{stdout}");
+    assert!(
+        stdout.contains("run cli: 40 lamps (40 connected at the end)"),
+        "{stdout}"
+    );
+    assert_eq!(merged.sources.len(), 2);
+    assert_eq!(merged.sources[1].lamps, [20, 40]);
+}
+
+#[test]
+fn a_bad_plan_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, why) in [
+        (&["--lamps", "100001"][..], "--lamps"),
+        (&["--duration", "2h"][..], "--duration"),
+        (&["--rate", "2000000"][..], "--rate"),
+        (&["--restart-broker-at", "1s"][..], "--mosquitto"),
+    ] {
+        let out = lampi(
+            dir.path(),
+            &[&["swarm", "run", "--broker", "127.0.0.1:1"][..], args].concat(),
+        );
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(why), "{args:?}");
+    }
+    // A broker that is not there: EX_UNAVAILABLE, before any lamp starts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = lampi(
+        dir.path(),
+        &[
+            "swarm",
+            "run",
+            "--broker",
+            &format!("127.0.0.1:{port}"),
+            "--lamps",
+            "2",
+            "--apps",
+            "1",
+            "--duration",
+            "1s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(69));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
+}
