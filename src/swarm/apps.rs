@@ -158,7 +158,8 @@ pub async fn run(
             changed = schedule.changed() => {
                 match changed {
                     Ok(()) => if let Some(plan) = *schedule.borrow() { break plan },
-                    Err(_) => break Schedule { send_from: Instant::now(), send_until: Instant::now(), final_get: Instant::now(), done_by: Instant::now() },
+                    // The run ended before sending began.
+                    Err(_) => return app.finish(),
                 }
             }
         }
@@ -179,7 +180,7 @@ pub async fn run(
                 if now >= plan.send_from && now < plan.send_until && app.connected {
                     let elapsed = now.duration_since(plan.send_from).as_secs_f64();
                     let due = ((elapsed * app.setup.rate) as u64).min(app.setup.max_messages);
-                    // An app that was offline does not make up for it in one burst.
+                    // An app that was offline catches up, at ten times its rate at most.
                     let due = due.min(sent + (app.setup.rate / 10.0).ceil() as u64 + 1);
                     while sent < due {
                         app.send(sent).await;
