@@ -39,7 +39,7 @@ pub fn raise_nofile(needed: u64) -> Result<u64, String> {
         return Ok(target.rlim_cur);
     }
     Err(format!(
-        "need {needed} file descriptors, the limit is {soft} (hard {hard}); run as root or raise `ulimit -Hn`"
+        "need {needed} file descriptors, the limit is {soft} (hard {hard}): raise `ulimit -Hn` (or run with CAP_SYS_RESOURCE), or split the lamps over processes with --lamp-offset"
     ))
 }
 
