@@ -329,7 +329,7 @@ impl Run<'_> {
                 schedule_rx.clone(),
             )));
         }
-        let subscribe_by = tokio::time::Instant::now() + SUBSCRIBE_TIMEOUT;
+        let subscribe_by = tokio::time::Instant::from_std((Instant::now() + SUBSCRIBE_TIMEOUT).min(deadline));
         let mut ready = 0;
         while ready < plan.apps {
             match tokio::time::timeout_at(subscribe_by, subscribed.recv()).await {
@@ -341,11 +341,13 @@ impl Run<'_> {
         // Steady, grace, final gets.
         let now = Instant::now();
         let final_get = now + plan.duration + plan.grace;
+        // The apps end by themselves a second before the deadline, with what they saw.
+        let wanted = final_get + FINAL_GET_WAIT + Duration::from_millis(plan.lamps);
         let schedule = Schedule {
             send_from: now,
             send_until: now + plan.duration,
             final_get,
-            done_by: (final_get + FINAL_GET_WAIT + Duration::from_millis(plan.lamps)).min(deadline - POLL * 10),
+            done_by: wanted.min(deadline - POLL * 10),
         };
         let _ = schedule_tx.send(Some(schedule));
         let (fault_tx, mut fault_rx) = mpsc::unbounded_channel();
@@ -408,12 +410,19 @@ impl Run<'_> {
 
         let mut results = Vec::new();
         for handle in handles {
-            if aborted.is_some() {
-                handle.abort();
+            // An app stuck past the deadline (its broker gone) gets a moment, then is dropped.
+            let abort = handle.abort_handle();
+            match tokio::time::timeout(Duration::from_secs(2), handle).await {
+                Ok(Ok(result)) => results.push(result),
+                Ok(Err(_)) => {}
+                Err(_) => abort.abort(),
             }
-            if let Ok(result) = handle.await {
-                results.push(result);
-            }
+        }
+        // Cut short if the deadline came before the sending ended or every lamp answered the
+        // final get (lamps slow to connect and apps slow to subscribe eat into its slack).
+        let unanswered: u64 = results.iter().map(|r| r.unanswered).sum();
+        if schedule.done_by < wanted && (schedule.send_until > schedule.done_by || unanswered > 0) {
+            aborted.get_or_insert_with(|| "deadline".to_owned());
         }
         let connects = fleet.connects + results.iter().map(|r| r.connects).sum::<u64>();
         let failed = results.iter().map(|r| r.failed_connects).sum();
