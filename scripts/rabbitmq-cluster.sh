@@ -4,7 +4,7 @@
 # meets a system node or another test's cluster. Debian's rabbitmq-server 3.10 (`apt-get install
 # rabbitmq-server`); no system node needs to run.
 #
-# Usage: scripts/rabbitmq-cluster.sh DIR start         start the three nodes and cluster them
+# Usage: scripts/rabbitmq-cluster.sh DIR start         start three new nodes and cluster them
 #        scripts/rabbitmq-cluster.sh DIR stop-node I   stop node I (1..3) gracefully
 #        scripts/rabbitmq-cluster.sh DIR kill-node I   SIGKILL node I
 #        scripts/rabbitmq-cluster.sh DIR start-node I  start node I again (it rejoins)
@@ -13,6 +13,7 @@
 #
 # Ports come from BASE (environment, default 25600): epmd BASE, AMQP BASE+1..3, distribution
 # BASE+11..13, MQTT BASE+21..23, the CLI's own distribution ports BASE+30..39; all on 127.0.0.1.
+# QUEUE_TYPE=classic (environment, at start) keeps sessions in classic queues, RabbitMQ's default.
 # `start` writes them to DIR/ports.env, which the other commands read. Every node runs in its
 # own process group (its pid in DIR/nI/pgid), so `down` leaves no beam.smp, erl_child_setup or
 # epmd behind even when the node hangs.
@@ -74,7 +75,7 @@ mqtt.tcp_listen_options.nodelay = true
 # Persistent sessions are quorum queues, replicated on all three nodes, so a lamp's session
 # (and the QoS 1 requests waiting in it) survives the node it was on. Only for queues declared
 # after it is set: it must be there before the first client connects.
-mqtt.durable_queue_type = quorum
+mqtt.durable_queue_type = ${QUEUE_TYPE:-quorum}
 # The default (10) throttles an app subscribed to many lamps.
 mqtt.prefetch = 100
 log.console = false
@@ -104,6 +105,10 @@ await_node() {
     fi
 }
 
+join() {
+    ctl "$1" stop_app && ctl "$1" join_cluster lampi1@localhost && ctl "$1" start_app
+}
+
 kill_group() {
     file=$1
     if [ -f "$file" ]; then
@@ -116,6 +121,8 @@ ports
 cluster_env
 case "$command" in
 start)
+    # Joining nodes that are already members fails: a cluster is started once, then per node.
+    [ ! -e "$DIR/n1/mnesia" ] || { echo "$DIR holds a cluster already: start-node I, or remove it" >&2; exit 64; }
     mkdir -p "$DIR"
     printf 'BASE=%s\nEPMD=%s\nMQTT1=%s\nMQTT2=%s\nMQTT3=%s\n' "$BASE" "$EPMD" \
         $((BASE + 21)) $((BASE + 22)) $((BASE + 23)) >"$DIR/ports.env"
@@ -135,9 +142,12 @@ start)
     for i in 1 2 3; do spawn_node "$i"; done
     for i in 1 2 3; do await_node "$i"; done
     for i in 2 3; do
-        ctl "$i" stop_app >/dev/null
-        ctl "$i" join_cluster lampi1@localhost >/dev/null
-        ctl "$i" start_app >/dev/null
+        # The output (with harmless errors about the tables of a node mid-join) goes to a log.
+        join "$i" >>"$DIR/cli.log" 2>&1 || {
+            echo "node lampi$i did not join lampi1:" >&2
+            tail -20 "$DIR/cli.log" >&2
+            exit 1
+        }
     done
     ctl 1 await_startup --timeout "$WAIT_SECS" >/dev/null
     ;;

@@ -76,7 +76,7 @@ fn is_brightness(value: &Value, b: f64) -> bool {
 /// True if the broker acknowledged it.
 async fn send(app: &Client, names: &Names, seq: usize) -> bool {
     let b = brightness(seq);
-    if seq % 2 == 0 {
+    if seq.is_multiple_of(2) {
         let payload = json!({"brightness": b, "on": true, "client": format!("app-{seq}")});
         app.publish_acked(&names.set_config, payload.to_string(), PUBACK_WITHIN)
             .await
