@@ -254,8 +254,10 @@ async fn lamps_fail_over_between_rabbitmq_nodes_and_lose_no_acknowledged_update(
     // A graceful stop closes the lamps' connections without their last will: nothing says "0".
     assert!(wills.is_empty(), "a last will was published: {wills:?}");
 
-    // Every acknowledged update is reflected in lamp/changed, or superseded by a later one that
-    // is; and the lamp's last report is the last acknowledged update.
+    // Every acknowledged shadow update is answered (`update/accepted` with its clientToken: the
+    // lamp answers each request). Every acknowledged set_config is reflected in lamp/changed, or
+    // superseded by a later update that is (the lamp coalesces its reports, not its answers).
+    // And the lamp's last report is the last acknowledged update.
     let mut lost = Vec::new();
     let mut superseded = 0;
     let (mut sent_total, mut acked_total) = (0, 0);
@@ -265,21 +267,33 @@ async fn lamps_fail_over_between_rabbitmq_nodes_and_lose_no_acknowledged_update(
         sent_total += sent;
         acked_total += acked.len();
         let last = *acked.last().expect("some update acknowledged");
-        let mut seen = Vec::new();
+        let accepted_topic = format!("{}update/accepted", names.shadow);
+        let (mut seen, mut accepted) = (Vec::new(), Vec::new());
+        let answered = |accepted: &[Value], seq: usize| accepted.contains(&json!(format!("app-{seq}")));
         let deadline = Instant::now() + GRACE;
-        let mut reflected_last = false;
-        while !reflected_last && Instant::now() < deadline {
+        loop {
             for message in app.drain_all(Duration::from_millis(200)).await {
                 if message.topic == names.changed {
-                    let b = json(&message)["brightness"].clone();
-                    reflected_last |= is_brightness(&b, brightness(last));
-                    seen.push(b);
+                    seen.push(json(&message)["brightness"].clone());
+                } else if message.topic == accepted_topic {
+                    accepted.push(json(&message)["clientToken"].clone());
                 }
+            }
+            let reflected_last = seen.iter().any(|b| is_brightness(b, brightness(last)));
+            let all_answered = acked
+                .iter()
+                .all(|&seq| seq.is_multiple_of(2) || answered(&accepted, seq));
+            if (reflected_last && all_answered) || Instant::now() > deadline {
+                break;
             }
         }
         let reflected = |seq: usize| seen.iter().any(|b| is_brightness(b, brightness(seq)));
         for (k, &seq) in acked.iter().enumerate() {
-            if !reflected(seq) {
+            if !seq.is_multiple_of(2) {
+                if !answered(&accepted, seq) {
+                    lost.push((i, seq));
+                }
+            } else if !reflected(seq) {
                 if acked[k + 1..].iter().any(|&later| reflected(later)) {
                     superseded += 1;
                 } else {
