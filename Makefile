@@ -2,8 +2,9 @@
 # (The UI's text needs fontconfig; udev, libinput and xkbcommon are the Pi touchscreen's, for
 # lint, which builds the linuxkms backend too; strace watches the daemon's system calls;
 # libdbus-1-dev is bluer's, for the `ble` feature, whose tests run a private dbus-daemon and a
-# BlueZ stand-in on python3-dbusmock.)
-TEST_PACKAGES = mosquitto mosquitto-clients openssl python3-ephem systemd strace pkg-config \
+# BlueZ stand-in on python3-dbusmock; rabbitmq-server is tests/cluster.rs's three-node cluster,
+# which scripts/rabbitmq-cluster.sh runs privately: deps.sh keeps the system node from starting.)
+TEST_PACKAGES = mosquitto mosquitto-clients rabbitmq-server openssl python3-ephem systemd strace pkg-config \
 	libfontconfig-dev libudev-dev libinput-dev libxkbcommon-dev \
 	libdbus-1-dev dbus-daemon python3-dbusmock
 

@@ -48,8 +48,8 @@ pub enum Command {
     Shadow { op: ShadowOp, payload: Vec<u8> },
     /// A message from a cloud shadow service (the lamp is its client).
     Cloud { topic: ShadowTopic, payload: Vec<u8> },
-    /// The broker connection came up.
-    Connected,
+    /// The broker connection came up, to the `broker`th of the configured brokers (from 1).
+    Connected { broker: usize },
     /// The broker connection was lost.
     Disconnected,
     /// Bluetooth LE started or stopped serving.
@@ -268,9 +268,9 @@ impl LampTask {
             ),
             Command::Shadow { op, payload } => (Input::Shadow { op, payload }, None),
             Command::Cloud { topic, payload } => (Input::Cloud { topic, payload }, None),
-            Command::Connected => {
+            Command::Connected { broker } => {
                 self.online.send_replace(true);
-                (Input::Connected, None)
+                (Input::Connected { broker }, None)
             }
             Command::Disconnected => {
                 self.online.send_replace(false);

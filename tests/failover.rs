@@ -34,6 +34,14 @@ async fn answers_set_config(client: &mut Client, sender: &str) {
     client.next_matching(CHANGED, |j| j["client"] == json!(sender)).await;
 }
 
+/// Which of its brokers the lamp's shadow says it is on, asked through `client`'s broker.
+async fn reported_broker(client: &mut Client) -> serde_json::Value {
+    client.subscribe("$aws/things/lamp1/shadow/get/accepted").await;
+    client.publish("$aws/things/lamp1/shadow/get", "{}").await;
+    let document = client.next_on("$aws/things/lamp1/shadow/get/accepted").await;
+    json(&document)["state"]["reported"]["broker"].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lamp_fails_over_in_order_and_stays_with_the_broker_that_answers() {
     let mut first = Broker::start();
@@ -55,6 +63,7 @@ async fn the_lamp_fails_over_in_order_and_stays_with_the_broker_that_answers() {
     // The first broker in the list is the one used while it answers.
     let mut on_first = lamp_online_on(&first, "watcher-1", common::TIMEOUT).await;
     answers_set_config(&mut on_first, "on-first").await;
+    assert_eq!(reported_broker(&mut on_first).await, json!(1));
     assert!(
         on_second.drain_all(Duration::from_millis(300)).await.is_empty(),
         "the lamp is on the second broker too"
@@ -75,6 +84,12 @@ async fn the_lamp_fails_over_in_order_and_stays_with_the_broker_that_answers() {
     );
     println!("failed over to the second broker in {:?}", killed.elapsed());
     answers_set_config(&mut on_second, "on-second").await;
+    assert_eq!(
+        reported_broker(&mut on_second).await,
+        json!(2),
+        "the shadow says where it is"
+    );
+    on_second.drain_all(Duration::from_millis(100)).await;
 
     // The first comes back: the lamp stays where it is, working.
     first.restart();
@@ -95,6 +110,7 @@ async fn the_lamp_fails_over_in_order_and_stays_with_the_broker_that_answers() {
     assert_eq!(json(&changed)["client"], json!("on-second"));
     println!("failed back to the first broker in {:?}", killed.elapsed());
     answers_set_config(&mut back, "back-on-first").await;
+    assert_eq!(reported_broker(&mut back).await, json!(1));
     lamp.stop().await;
 }
 

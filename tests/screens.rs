@@ -150,7 +150,7 @@ fn every_slider_keeps_its_knob_on_its_track_and_its_track_on_the_screen() {
     // words longer than the column they are in.
     let mut deployed = ViewInput::example();
     deployed.status.addresses = vec!["192.168.1.42".into(), "2a02:8071:5e1:2c00:ba27:ebff:fe12:3456".into()];
-    deployed.status.broker = "a1b2c3d4e5f6g7-ats.iot.eu-central-1.amazonaws.com:8883".into();
+    deployed.status.brokers = vec!["a1b2c3d4e5f6g7-ats.iot.eu-central-1.amazonaws.com:8883".into()];
     deployed.status.has_backlight = false;
     for base in [ViewInput::example(), deployed] {
         for value in [0.0, 0.5, 1.0] {

@@ -10,9 +10,7 @@ use super::{Config, ConfigError};
 pub const MAX_BLE_NAME_BYTES: usize = 22;
 /// The longest Manufacturer Name: a few long reads at the default MTU.
 pub const MAX_BLE_MANUFACTURER_BYTES: usize = 64;
-/// The longest `mqtt.brokers`: a cluster's nodes or a few sites, not a scan; a round of dead
-/// brokers stays short.
-pub const MAX_BROKERS: usize = 16;
+pub use crate::core::schema::MAX_BROKERS;
 
 impl Config {
     /// Settings that work but put something at risk.

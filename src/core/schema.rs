@@ -30,6 +30,9 @@ pub const LAMP_REPORT_BYTES: usize = 3 * 1024;
 pub const MAX_MIRRORED_BYTES: usize = MAX_STATE_BYTES - LAMP_REPORT_BYTES;
 /// Settings that the cloud sets in `desired` and the lamp mirrors in `reported`.
 pub const MIRRORED: [&str; 4] = ["mode", "timezone", "alarms", "natural_light"];
+/// The longest `mqtt.brokers`: a cluster's nodes or a few sites, not a scan; a round of dead
+/// brokers stays short. `reported.broker` counts in it.
+pub const MAX_BROKERS: usize = 16;
 /// Versions and times the lamp reports are short; this bounds what an app may write there.
 const MAX_SHORT_TEXT_BYTES: usize = 64;
 pub const MAX_TRANSITION_MS: u64 = 60_000;
@@ -356,7 +359,7 @@ fn natural_light(path: &str, value: &Value) -> Checked {
 /// Fields both the cloud and the lamp may set.
 const SETTINGS: [&str; 6] = ["light", "mode", "timezone", "alarms", "natural_light", "firmware"];
 /// Fields only the lamp reports.
-const REPORTED_ONLY: [&str; 6] = ["output", "connected_since", "alarm", "clock", "owner", "ble"];
+const REPORTED_ONLY: [&str; 7] = ["output", "connected_since", "broker", "alarm", "clock", "owner", "ble"];
 
 /// `desired.firmware`: the version the cloud wants running.
 fn desired_firmware(path: &str, value: &Value) -> Checked {
@@ -415,6 +418,7 @@ fn sections(desired: &Map<String, Value>, reported: &Map<String, Value>) -> Chec
             }
             "firmware" => reported_firmware(&path, value)?,
             "connected_since" => integer_in(&path, value, 0, u64::MAX)?,
+            "broker" => integer_in(&path, value, 1, MAX_BROKERS as u64)?,
             "alarm" => alarm_state(&path, value)?,
             "owner" => {
                 let map = object(&path, value)?;

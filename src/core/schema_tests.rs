@@ -21,7 +21,7 @@ fn accepts_a_full_document() {
     .unwrap();
     validate(
         &Map::new(),
-        json!({"output": {"r": 0, "g": 0.5, "b": 1}, "firmware": {"version": "0.1.0"}, "connected_since": 1795712902})
+        json!({"output": {"r": 0, "g": 0.5, "b": 1}, "firmware": {"version": "0.1.0"}, "connected_since": 1795712902, "broker": 2})
             .as_object()
             .unwrap(),
     )
@@ -167,6 +167,14 @@ fn reported_only_fields_are_checked_by_type_and_size() {
         (
             json!({"firmware": {"update": {"log": []}}}),
             "reported.firmware.update.log: unknown field",
+        ),
+        (
+            json!({"broker": 0}),
+            "reported.broker: must be a whole number from 1 to 16",
+        ),
+        (
+            json!({"broker": 17}),
+            "reported.broker: must be a whole number from 1 to 16",
         ),
         (json!({"owner": {"id": 5}}), "reported.owner: id and name must be text"),
         (json!({"owner": {"id": "x".repeat(65)}}), "reported.owner: id must be"),
@@ -324,6 +332,7 @@ fn largest_own_report(variant: char) -> Map<String, Value> {
         "clock": {"synchronised": false, "require_sync": false},
         "ble": {"serving": false},
         "connected_since": u64::MAX,
+        "broker": crate::core::schema::MAX_BROKERS,
         "alarm": {
             "state": "snoozed", "snoozed_until": at,
             "ringing": {"id": id(0), "alarms": (0..MAX_ALARMS).map(id).collect::<Vec<_>>(), "label": label,

@@ -119,6 +119,11 @@ impl Reconnect {
         }
     }
 
+    /// The broker in use, counted from 1 in the configured order.
+    fn position(&self) -> usize {
+        self.current + 1
+    }
+
     /// The next broker to try after the current one failed; `None` with a single broker, which
     /// keeps the event loop's options as they are (and so a clean session asked of it).
     fn advance(&mut self) -> Option<MqttOptions> {
@@ -153,7 +158,9 @@ pub(super) async fn poll(
                     l.up = true;
                     l.generation += 1;
                 });
-                Command::Connected
+                Command::Connected {
+                    broker: reconnect.position(),
+                }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 match decode(&topics, &publish.topic, publish.retain, &publish.payload) {

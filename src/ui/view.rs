@@ -83,8 +83,8 @@ pub struct StatusInput {
     pub device_id: String,
     pub firmware: String,
     pub addresses: Vec<String>,
-    /// `host:port`, or empty when MQTT is off.
-    pub broker: String,
+    /// `host:port` of each configured broker in order, or none when MQTT is off.
+    pub brokers: Vec<String>,
     /// `device`, `aws` or `off`.
     pub shadow_service: String,
     pub has_backlight: bool,
@@ -127,7 +127,7 @@ impl ViewInput {
                 device_id: "lampi-b827eb123456".into(),
                 firmware: env!("CARGO_PKG_VERSION").into(),
                 addresses: vec!["192.168.1.42".into(), "fe80::ba27:ebff:fe12:3456".into()],
-                broker: "mqtt.example.net:8883".into(),
+                brokers: vec!["mqtt.example.net:8883".into(), "mqtt2.example.net:8883".into()],
                 shadow_service: "device".into(),
                 has_backlight: true,
             },
@@ -416,7 +416,12 @@ fn natural(input: &ViewInput, zone: Tz) -> (bool, String, SunView) {
 fn info(input: &ViewInput, zone: Tz, clock_24h: bool) -> Vec<(String, String)> {
     let status = &input.status;
     let reported_u64 = |key| input.reported.get(key).and_then(Value::as_u64);
-    let broker = match (status.broker.as_str(), input.cloud_connected) {
+    // The broker the lamp last connected to: after a failover, not the first configured.
+    let in_use = reported_u64("broker").and_then(|n| status.brokers.get(usize::try_from(n).ok()?.checked_sub(1)?));
+    let broker = match (
+        in_use.or(status.brokers.first()).map_or("", String::as_str),
+        input.cloud_connected,
+    ) {
         ("", _) => "MQTT off".to_owned(),
         (broker, true) => match reported_u64("connected_since").and_then(|t| Utc.timestamp_opt(t as i64, 0).single()) {
             Some(since) => format!(

@@ -178,12 +178,22 @@ fn natural_light_needs_a_place_and_draws_todays_sun() {
 fn status_lines_say_what_the_network_popup_said_and_more() {
     let mut input = example();
     input.cloud_connected = false;
-    let info = view(&input).info;
-    let line = |name: &str| info.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
-    assert_eq!(line("Broker"), "mqtt.example.net:8883, offline");
-    assert_eq!(line("Addresses"), "192.168.1.42, fe80::ba27:ebff:fe12:3456");
-    assert_eq!(line("Time zone"), "America/New_York");
-    input.status.broker.clear();
+    let line = |input: &ViewInput, name: &str| {
+        let info = view(input).info;
+        info.into_iter().find(|(n, _)| n == name).map(|(_, v)| v).unwrap()
+    };
+    assert_eq!(line(&input, "Broker"), "mqtt.example.net:8883, offline");
+    input.reported.insert("broker".into(), json!(2));
+    assert_eq!(line(&input, "Broker"), "mqtt2.example.net:8883, offline", "failed over");
+    input.reported.insert("broker".into(), json!(3));
+    assert_eq!(
+        line(&input, "Broker"),
+        "mqtt.example.net:8883, offline",
+        "a list shortened since"
+    );
+    assert_eq!(line(&input, "Addresses"), "192.168.1.42, fe80::ba27:ebff:fe12:3456");
+    assert_eq!(line(&input, "Time zone"), "America/New_York");
+    input.status.brokers.clear();
     assert_eq!(view(&input).info[3].1, "MQTT off");
 }
 

@@ -5,6 +5,7 @@
 #[cfg(feature = "ble")]
 pub mod ble;
 pub mod pki;
+pub mod rabbit;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -146,6 +147,8 @@ pub struct Client {
     messages: mpsc::UnboundedReceiver<Publish>,
     /// How many SUBACKs have arrived, so [`Client::subscribe`] can wait for its own.
     subacks: watch::Receiver<u64>,
+    /// How many PUBACKs have arrived, so [`Client::publish_acked`] can wait for its own.
+    pubacks: watch::Receiver<u64>,
 }
 
 impl Client {
@@ -179,6 +182,7 @@ impl Client {
         eventloop.set_network_options(network);
         let (tx, messages) = mpsc::unbounded_channel();
         let (subacks_tx, subacks) = watch::channel(0);
+        let (pubacks_tx, pubacks) = watch::channel(0);
         let (connected_tx, connected) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let mut connected_tx = Some(connected_tx);
@@ -195,6 +199,7 @@ impl Client {
                         }
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => subacks_tx.send_modify(|n| *n += 1),
+                    Ok(Event::Incoming(Packet::PubAck(_))) => pubacks_tx.send_modify(|n| *n += 1),
                     Ok(_) => {}
                     Err(e) if !reconnect => {
                         if let Some(tx) = connected_tx.take() {
@@ -214,6 +219,7 @@ impl Client {
             client,
             messages,
             subacks,
+            pubacks,
         })
     }
 
@@ -234,6 +240,18 @@ impl Client {
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .await
             .unwrap();
+    }
+
+    /// Publishes at QoS 1 and says whether the broker acknowledged it (PUBACK) within `limit`.
+    /// One at a time per client: the next PUBACK is taken as this message's.
+    pub async fn publish_acked(&self, topic: &str, payload: impl Into<Vec<u8>>, limit: Duration) -> bool {
+        let mut pubacks = self.pubacks.clone();
+        let before = *pubacks.borrow_and_update();
+        self.publish(topic, payload).await;
+        matches!(
+            tokio::time::timeout(limit, pubacks.wait_for(|&n| n > before)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// The next message on `topic` (others are skipped), or a panic after [`TIMEOUT`].

@@ -195,8 +195,9 @@ pub enum Input {
     Shadow { op: ShadowOp, payload: Vec<u8> },
     /// A message from a cloud shadow service (the lamp is its client).
     Cloud { topic: ShadowTopic, payload: Vec<u8> },
-    /// The broker connection came up.
-    Connected,
+    /// The broker connection came up, to the `broker`th of the configured brokers (from 1):
+    /// `reported.broker`, so a lamp that failed over says where it is.
+    Connected { broker: usize },
     /// Bluetooth LE started (`true`) or stopped serving: the adapter or BlueZ came or went.
     /// `reported.ble.serving` follows it; a lamp that never says has no `reported.ble`.
     BleServing(bool),

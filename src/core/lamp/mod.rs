@@ -65,6 +65,7 @@ pub struct Lamp {
     reported_output: Rgb,
     next_output_report: Instant,
     connected_since: Option<u64>,
+    broker: Option<usize>,
     /// Whether Bluetooth LE serves; `None` on a lamp without it.
     ble_serving: Option<bool>,
     /// Local changes not yet in the shadow: the `desired` patch they make, and when it is due.
@@ -127,6 +128,7 @@ impl Lamp {
             reported_output: Rgb::OFF,
             next_output_report: now.mono(),
             connected_since: None,
+            broker: None,
             ble_serving: None,
             pending_local: None,
             requests: 0,
@@ -192,7 +194,7 @@ impl Lamp {
             }
             Input::Shadow { op, payload } => self.shadow_request(op, &payload, mono, timestamp),
             Input::Cloud { topic, payload } => self.cloud_message(topic, &payload, mono, timestamp),
-            Input::Connected => self.connected(timestamp),
+            Input::Connected { broker } => self.connected(timestamp, broker),
             Input::BleServing(serving) => {
                 if self.ble_serving != Some(serving) {
                     self.ble_serving = Some(serving);
@@ -320,9 +322,10 @@ impl Lamp {
         self.fader.output(now)
     }
 
-    /// The broker connection came up at `timestamp`.
-    fn connected(&mut self, timestamp: u64) -> Vec<ShadowMessage> {
+    /// The connection to the `broker`th broker came up at `timestamp`.
+    fn connected(&mut self, timestamp: u64, broker: usize) -> Vec<ShadowMessage> {
         self.connected_since = Some(timestamp);
+        self.broker = Some(broker);
         if self.identity.role == ShadowRole::Client {
             // Fetch first: the cloud may hold desired changes made while the lamp was away. The
             // report follows the answer.

@@ -104,6 +104,9 @@ impl Lamp {
         if let Some(since) = self.connected_since {
             truth.insert("connected_since".into(), json!(since));
         }
+        if let Some(broker) = self.broker {
+            truth.insert("broker".into(), json!(broker));
+        }
         let patch = shadow::diff_patch(&self.shadow.reported, &truth);
         (!patch.is_empty()).then_some(SectionUpdate::Merge(patch))
     }

@@ -273,6 +273,57 @@ fn a_file_that_is_not_a_report_is_refused_with_why() {
     assert!(matches!(err, ReportError::Timeline(_)), "{err}");
 }
 
+/// A report's `hdr` as a crafted file could hold it: a V2 header of the caller's choosing and
+/// `payload`, deflated and wrapped as V2+deflate, base64.
+fn crafted_hdr(payload_len: u32, digits: u32, highest: u64, payload: &[u8]) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let mut v2 = Vec::new();
+    v2.extend(0x1c84_9313_u32.to_be_bytes());
+    v2.extend(payload_len.to_be_bytes());
+    v2.extend(0_u32.to_be_bytes());
+    v2.extend(digits.to_be_bytes());
+    v2.extend(1_u64.to_be_bytes());
+    v2.extend(highest.to_be_bytes());
+    v2.extend(1.0_f64.to_be_bytes());
+    v2.extend(payload);
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    zlib.write_all(&v2).unwrap();
+    let deflated = zlib.finish().unwrap();
+    let mut bytes = 0x1c84_9314_u32.to_be_bytes().to_vec();
+    bytes.extend((deflated.len() as u32).to_be_bytes());
+    bytes.extend(deflated);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn a_histogram_naming_other_bounds_or_a_false_length_is_refused_before_allocating() {
+    let mut a = report("r", 1, [0, 100]);
+    fill(&mut a, 1, 1_700_000_000_000);
+    let refused = |hdr: String| {
+        let mut value: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+        value["latency_us"]["publish_puback"]["hdr"] = hdr.into();
+        Report::from_json(&value.to_string()).unwrap_err().to_string()
+    };
+    // hdrhistogram would size its counts for 1..u64::MAX at 5 digits, and its buffer for 4 GiB.
+    let err = refused(crafted_hdr(0, 5, u64::MAX, &[]));
+    assert!(err.contains("not 1..18446744073709551615 with 5"), "{err}");
+    let err = refused(crafted_hdr(u32::MAX - 64, 3, 60_000_000, &[2]));
+    assert!(
+        err.contains("payload length says 4294967231 bytes, but 1 follow"),
+        "{err}"
+    );
+    let err = refused(crafted_hdr(2 << 20, 3, 60_000_000, &vec![0; 2 << 20]));
+    assert!(err.contains("inflates past 1048576 bytes"), "{err}");
+    // The same bytes with our bounds and a true length are a histogram.
+    let mut value: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+    value["latency_us"]["publish_puback"] = serde_json::json!({
+        "count": 0, "min": 0, "p50": 0, "p90": 0, "p99": 0, "p999": 0, "max": 0, "mean": 0.0,
+        "hdr": crafted_hdr(0, 3, 60_000_000, &[]),
+    });
+    Report::from_json(&value.to_string()).expect("an empty histogram of our bounds");
+}
+
 #[test]
 fn the_table_shows_percentiles_in_ms_and_the_loss() {
     let mut a = report("r", 1, [0, 100]);

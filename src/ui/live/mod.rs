@@ -44,10 +44,10 @@ impl ScreenSetup {
                 device_id: resolved.device_id().to_owned(),
                 firmware: crate::VERSION.into(),
                 addresses: Vec::new(),
-                broker: if config.mqtt.enabled {
-                    config.mqtt.brokers()[0].to_string()
+                brokers: if config.mqtt.enabled {
+                    config.mqtt.brokers().iter().map(ToString::to_string).collect()
                 } else {
-                    String::new()
+                    Vec::new()
                 },
                 shadow_service: config.shadow.service.name().into(),
                 has_backlight: backlight.is_some(),

@@ -242,7 +242,7 @@ fn as_a_cloud_client_it_fetches_follows_deltas_and_refetches_when_refused() {
         role: ShadowRole::Client,
     };
     let mut lamp = Lamp::new(Saved::default(), identity, Duration::ZERO, Now::at(t0, 0));
-    let hello = lamp.connected(10);
+    let hello = lamp.connected(10, 2);
     assert_eq!(topics(&hello), [ShadowTopic::Get]);
     let token = hello[0].payload["clientToken"].as_str().unwrap().to_owned();
 
@@ -251,6 +251,11 @@ fn as_a_cloud_client_it_fetches_follows_deltas_and_refetches_when_refused() {
     let report = lamp.cloud_message(ShadowTopic::GetRejected, missing.to_string().as_bytes(), t0, 11);
     assert_eq!(topics(&report), [ShadowTopic::Update]);
     assert_eq!(report[0].payload["state"]["reported"]["connected_since"], json!(10));
+    assert_eq!(
+        report[0].payload["state"]["reported"]["broker"],
+        json!(2),
+        "the second broker"
+    );
     assert!(report[0].payload.get("version").is_none());
 
     // A delta is applied and the change reported.
@@ -323,7 +328,7 @@ fn cloud_client(now: Instant) -> (Lamp, String) {
         role: ShadowRole::Client,
     };
     let mut lamp = Lamp::new(Saved::default(), identity, Duration::ZERO, Now::at(now, 0));
-    let hello = lamp.connected(10);
+    let hello = lamp.connected(10, 1);
     let token = hello[0].payload["clientToken"].as_str().unwrap().to_owned();
     (lamp, token)
 }
@@ -434,7 +439,7 @@ fn as_a_cloud_client_a_new_document_gets_the_settings_the_lamp_keeps() {
         Duration::ZERO,
         Now::at(now, 0),
     );
-    let hello = lamp.connected(10);
+    let hello = lamp.connected(10, 1);
     let token = hello[0].payload["clientToken"].clone();
     let missing = json!({"code": 404, "message": "No shadow exists with name: 'lamp1'", "clientToken": token});
     let sent = lamp.cloud_message(ShadowTopic::GetRejected, missing.to_string().as_bytes(), now, 11);
