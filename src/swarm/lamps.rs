@@ -77,7 +77,7 @@ impl Fleet {
     /// Starts the next lamp.
     pub fn start_next(&mut self) {
         let ids = self.names.lamp(self.lamps.len() as u64);
-        let config = naming::lamp_config(&self.base, &ids, &self.brokers);
+        let config = naming::lamp_config(&self.base, &ids, &self.brokers, chrono::Utc::now());
         let setup = LampSetup {
             config,
             state_dir: self.state_dir.join(&ids.device_id),

@@ -4,6 +4,8 @@
 //! prefix holds the app that owns the lamp (`a{app}`), so an app subscribes with one wildcard
 //! per topic to its own lamps only and nothing fans out to every app.
 
+use chrono::{DateTime, Utc};
+
 use crate::config::{BrokerAddr, Config, LedBackendName};
 
 use super::plan::Plan;
@@ -99,7 +101,11 @@ impl Names {
 /// Lamp `ids`'s config: the base config with the lamp's names, the simulated LED, no Home
 /// Assistant, no Bluetooth, no fades (10k fading lamps would be a load of their own), and the
 /// brokers rotated by the lamp's index so lamps spread over a cluster's nodes.
-pub fn lamp_config(base: &Config, ids: &LampIds, brokers: &[BrokerAddr]) -> Config {
+///
+/// The lamp keeps time on a virtual clock at real speed from `now`: the system clock holds a
+/// timerfd per lamp (to notice clock steps, which a swarm never makes), and that second
+/// descriptor per lamp is what kept 10,000 lamps from fitting under a hard limit of 20,000.
+pub fn lamp_config(base: &Config, ids: &LampIds, brokers: &[BrokerAddr], now: DateTime<Utc>) -> Config {
     let mut config = base.clone();
     config.device.id = Some(ids.device_id.clone());
     config.device.state_dir = None;
@@ -108,13 +114,17 @@ pub fn lamp_config(base: &Config, ids: &LampIds, brokers: &[BrokerAddr]) -> Conf
     config.mqtt.topic_prefix = ids.topic_prefix.clone();
     config.shadow.topic_prefix = Some(ids.shadow_prefix.clone());
     let mut rotated = brokers.to_vec();
-    if !rotated.is_empty() {
+    if let [only] = brokers {
+        config.mqtt.host = only.host.clone();
+        config.mqtt.port = only.port;
+    } else if !rotated.is_empty() {
+        // As the config file demands: a list, and host and port left at their defaults.
         let shift = (ids.index % rotated.len() as u64) as usize;
         rotated.rotate_left(shift);
-        config.mqtt.host = rotated[0].host.clone();
-        config.mqtt.port = rotated[0].port;
+        config.mqtt.brokers = Some(rotated);
     }
-    config.mqtt.brokers = (rotated.len() > 1).then_some(rotated);
+    config.clock.start = Some(now.to_rfc3339());
+    config.clock.speed = None;
     config.led.backend = LedBackendName::Sim;
     config.homeassistant.enabled = false;
     config.ble.enabled = false;
@@ -185,16 +195,20 @@ mod tests {
             })
             .collect();
         let lamp = names().lamp(0); // index 100: 100 mod 3 = 1
-        let config = lamp_config(&base, &lamp, &brokers);
+        let now = "2026-11-29T23:00:00Z".parse().unwrap();
+        let config = lamp_config(&base, &lamp, &brokers, now);
         assert_eq!(config.device.id.as_deref(), Some("r7-00100"));
         assert_eq!(config.mqtt.client_id, "lampi-r7-00100");
         assert_eq!(config.mqtt.topic_prefix, lamp.topic_prefix);
         assert_eq!(config.shadow.topic_prefix.as_deref(), Some(lamp.shadow_prefix.as_str()));
         let ports: Vec<u16> = config.mqtt.brokers().iter().map(|b| b.port).collect();
         assert_eq!(ports, [2, 3, 1]);
+        let defaults = crate::config::MqttConfig::default();
+        assert_eq!((&config.mqtt.host, config.mqtt.port), (&defaults.host, defaults.port));
+        assert_eq!(config.virtual_clock_start(), Some(now), "no timerfd per lamp");
         assert!(!config.homeassistant.enabled);
         assert_eq!(config.light.transition_ms, 0);
-        let one = lamp_config(&base, &lamp, &brokers[..1]);
+        let one = lamp_config(&base, &lamp, &brokers[..1], now);
         assert_eq!(one.mqtt.brokers, None);
         assert_eq!((one.mqtt.host.as_str(), one.mqtt.port), ("127.0.0.1", 1));
     }

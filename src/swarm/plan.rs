@@ -180,10 +180,10 @@ impl Plan {
         self.ramp_time() + self.duration + self.grace + DEADLINE_SLACK
     }
 
-    /// Descriptors the run needs: per lamp its socket and its clock's timerfd, per app its
-    /// socket (and slack), plus the runtime's and the files'.
+    /// Descriptors the run needs: per lamp its socket (its clock is virtual: no timerfd), per
+    /// app its socket (and slack), plus the runtime's and the files'.
     pub fn descriptors(&self) -> u64 {
-        2 * self.lamps + 2 * self.apps + 256
+        self.lamps + 2 * self.apps + 256
     }
 }
 

@@ -42,7 +42,7 @@ fn a_plan_in_bounds_gets_defaults() {
     assert_eq!(plan.desired_share, 0.5);
     assert_eq!(plan.ramp_time(), Duration::from_millis(100));
     assert_eq!(plan.deadline(), Duration::from_millis(100 + 10_000 + 5_000 + 30_000));
-    assert_eq!(plan.descriptors(), 20 + 4 + 256);
+    assert_eq!(plan.descriptors(), 10 + 4 + 256);
     let mut a = asked();
     a.run_id = None;
     assert_eq!(a.validate("r123").unwrap().run_id, "r123");

@@ -1,5 +1,5 @@
-//! The swarm's own descriptor limit: two per lamp (its socket and its clock's timerfd), so 10,000
-//! lamps need more than a usual soft limit of 1024, and often more than the hard limit.
+//! The swarm's own descriptor limit: one per lamp (its socket), so 10,000 lamps need more than a
+//! usual soft limit of 1024.
 
 /// Raises RLIMIT_NOFILE to at least `needed`: the soft limit up to the hard one, and the hard
 /// one too (up to `/proc/sys/fs/nr_open`) when the process may (root). Returns the soft limit
