@@ -46,7 +46,7 @@
 //!   finds lamps by the Lamp Service and reads, sets and watches them with [`protocol::ble`].
 //! - `swarm` (feature `swarm`): `lampi swarm`, the fleet simulator; so far its `report`: HDR
 //!   latency histograms, counters, loss and a timeline; JSON that merges across processes, a
-//!   table and an SVG.
+//!   table and an SVG; and `raw`, the broker's own ceiling measured by minimal clients.
 //! - [`events`]: usage analytics events and their offline spool.
 //! - [`store`]: atomic, coalesced persistence of the state in the state directory.
 //! - [`updater`]: hands firmware update requests to the privileged `lampi-update` service.
