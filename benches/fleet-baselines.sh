@@ -13,6 +13,8 @@
 #   ECHO_CLIENTS=1000 ECHO_APPS=10 ECHO_RATE=4000   set_config a second, all apps together;
 #                          Locust runs ECHO_CLIENTS users at ECHO_RATE / ECHO_CLIENTS each
 #   LOCUST_PROCESSES=2     Locust's --processes (0: one process)
+#   LOCUST_SPAWN=100       users started a second: paho connects each at once, and past
+#                          Mosquitto's listen backlog (100) connects wait for SYN retransmits
 #   RAW_THREADS=1          lampi swarm raw --threads
 #   PHASES="firehose echo locust"
 #   LAMPI=…/release/lampi  built with `cargo build --release --features swarm` if missing
@@ -28,6 +30,7 @@ ECHO_CLIENTS=${ECHO_CLIENTS:-1000}
 ECHO_APPS=${ECHO_APPS:-10}
 ECHO_RATE=${ECHO_RATE:-4000}
 LOCUST_PROCESSES=${LOCUST_PROCESSES:-2}
+LOCUST_SPAWN=${LOCUST_SPAWN:-100}
 RAW_THREADS=${RAW_THREADS:-1}
 PHASES=${PHASES:-firehose echo locust}
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -164,7 +167,7 @@ for phase in $PHASES; do
         rm -f "$OUT"/locust_*.csv
         export LAMPI_MQTT_PORT=$port LAMPI_LOCUST_RATE=$per_user LAMPI_LOCUST_PREFIX=locust
         measure locust "$LOCUST_VENV/bin/locust" -f benches/locust/locustfile.py --headless \
-            --host 127.0.0.1 -u "$ECHO_CLIENTS" -r "$ECHO_CLIENTS" -t "${DURATION}s" "${processes[@]}" \
+            --host 127.0.0.1 -u "$ECHO_CLIENTS" -r "$LOCUST_SPAWN" -t "${DURATION}s" "${processes[@]}" \
             --csv "$OUT/locust" --only-summary --loglevel WARNING >"$OUT/locust.log" 2>&1
         ROW[locust]=$("$PY" - "$OUT/locust_stats.csv" "$DURATION" <<'EOF'
 import csv, sys
@@ -175,7 +178,7 @@ w = float(sys.argv[2])
 # each echo delivered.
 total = n("publish:1:set_config") + 2 * n("publish:1:changed") + n("deliver")
 d = rows.get("deliver", {})
-print(f'{total / w:.0f} {n("deliver") / w:.0f} {total} {w:.1f} {d.get("50%", "-")}/{d.get("99%", "-")} -')
+print(f'{total / w:.0f} {n("deliver") / w:.0f} {total} {w:.1f} {d.get("50%", "-")}/{d.get("99%", "-")} {n("connect")}')
 EOF
 )
         ;;
@@ -191,7 +194,7 @@ echo "Machine: $(nproc) CPUs, $(uname -r), $(lsb_release -ds 2>/dev/null || echo
 printf '%-10s %12s %12s %12s %10s %10s %14s %10s %14s\n' \
     generator "PUBLISH/s" "app msg/s" "msgs" "gen CPU s" "broker %" "msgs/gen CPU-s" "wall s" "p50/p99 ms"
 for phase in $PHASES; do
-    read -r broker_rate app_rate total window latency _ <<<"${ROW[$phase]}"
+    read -r broker_rate app_rate total window latency _connected <<<"${ROW[$phase]}"
     gen=${GEN_S[$phase]}
     per_cpu=$(calc "$total / $gen" 0)
     broker_pct=$(calc "100 * ${BROKER_S[$phase]} / ${WALL_S[$phase]}" 0)
@@ -203,3 +206,6 @@ echo "PUBLISH/s: packets through the broker (in + out) over the sending window; 
 echo "deliveries, echo round trips; gen CPU s: the load generator's whole process tree, connecting"
 echo "included; broker %: Mosquitto's CPU over the phase's wall time (one core = 100);"
 echo "p50/p99: firehose publish→PUBACK, echo/Locust set_config→changed (Locust rounds to 1 ms)."
+if [ -n "${ROW[locust]:-}" ]; then
+    echo "Locust users connected (connect events): ${ROW[locust]##* } of $ECHO_CLIENTS; its rates are over all ${DURATION} s, ramp included"
+fi
