@@ -8,7 +8,7 @@ TEST_PACKAGES = mosquitto mosquitto-clients rabbitmq-server openssl python3-ephe
 	libfontconfig-dev libudev-dev libinput-dev libxkbcommon-dev \
 	libdbus-1-dev dbus-daemon python3-dbusmock
 
-.PHONY: run test lint bench deb deb-arm64 deb-armhf screenshots
+.PHONY: run test lint bench bench-fleet deb deb-arm64 deb-armhf screenshots
 
 run:
 	scripts/run.sh
@@ -32,6 +32,11 @@ lint:
 bench:
 	scripts/deps.sh $(TEST_PACKAGES) coreutils xvfb
 	cargo bench --features ble
+
+# The broker's ceiling (lampi swarm raw) and Locust beside it; makes a Python venv (PyPI).
+bench-fleet:
+	scripts/deps.sh mosquitto python3-venv util-linux
+	benches/fleet-baselines.sh
 
 # Debian packages in target/debian/: for this machine (simulated LED), and for Raspberry Pi OS
 # 64-bit and 32-bit (real LED), cross-built with Debian's toolchains.

@@ -48,7 +48,8 @@
 //!   (`daemon::run`, simulated LED) and M apps against a broker; its `plan` (bounds), `naming`
 //!   (ids, topics, per-lamp config), `lamps` (the fleet, online and reconnect tracking), `apps`
 //!   (MQTT senders), `ledger` (pure: PUBACKs by packet id, reflected/superseded/lost),
-//!   `measure`, `rlimit`, `mosquitto` (a private, restartable broker) and `report` (HDR
+//!   `measure`, `rlimit`, `mosquitto` (a private, restartable broker), `raw` (the broker's own
+//!   ceiling by minimal clients, no lamp code) and `report` (HDR
 //!   histograms, counters, loss, faults, a timeline; JSON that merges across processes, a table
 //!   and an SVG).
 //! - [`events`]: usage analytics events and their offline spool.

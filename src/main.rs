@@ -86,7 +86,8 @@ enum Commands {
         action: BleAction,
     },
     /// The fleet simulator: run thousands of real lamps and their apps against a broker and
-    /// measure loss and latency (`run`); add up several processes' reports (`merge`).
+    /// measure loss and latency (`run`); add up several processes' reports (`merge`); measure
+    /// the broker's own ceiling with minimal clients (`raw`).
     #[cfg(feature = "swarm")]
     Swarm {
         #[command(subcommand)]
@@ -115,6 +116,61 @@ enum SwarmAction {
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
     },
+    /// Measure a broker's own ceiling with minimal MQTT clients and no lamp code: `firehose`
+    /// (publishers to subscribers) or `echo` (the swarm's shape: apps → echo clients → apps).
+    Raw(RawArgs),
+}
+
+#[cfg(feature = "swarm")]
+#[derive(Args)]
+struct RawArgs {
+    /// The broker; nothing else is contacted.
+    #[arg(long, value_name = "HOST:PORT")]
+    broker: String,
+    /// firehose or echo.
+    #[arg(long)]
+    pattern: lampi::swarm::raw::Pattern,
+    /// firehose: publishers; echo: echo clients, each answering its own set_config.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    connections: u32,
+    /// firehose: subscribers, each receiving every message (default 1).
+    #[arg(long, value_name = "S")]
+    subscribers: Option<u32>,
+    /// echo: apps sending set_config, each to its share of the echo clients (default 1).
+    #[arg(long, value_name = "M")]
+    apps: Option<u32>,
+    /// Messages a second the publishers (apps) send, all together.
+    #[arg(
+        long,
+        value_name = "MSGS_PER_S",
+        required_unless_present = "max",
+        conflicts_with = "max"
+    )]
+    rate: Option<f64>,
+    /// As fast as the broker acknowledges, 100 unacknowledged per connection.
+    #[arg(long)]
+    max: bool,
+    /// How long to send (e.g. 30s, 500ms, 2m; at most 1h); answers are waited for 5 s more.
+    #[arg(long, default_value = "10s", value_parser = lampi::swarm::plan::parse_duration)]
+    duration: std::time::Duration,
+    /// Stop sending after this many messages (default: 110 % of rate × duration; with --max,
+    /// 100,000 a second of duration).
+    #[arg(long, value_name = "N")]
+    max_messages: Option<u64>,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    qos: u8,
+    /// Topics are PREFIX/RUN_ID/….
+    #[arg(long, default_value = "raw")]
+    prefix: String,
+    /// Names the run and its client ids (default: raw-PID).
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Worker threads of the load generator.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
+    /// Write the report (lampi-swarm/1 JSON) here.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[cfg(feature = "swarm")]
@@ -350,11 +406,7 @@ fn main() -> ExitCode {
             ble_main(&options, action)
         }
         #[cfg(feature = "swarm")]
-        Commands::Swarm {
-            action: SwarmAction::Run(args),
-        } => swarm_run(*args, config),
-        #[cfg(feature = "swarm")]
-        Commands::Swarm { action } => swarm_main(action),
+        Commands::Swarm { action } => swarm_main(action, config),
     }
 }
 
@@ -495,20 +547,74 @@ fn ble_main(options: &lampi::ble_client::Options, action: BleAction) -> ExitCode
     }
 }
 
+#[cfg(feature = "swarm")]
+fn swarm_main(action: SwarmAction, config: Config) -> ExitCode {
+    match action {
+        SwarmAction::Run(args) => swarm_run(*args, config),
+        SwarmAction::Merge { reports, out, svg } => swarm_merge(&reports, out, svg),
+        SwarmAction::Raw(args) => swarm_raw(args),
+    }
+}
+
+/// sysexits(3): EX_CONFIG for a plan out of bounds, EX_UNAVAILABLE when the broker or the
+/// descriptors are not there, EX_CANTCREAT.
+#[cfg(feature = "swarm")]
+fn swarm_raw(args: RawArgs) -> ExitCode {
+    use lampi::swarm::raw::{self, Pattern};
+    let usage = |flag: &str, pattern: &str| {
+        eprintln!("lampi swarm raw: {flag} is for --pattern {pattern}");
+        ExitCode::from(78)
+    };
+    let peers = match (args.pattern, args.subscribers, args.apps) {
+        (Pattern::Echo, Some(_), _) => return usage("--subscribers", "firehose"),
+        (Pattern::Firehose, _, Some(_)) => return usage("--apps", "echo"),
+        (_, subscribers, apps) => subscribers.or(apps).unwrap_or(1),
+    };
+    let plan = raw::Plan {
+        broker: args.broker,
+        pattern: args.pattern,
+        connections: args.connections,
+        peers,
+        rate: args.rate,
+        duration: args.duration,
+        max_messages: args.max_messages,
+        qos: if args.qos == 0 {
+            rumqttc::QoS::AtMostOnce
+        } else {
+            rumqttc::QoS::AtLeastOnce
+        },
+        run_id: args.run_id.unwrap_or_else(|| format!("raw-{}", std::process::id())),
+        prefix: args.prefix,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(args.threads))
+        .thread_name("swarm-raw")
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts");
+    let report = match runtime.block_on(raw::run(&plan)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("lampi swarm raw: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    if let Some(path) = &args.out
+        && let Err(e) = lampi::store::write_atomic(path, report.to_json().as_bytes())
+    {
+        eprintln!("lampi swarm raw: {}: {e}", path.display());
+        return ExitCode::from(73);
+    }
+    print!("{report}");
+    ExitCode::SUCCESS
+}
+
 /// sysexits(3): EX_DATAERR, EX_NOINPUT, EX_CANTCREAT.
 #[cfg(feature = "swarm")]
-fn swarm_main(action: SwarmAction) -> ExitCode {
+fn swarm_merge(reports: &[PathBuf], out: Option<PathBuf>, svg_path: Option<PathBuf>) -> ExitCode {
     use lampi::swarm::report::{Report, svg};
-    let SwarmAction::Merge {
-        reports,
-        out,
-        svg: svg_path,
-    } = action
-    else {
-        unreachable!("swarm run is swarm_run's");
-    };
     let mut merged: Option<Report> = None;
-    for path in &reports {
+    for path in reports {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) => {

@@ -14,6 +14,8 @@
 //!   superseded or lost.
 //! - [`measure`]: the process's CPU and memory; [`rlimit`]: its descriptor limit;
 //!   [`mosquitto`]: a private broker for `--mosquitto`, restartable for fault injection.
+//! - [`raw`]: `lampi swarm raw`, the broker's ceiling measured by minimal MQTT clients (no lamp
+//!   code), in the same report with its [`report::Baseline`].
 //! - [`report`]: the report (JSON `"schema": "lampi-swarm/1"`), its merge, table and SVG.
 //!
 //! [`run`] is the whole run: preflight (descriptors, brokers) → ramp (lamps started at `--ramp`
@@ -28,6 +30,7 @@ pub mod measure;
 pub mod mosquitto;
 pub mod naming;
 pub mod plan;
+pub mod raw;
 pub mod report;
 pub mod rlimit;
 

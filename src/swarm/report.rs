@@ -43,6 +43,9 @@ pub struct Report {
     pub timeline: Timeline,
     /// Faults injected during the run (a broker restart) and how the fleet recovered.
     pub faults: Vec<Fault>,
+    /// A raw baseline's broker traffic (`lampi swarm raw`); absent from a swarm's report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
 }
 
 /// A fault the run injected, and the fleet's convergence after it.
@@ -268,6 +271,43 @@ impl Timeline {
     }
 }
 
+/// What `lampi swarm raw` measured beside the counters: the broker's traffic with no lamp in
+/// it, from which its ceiling and the load generator's cost per message follow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    /// `firehose` or `echo`.
+    pub pattern: String,
+    /// Clients that send: firehose publishers, echo apps.
+    pub publishers: u64,
+    /// Clients that receive what they send: firehose subscribers (each gets every message),
+    /// echo clients (each answers its own `set_config`).
+    pub subscribers: u64,
+    /// PUBLISH packets the clients sent to the broker (echo: the apps' and the echoes), counted
+    /// at the clients.
+    pub publish_in: u64,
+    /// PUBLISH packets the broker sent to the clients.
+    pub publish_out: u64,
+    /// From the first message sent to the last one received (or the end of sending, if later):
+    /// the span the rates are taken over.
+    pub window_ms: u64,
+}
+
+impl Baseline {
+    /// The broker's PUBLISH packets in and out a second.
+    pub fn broker_msgs_per_s(&self) -> f64 {
+        per_s(self.publish_in + self.publish_out, self.window_ms)
+    }
+}
+
+fn per_s(count: u64, ms: u64) -> f64 {
+    if ms == 0 {
+        0.0
+    } else {
+        count as f64 * 1000.0 / ms as f64
+    }
+}
+
 /// Why a file is not a report, or two reports do not merge.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -301,6 +341,7 @@ impl Report {
             latency_us: Latencies::default(),
             timeline: Timeline::new(timeline_latency),
             faults: Vec::new(),
+            baseline: None,
         }
     }
 
@@ -366,6 +407,9 @@ impl Report {
             self.timeline.interval_ms == other.timeline.interval_ms,
         )?;
         same("timeline latency", self.timeline.latency == other.timeline.latency)?;
+        // A raw baseline merges only with baselines of the same pattern.
+        let pattern = |b: &Option<Baseline>| b.as_ref().map(|b| b.pattern.clone());
+        same("baseline pattern", pattern(&self.baseline) == pattern(&other.baseline))?;
         // The same process's report twice (`merge a.json a.json`) would double every count.
         let id = |s: &Source| (s.host.clone(), s.pid, s.started_unix_ms);
         if let Some(again) = other
@@ -393,6 +437,14 @@ impl Report {
             self.aborted = other.aborted;
         }
         self.sources.extend(other.sources);
+        if let (Some(mine), Some(theirs)) = (&mut self.baseline, &other.baseline) {
+            mine.publishers += theirs.publishers;
+            mine.subscribers += theirs.subscribers;
+            mine.publish_in += theirs.publish_in;
+            mine.publish_out += theirs.publish_out;
+            // The processes of one run send at the same time.
+            mine.window_ms = mine.window_ms.max(theirs.window_ms);
+        }
 
         let (c, o) = (&mut self.connections, &other.connections);
         c.made += o.made;
@@ -481,6 +533,31 @@ impl fmt::Display for Report {
                 s.cpu_s,
                 s.peak_rss_bytes as f64 / (1024.0 * 1024.0),
                 s.bytes_per_lamp,
+            )?;
+        }
+        if let Some(b) = &self.baseline {
+            let answered = match b.pattern.as_str() {
+                "echo" => format!(
+                    "{:.0} round trips/s",
+                    per_s(self.messages.set_config.received, b.window_ms)
+                ),
+                _ => format!("{:.0} deliveries/s", per_s(b.publish_out, b.window_ms)),
+            };
+            writeln!(
+                f,
+                "raw {}: {} publishers, {} subscribers; broker PUBLISH in {} + out {} in {:.1} s = {:.0} msgs/s ({answered}); {:.0} msgs per CPU-second of the load generator",
+                b.pattern,
+                b.publishers,
+                b.subscribers,
+                b.publish_in,
+                b.publish_out,
+                b.window_ms as f64 / 1000.0,
+                b.broker_msgs_per_s(),
+                if cpu_s > 0.0 {
+                    (b.publish_in + b.publish_out) as f64 / cpu_s
+                } else {
+                    0.0
+                },
             )?;
         }
         writeln!(f)?;

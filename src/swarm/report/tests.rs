@@ -246,6 +246,54 @@ fn merge_refuses_reports_of_another_run() {
     assert_eq!(a, report("r", 1, [0, 100]), "a refused merge changes nothing");
 }
 
+fn baseline(pattern: &str, publish_in: u64, window_ms: u64) -> Option<Baseline> {
+    Some(Baseline {
+        pattern: pattern.to_owned(),
+        publishers: 2,
+        subscribers: 10,
+        publish_in,
+        publish_out: 2 * publish_in,
+        window_ms,
+    })
+}
+
+#[test]
+fn raw_baselines_merge_only_with_their_own_pattern() {
+    let mut a = report("r", 1, [0, 100]);
+    a.baseline = baseline("echo", 1000, 2000);
+    let mut b = report("r", 2, [100, 200]);
+    b.baseline = baseline("echo", 500, 2500);
+    a.merge(b).unwrap();
+    let merged = a.baseline.as_ref().unwrap();
+    assert_eq!(
+        (
+            merged.publishers,
+            merged.subscribers,
+            merged.publish_in,
+            merged.publish_out,
+            merged.window_ms
+        ),
+        (4, 20, 1500, 3000, 2500)
+    );
+    assert_eq!(merged.broker_msgs_per_s(), 1800.0);
+    let table = a.to_string();
+    assert!(
+        table.contains(
+            "raw echo: 4 publishers, 20 subscribers; broker PUBLISH in 1500 + out 3000 in 2.5 s = 1800 msgs/s"
+        ),
+        "{table}"
+    );
+
+    let mut firehose = report("r", 3, [200, 300]);
+    firehose.baseline = baseline("firehose", 10, 1000);
+    assert!(matches!(a.merge(firehose), Err(ReportError::Mismatch(m)) if m.contains("baseline")));
+    // A swarm's report and a baseline are not one run's processes.
+    assert!(matches!(a.merge(report("r", 4, [300, 400])), Err(ReportError::Mismatch(m)) if m.contains("baseline")));
+    // Absent, not null, in a swarm's JSON; a baseline's survives the round trip.
+    assert!(!report("r", 1, [0, 100]).to_json().contains("baseline"));
+    assert_eq!(Report::from_json(&a.to_json()).unwrap(), a);
+}
+
 #[test]
 fn a_file_that_is_not_a_report_is_refused_with_why() {
     let mut a = report("r", 1, [0, 100]);
