@@ -16,7 +16,10 @@
 #   LOCUST_SPAWN=100       users started a second: paho connects each at once, and past
 #                          Mosquitto's listen backlog (100) connects wait for SYN retransmits
 #   RAW_THREADS=1          lampi swarm raw --threads
-#   PHASES="firehose echo locust"
+#   SWARM_LAMPS=ECHO_CLIENTS SWARM_APPS=ECHO_APPS SWARM_RATE=1000 SWARM_MIX=desired=0,set_config=1
+#                          the real lamps (`lampi swarm run`) in the echo's shape: each
+#                          set_config goes through a whole lamp (its shadow, its events)
+#   PHASES="firehose echo locust swarm"
 #   LAMPI=…/release/lampi  built with `cargo build --release --features swarm` if missing
 #   LOCUST_VENV=target/locust-venv   made with /usr/bin/python3 -m venv if missing
 #   OUT=target/fleet       reports, Locust's CSVs and the Mosquitto config go here
@@ -32,7 +35,11 @@ ECHO_RATE=${ECHO_RATE:-4000}
 LOCUST_PROCESSES=${LOCUST_PROCESSES:-2}
 LOCUST_SPAWN=${LOCUST_SPAWN:-100}
 RAW_THREADS=${RAW_THREADS:-1}
-PHASES=${PHASES:-firehose echo locust}
+SWARM_LAMPS=${SWARM_LAMPS:-$ECHO_CLIENTS}
+SWARM_APPS=${SWARM_APPS:-$ECHO_APPS}
+SWARM_RATE=${SWARM_RATE:-1000}
+SWARM_MIX=${SWARM_MIX:-desired=0,set_config=1}
+PHASES=${PHASES:-firehose echo locust swarm}
 TARGET=${CARGO_TARGET_DIR:-target}
 LAMPI=${LAMPI:-$TARGET/release/lampi}
 LOCUST_VENV=${LOCUST_VENV:-target/locust-venv}
@@ -83,9 +90,10 @@ conf=$OUT/mosquitto.conf
     echo "max_queued_messages 0"
     echo "max_connections -1"
     echo "persistence false"
+    echo "sys_interval 1"
     [ "$(id -u)" -eq 0 ] && echo "user root"
 } >"$conf"
-nofile=$(( (ECHO_CLIENTS + ECHO_APPS + FIRE_PUBLISHERS + FIRE_SUBSCRIBERS) * 2 + 1024 ))
+nofile=$(( (ECHO_CLIENTS + SWARM_LAMPS + ECHO_APPS + FIRE_PUBLISHERS + FIRE_SUBSCRIBERS) * 2 + 1024 ))
 hard=$(ulimit -Hn)
 if [ "$(id -u)" -ne 0 ] && [ "$hard" != unlimited ] && [ "$nofile" -gt "$hard" ]; then
     nofile=$hard
@@ -182,6 +190,30 @@ print(f'{total / w:.0f} {n("deliver") / w:.0f} {total} {w:.1f} {d.get("50%", "-"
 EOF
 )
         ;;
+    swarm)
+        echo "== lampi swarm run: $SWARM_LAMPS real lamps, $SWARM_APPS apps, $SWARM_RATE/s ($SWARM_MIX), QoS 1, ${DURATION}s"
+        # The lamps' own traffic (shadow documents, events, announcements) is counted by the
+        # broker: its $SYS PUBLISH counters (sys_interval 1) before and after the phase.
+        sys_count() {
+            mosquitto_sub -p "$port" -t "\$SYS/broker/publish/messages/$1" -C 1 -W 5 2>/dev/null || echo 0
+        }
+        before=$(( $(sys_count received) + $(sys_count sent) ))
+        measure swarm "$LAMPI" swarm run --broker "127.0.0.1:$port" --lamps "$SWARM_LAMPS" \
+            --apps "$SWARM_APPS" --rate "$SWARM_RATE" --mix "$SWARM_MIX" --duration "${DURATION}s" \
+            --qos 1 --quiet --run-id swarm --out "$OUT/swarm.json" --svg "$OUT/swarm.svg"
+        sleep 1.5 # one more $SYS interval
+        total=$(( $(sys_count received) + $(sys_count sent) - before ))
+        ROW[swarm]=$("$PY" - "$OUT/swarm.json" "$total" "${WALL_S[swarm]}" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+total, wall = int(sys.argv[2]), float(sys.argv[3])
+sent = sum(r["messages"][k]["sent"] for k in ("desired", "set_config"))
+w = r["parameters"]["duration_ms"] / 1000
+lat = r["latency_us"]["set_config_changed"]
+print(f'{total / wall:.0f} {sent / w:.0f} {total} {wall:.1f} {lat["p50"] / 1000:.2f}/{lat["p99"] / 1000:.2f} lost={r["loss"]["lost"]}')
+EOF
+)
+        ;;
     *)
         echo "unknown phase $phase" >&2
         exit 1
@@ -205,7 +237,9 @@ echo
 echo "PUBLISH/s: packets through the broker (in + out) over the sending window; app msg/s: firehose"
 echo "deliveries, echo round trips; gen CPU s: the load generator's whole process tree, connecting"
 echo "included; broker %: Mosquitto's CPU over the phase's wall time (one core = 100);"
-echo "p50/p99: firehose publish→PUBACK, echo/Locust set_config→changed (Locust rounds to 1 ms)."
+echo "p50/p99: firehose publish→PUBACK, echo/Locust/swarm set_config→changed (Locust rounds to 1 ms)."
+echo "swarm: PUBLISH/s is the broker's own \$SYS count over the phase's wall time (ramp, final"
+echo "gets and every lamp's traffic included); app msg/s the set_config sent a second; ${ROW[swarm]:+${ROW[swarm]##* }}"
 if [ -n "${ROW[locust]:-}" ]; then
     echo "Locust users connected (connect events): ${ROW[locust]##* } of $ECHO_CLIENTS; its rates are over all ${DURATION} s, ramp included"
 fi
