@@ -198,15 +198,28 @@ EOF
             mosquitto_sub -p "$port" -t "\$SYS/broker/publish/messages/$1" -C 1 -W 5 2>/dev/null || echo 0
         }
         before=$(( $(sys_count received) + $(sys_count sent) ))
+        mosquitto_sub -p "$port" -t '$SYS/broker/publish/messages/received' \
+            -t '$SYS/broker/publish/messages/sent' -F '%U %t %p' >"$OUT/sys.log" 2>/dev/null &
+        sys_watch=$!
         measure swarm "$LAMPI" swarm run --broker "127.0.0.1:$port" --lamps "$SWARM_LAMPS" \
             --apps "$SWARM_APPS" --rate "$SWARM_RATE" --mix "$SWARM_MIX" --duration "${DURATION}s" \
             --qos 1 --quiet --run-id swarm --out "$OUT/swarm.json" --svg "$OUT/swarm.svg"
         sleep 1.5 # one more $SYS interval
         total=$(( $(sys_count received) + $(sys_count sent) - before ))
-        ROW[swarm]=$("$PY" - "$OUT/swarm.json" "$total" "${WALL_S[swarm]}" <<'EOF'
+        kill "$sys_watch" 2>/dev/null || true
+        ROW[swarm]=$("$PY" - "$OUT/swarm.json" "$total" "${WALL_S[swarm]}" "$OUT/sys.log" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 total, wall = int(sys.argv[2]), float(sys.argv[3])
+# The busiest 10 s by the broker's counters (each published once a second): in + out.
+samples, last = [], {}
+for line in open(sys.argv[4]):
+    t, topic, value = line.split()
+    last[topic.rsplit("/", 1)[1]] = int(value)
+    if len(last) == 2:
+        samples.append((float(t), last["received"] + last["sent"]))
+peak = max((b[1] - a[1]) / (b[0] - a[0]) for a in samples for b in samples if 9.5 <= b[0] - a[0] <= 10.5) if samples else 0
+print(f'peak10s={peak * 60:.0f}/min', file=sys.stderr)
 sent = sum(r["messages"][k]["sent"] for k in ("desired", "set_config"))
 w = r["parameters"]["duration_ms"] / 1000
 lat = r["latency_us"]["set_config_changed"]
@@ -239,7 +252,8 @@ echo "deliveries, echo round trips; gen CPU s: the load generator's whole proces
 echo "included; broker %: Mosquitto's CPU over the phase's wall time (one core = 100);"
 echo "p50/p99: firehose publish→PUBACK, echo/Locust/swarm set_config→changed (Locust rounds to 1 ms)."
 echo "swarm: PUBLISH/s is the broker's own \$SYS count over the phase's wall time (ramp, final"
-echo "gets and every lamp's traffic included); app msg/s the set_config sent a second; ${ROW[swarm]:+${ROW[swarm]##* }}"
+echo "gets and every lamp's traffic included); app msg/s the set_config sent a second; ${ROW[swarm]:+${ROW[swarm]##* }};"
+echo "the busiest 10 s by \$SYS is printed above as peak10s (PUBLISH in + out a minute)."
 if [ -n "${ROW[locust]:-}" ]; then
     echo "Locust users connected (connect events): ${ROW[locust]##* } of $ECHO_CLIENTS; its rates are over all ${DURATION} s, ramp included"
 fi

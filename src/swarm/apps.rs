@@ -43,7 +43,9 @@ pub struct AppSetup {
     pub names: Names,
     /// The local indexes of its lamps.
     pub lamps: Vec<u64>,
-    pub broker: BrokerAddr,
+    /// In the order tried: a cluster's nodes rotated per app, so apps spread over them; an app
+    /// fails over to the next when its connection fails, as a lamp does.
+    pub brokers: Vec<BrokerAddr>,
     pub qos: QoS,
     /// Messages a second (this app's share).
     pub rate: f64,
@@ -110,23 +112,26 @@ pub async fn run(
     subscribed: mpsc::Sender<u64>,
     mut schedule: watch::Receiver<Option<Schedule>>,
 ) -> AppResult {
-    let mut options = MqttOptions::new(
-        setup.names.app_client_id(setup.app),
-        setup.broker.host.clone(),
-        setup.broker.port,
-    );
-    options
-        .set_clean_session(false)
-        .set_keep_alive(Duration::from_secs(30))
-        .set_max_packet_size(1 << 20, 1 << 20)
-        .set_inflight(1000);
-    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    let brokers: Vec<MqttOptions> = setup
+        .brokers
+        .iter()
+        .map(|broker| {
+            let mut options = MqttOptions::new(setup.names.app_client_id(setup.app), broker.host.clone(), broker.port);
+            options
+                .set_clean_session(false)
+                .set_keep_alive(Duration::from_secs(30))
+                .set_max_packet_size(1 << 20, 1 << 20)
+                .set_inflight(1000);
+            options
+        })
+        .collect();
+    let (client, mut eventloop) = AsyncClient::new(brokers[0].clone(), 1024);
     // Nagle's algorithm would add up to 40 ms to each small publish.
     let mut network = NetworkOptions::new();
     network.set_tcp_nodelay(true);
     eventloop.set_network_options(network);
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let pump = tokio::spawn(pump(eventloop, events_tx));
+    let pump = tokio::spawn(pump(eventloop, brokers, events_tx));
     let ledgers = setup.lamps.iter().map(|&l| (l, LampLedger::default())).collect();
     let timeline = Timeline::new(timeline_latency(setup.timeline_kind));
     let mut app = App {
@@ -203,9 +208,10 @@ pub async fn run(
     app.finish()
 }
 
-/// Polls the event loop (which reconnects by itself) and hands every event over, so that
-/// publishing never waits on the app's own receiving.
-async fn pump(mut eventloop: EventLoop, events: mpsc::UnboundedSender<Pumped>) {
+/// Polls the event loop (which reconnects by itself, to the next of `brokers` after a failure)
+/// and hands every event over, so that publishing never waits on the app's own receiving.
+async fn pump(mut eventloop: EventLoop, brokers: Vec<MqttOptions>, events: mpsc::UnboundedSender<Pumped>) {
+    let mut current = 0;
     let mut backoff = Duration::from_millis(100);
     loop {
         let pumped = match eventloop.poll().await {
@@ -224,6 +230,10 @@ async fn pump(mut eventloop: EventLoop, events: mpsc::UnboundedSender<Pumped>) {
         };
         if events.send(pumped).is_err() {
             return;
+        }
+        if brokers.len() > 1 {
+            current = (current + 1) % brokers.len();
+            eventloop.mqtt_options = brokers[current].clone();
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));

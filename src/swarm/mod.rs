@@ -313,7 +313,11 @@ impl Run<'_> {
                 app: a,
                 names: self.names.clone(),
                 lamps,
-                broker: self.brokers[(a as usize) % self.brokers.len()].clone(),
+                brokers: {
+                    let mut rotated = self.brokers.clone();
+                    rotated.rotate_left((a as usize) % self.brokers.len());
+                    rotated
+                },
                 qos: if plan.qos == 0 {
                     rumqttc::QoS::AtMostOnce
                 } else {
