@@ -5,10 +5,12 @@
 //! lamps.
 #![cfg(feature = "swarm")]
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 use std::sync::Mutex;
 
+use common::lampi_in;
 use lampi::config::Config;
 use lampi::swarm::plan::{Asked, Plan};
 use lampi::swarm::report::Report;
@@ -122,15 +124,6 @@ fn a_broker_restart_loses_nothing_acknowledged_and_every_lamp_comes_back() {
     assert!(report.connections.made >= 2 * (lamps + 5), "{table}");
 }
 
-fn lampi(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lampi"))
-        .current_dir(dir)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn the_command_line_runs_a_swarm_and_merges_its_reports() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -138,7 +131,7 @@ fn the_command_line_runs_a_swarm_and_merges_its_reports() {
     let state = dir.path().join("state");
     let state = state.to_str().unwrap();
     for (name, offset) in [("a", "0"), ("b", "20")] {
-        let out = lampi(
+        let out = lampi_in(
             dir.path(),
             &[
                 "swarm",
@@ -180,7 +173,7 @@ fn the_command_line_runs_a_swarm_and_merges_its_reports() {
     }
     assert!(!Path::new(state).join("cli").exists(), "the run's state is removed");
 
-    let out = lampi(dir.path(), &["swarm", "merge", "a.json", "b.json", "--out", "ab.json"]);
+    let out = lampi_in(dir.path(), &["swarm", "merge", "a.json", "b.json", "--out", "ab.json"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let read = |name: &str| Report::from_json(&std::fs::read_to_string(dir.path().join(name)).unwrap()).unwrap();
@@ -205,7 +198,7 @@ fn a_bad_plan_is_refused_before_anything_starts() {
         (&["--rate", "2000000"][..], "--rate"),
         (&["--restart-broker-at", "1s"][..], "--mosquitto"),
     ] {
-        let out = lampi(
+        let out = lampi_in(
             dir.path(),
             &[&["swarm", "run", "--broker", "127.0.0.1:1"][..], args].concat(),
         );
@@ -218,7 +211,7 @@ fn a_bad_plan_is_refused_before_anything_starts() {
         .local_addr()
         .unwrap()
         .port();
-    let out = lampi(
+    let out = lampi_in(
         dir.path(),
         &[
             "swarm",
@@ -256,7 +249,7 @@ fn a_run_that_cannot_finish_stops_at_its_deadline_with_a_report() {
         }
     });
     let started = std::time::Instant::now();
-    let out = lampi(
+    let out = lampi_in(
         dir.path(),
         &[
             "swarm",

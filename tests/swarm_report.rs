@@ -1,20 +1,12 @@
 //! `lampi swarm merge`: reports of two processes of one run, merged by the real binary.
 #![cfg(feature = "swarm")]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Command, Output};
 
+use common::lampi_in;
 use lampi::swarm::report::{Parameters, Report, Source};
-
-fn lampi(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lampi"))
-        .current_dir(dir)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
 
 /// One process's report: lamps `[first, first + 100)`, latencies from `base_us` up.
 fn process_report(first: u64, base_us: u64, start_unix_ms: u64) -> Report {
@@ -66,7 +58,7 @@ fn merge_of_two_processes_reports_adds_them() {
     std::fs::write(dir.path().join("b.json"), b.to_json()).unwrap();
 
     // Bare file names: written in the working directory.
-    let out = lampi(
+    let out = lampi_in(
         dir.path(),
         &[
             "swarm",
@@ -124,7 +116,7 @@ fn a_file_that_is_not_a_report_is_a_data_error_naming_it() {
     )
     .unwrap();
 
-    let out = lampi(
+    let out = lampi_in(
         dir.path(),
         &["swarm", "merge", "good.json", "bad.json", "--out", "merged.json"],
     );
@@ -136,7 +128,7 @@ fn a_file_that_is_not_a_report_is_a_data_error_naming_it() {
     let mut other = process_report(100, 500, 1_700_000_000_000);
     other.parameters.run_id = "u".to_owned();
     std::fs::write(dir.path().join("other.json"), other.to_json()).unwrap();
-    let out = lampi(dir.path(), &["swarm", "merge", "good.json", "other.json"]);
+    let out = lampi_in(dir.path(), &["swarm", "merge", "good.json", "other.json"]);
     assert_eq!(out.status.code(), Some(65));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -144,13 +136,13 @@ fn a_file_that_is_not_a_report_is_a_data_error_naming_it() {
         "{stderr}"
     );
 
-    let out = lampi(dir.path(), &["swarm", "merge", "good.json", "good.json"]);
+    let out = lampi_in(dir.path(), &["swarm", "merge", "good.json", "good.json"]);
     assert_eq!(
         out.status.code(),
         Some(65),
         "one process's report twice would double its counts"
     );
 
-    let out = lampi(dir.path(), &["swarm", "merge", "missing.json"]);
+    let out = lampi_in(dir.path(), &["swarm", "merge", "missing.json"]);
     assert_eq!(out.status.code(), Some(66));
 }

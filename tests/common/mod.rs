@@ -314,6 +314,16 @@ pub fn json(publish: &Publish) -> serde_json::Value {
     serde_json::from_slice(&publish.payload).expect("payload is JSON")
 }
 
+/// The built binary with `args`, run in `dir`, logging warnings only; its whole output.
+pub fn lampi_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lampi"))
+        .current_dir(dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
 /// `lampi --config CONFIG run`, the built binary, quiet but for warnings.
 pub fn lampi_run(config: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lampi"));
