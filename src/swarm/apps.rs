@@ -25,6 +25,43 @@ pub struct Progress {
     pub acked: AtomicU64,
     pub received: AtomicU64,
     pub errors: AtomicU64,
+    /// The timeline's latency so far, coarsely: the report's HDR histograms stay with their
+    /// apps until the end, and the line needs no more than "about how slow".
+    pub latency: CoarseLatency,
+}
+
+/// Latencies counted in buckets a quarter of an octave wide (±9 %), up to 2^20 µs (about a
+/// second; longer ones count there), without a lock: many apps record, the line reads.
+pub struct CoarseLatency([AtomicU64; COARSE_BUCKETS]);
+
+const COARSE_BUCKETS: usize = 81;
+
+impl Default for CoarseLatency {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl CoarseLatency {
+    pub fn record(&self, us: u64) {
+        let bucket = ((us.max(1) as f64).log2() * 4.0).ceil() as usize;
+        self.0[bucket.min(COARSE_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The upper bound of the bucket holding quantile `q`, in µs; `None` before any sample.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let counts: Vec<u64> = self.0.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        let wanted = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        counts
+            .iter()
+            .position(|&n| {
+                seen += n;
+                seen >= wanted
+            })
+            .map(|bucket| 2f64.powf(bucket as f64 / 4.0).round() as u64)
+    }
 }
 
 /// When an app sends, and when it asks every lamp for its final state.
@@ -366,6 +403,7 @@ impl App {
                 point.received += 1;
                 if kind == self.setup.timeline_kind {
                     point.latency_us.record(latency_us);
+                    self.progress.latency.record(latency_us);
                 }
             }
             Seen::Duplicate(kind) => self.counts[kind.index()].duplicates += 1,
@@ -471,4 +509,24 @@ pub fn timeline_latency(kind: Kind) -> &'static str {
 
 fn final_token(lamp: u64) -> String {
     format!("final-{lamp}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CoarseLatency;
+
+    #[test]
+    fn the_coarse_p99_is_within_a_quarter_octave_above_the_true_one() {
+        let latency = CoarseLatency::default();
+        assert_eq!(latency.quantile(0.99), None);
+        (1..=1000).for_each(|us| latency.record(us));
+        let p99 = latency.quantile(0.99).unwrap();
+        assert!((990..=990 * 119 / 100).contains(&p99), "{p99}");
+        latency.record(5_000_000);
+        assert_eq!(
+            latency.quantile(1.0),
+            Some(1 << 20),
+            "past a second counts as about one"
+        );
+    }
 }

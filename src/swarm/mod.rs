@@ -452,15 +452,19 @@ impl Run<'_> {
         }
     }
 
-    /// Once a second: `[ 12s] run | lamps 200/200 up | sent 1.2k acked 1.2k reflected 1.1k | errors 0 | cpu 2.1s rss 150MiB`.
+    /// Once a second: `[  12s] run  | lamps 200/200 up | sent 1200 acked 1200 reflected 1100 | p99 8.0 ms | errors 0 | cpu 2.1 s rss 150 MiB`.
     fn progress_line(&self, last: &mut Instant, phase: &str, online: usize) {
         if !self.live || last.elapsed() < Duration::from_secs(1) {
             return;
         }
         *last = Instant::now();
         let p = &self.progress;
+        let p99 = p
+            .latency
+            .quantile(0.99)
+            .map_or_else(|| "-".to_owned(), |us| format!("{:.1} ms", us as f64 / 1000.0));
         let line = format!(
-            "[{:>4}s] {phase:<4} | lamps {online}/{} up | sent {} acked {} reflected {} | errors {} | cpu {:.1} s rss {} MiB",
+            "[{:>4}s] {phase:<4} | lamps {online}/{} up | sent {} acked {} reflected {} | p99 {p99} | errors {} | cpu {:.1} s rss {} MiB",
             self.epoch.elapsed().as_secs(),
             self.plan.lamps,
             p.sent.load(Ordering::Relaxed),
