@@ -14,7 +14,8 @@ LAMPI=${LAMPI:-${CARGO_TARGET_DIR:-target}/release/lampi}
 OUT=${OUT:-target/cluster-swarm}
 mkdir -p "$OUT"
 dir=$(mktemp -d)
-trap 'scripts/rabbitmq-cluster.sh "$dir" down; rm -rf "$dir"' EXIT
+swarm=""
+trap '[ -n "$swarm" ] && kill "$swarm" 2>/dev/null; scripts/rabbitmq-cluster.sh "$dir" down; rm -rf "$dir"' EXIT
 scripts/rabbitmq-cluster.sh "$dir" start
 # shellcheck disable=SC1091
 . "$dir/ports.env"

@@ -239,6 +239,16 @@ struct SwarmRun {
     /// How long the restarted broker stays down.
     #[arg(long, default_value = "3s", value_name = "DURATION")]
     broker_down: String,
+    /// TLS to the brokers, trusting this CA (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Each client's certificate (PEM); `{id}` stands for the lamp's device id or the app's
+    /// client id, e.g. 'certs/{id}.pem'.
+    #[arg(long, value_name = "TEMPLATE", requires = "tls_key")]
+    tls_cert: Option<String>,
+    /// Each client's private key, as --tls-cert.
+    #[arg(long, value_name = "TEMPLATE", requires = "tls_cert")]
+    tls_key: Option<String>,
 }
 
 #[cfg(feature = "ble-client")]
@@ -669,6 +679,9 @@ fn swarm_run(args: SwarmRun, base: Config) -> ExitCode {
         state_dir: args.state_dir,
         restart_broker_at: args.restart_broker_at,
         broker_down: args.broker_down,
+        tls_ca: args.tls_ca,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     };
     let default_run_id = format!(
         "r{}",

@@ -36,6 +36,9 @@ fn plan(run_id: &str, lamps: u64, apps: u64, rate: f64, duration: &str, state_di
         state_dir: Some(state_dir.to_owned()),
         restart_broker_at: None,
         broker_down: "2s".to_owned(),
+        tls_ca: None,
+        tls_cert: None,
+        tls_key: None,
     }
 }
 
@@ -293,4 +296,47 @@ fn a_run_that_cannot_finish_stops_at_its_deadline_with_a_report() {
     );
     assert!(stdout.contains("ABORTED: deadline"), "{stdout}");
     drop(holder);
+}
+
+#[test]
+fn every_lamp_and_app_connects_over_tls_with_its_own_certificate() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir(&pki).unwrap();
+    common::pki::make_ca(&pki, "ca");
+    common::pki::issue(&pki, "ca", "broker", Some("IP:127.0.0.1"));
+    let lamps = 4;
+    let clients = (0..lamps)
+        .map(|i| format!("tls-{i:05}"))
+        .chain(["app-tls-0-0".to_owned()]);
+    for client in clients {
+        common::pki::issue(&pki, "ca", &client, None);
+    }
+    let tls_port = common::free_port();
+    let extra = format!(
+        "listener {tls_port} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/broker.pem\nkeyfile {0}/broker.key\nrequire_certificate true\n",
+        pki.display()
+    );
+    let _broker = common::Broker::start_custom(false, "", extra);
+    let mut asked = plan("tls", lamps, 1, 10.0, "3s", dir.path());
+    asked.mosquitto = false;
+    asked.brokers = vec![format!("127.0.0.1:{tls_port}")];
+    asked.tls_ca = Some(pki.join("ca.pem"));
+    asked.tls_cert = Some(format!("{}/{{id}}.pem", pki.display()));
+    asked.tls_key = Some(format!("{}/{{id}}.key", pki.display()));
+
+    // One lamp without its certificate: refused before anything connects.
+    std::fs::rename(pki.join("tls-00002.key"), pki.join("aside.key")).unwrap();
+    let err = lampi::swarm::run(asked.clone().validate("x").unwrap(), Config::default(), false).unwrap_err();
+    assert_eq!(err.exit_code(), 66, "{err}");
+    assert!(err.to_string().contains("tls-00002.key"), "{err}");
+    std::fs::rename(pki.join("aside.key"), pki.join("tls-00002.key")).unwrap();
+
+    let report = run(asked.validate("x").unwrap());
+    let table = report.to_string();
+    assert_eq!(report.connections.connected_at_end, lamps, "{table}");
+    assert_no_loss(&report);
+    let (d, s) = (&report.messages.desired, &report.messages.set_config);
+    assert_eq!((d.acked, s.acked), (d.sent, s.sent), "{table}");
 }

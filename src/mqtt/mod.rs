@@ -13,7 +13,7 @@
 
 mod poller;
 mod publisher;
-mod tls;
+pub(crate) mod tls;
 mod topics;
 
 use std::time::Duration;

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS,
+    TlsConfiguration, Transport,
+};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -30,7 +33,7 @@ pub struct Progress {
     pub latency: CoarseLatency,
 }
 
-/// Latencies counted in buckets a quarter of an octave wide (±9 %), up to 2^20 µs (about a
+/// Latencies counted in buckets a quarter of an octave wide (a bucket's bound is up to 19 % above), up to 2^20 µs (about a
 /// second; longer ones count there), without a lock: many apps record, the line reads.
 pub struct CoarseLatency([AtomicU64; COARSE_BUCKETS]);
 
@@ -83,6 +86,8 @@ pub struct AppSetup {
     /// In the order tried: a cluster's nodes rotated per app, so apps spread over them; an app
     /// fails over to the next when its connection fails, as a lamp does.
     pub brokers: Vec<BrokerAddr>,
+    /// Its TLS configuration, loaded before the run (with its own certificate), if any.
+    pub tls: Option<TlsConfiguration>,
     pub qos: QoS,
     /// Messages a second (this app's share).
     pub rate: f64,
@@ -154,6 +159,9 @@ pub async fn run(
         .iter()
         .map(|broker| {
             let mut options = MqttOptions::new(setup.names.app_client_id(setup.app), broker.host.clone(), broker.port);
+            if let Some(tls) = &setup.tls {
+                options.set_transport(Transport::tls_with_config(tls.clone()));
+            }
             options
                 .set_clean_session(false)
                 .set_keep_alive(Duration::from_secs(30))

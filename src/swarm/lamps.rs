@@ -15,6 +15,7 @@ use crate::daemon::{self, LampSetup};
 use crate::led::SimLed;
 
 use super::naming::{self, Names};
+use super::plan::Credentials;
 use super::report::Latency;
 
 struct Lamp {
@@ -39,6 +40,7 @@ pub struct Fleet {
     base: Config,
     names: Names,
     brokers: Vec<BrokerAddr>,
+    tls: Option<Credentials>,
     state_dir: PathBuf,
     shutdown: CancellationToken,
     lamps: Vec<Lamp>,
@@ -56,12 +58,20 @@ pub struct Recovery {
 }
 
 impl Fleet {
-    pub fn new(runtime: Handle, base: Config, names: Names, brokers: Vec<BrokerAddr>, state_dir: PathBuf) -> Self {
+    pub fn new(
+        runtime: Handle,
+        base: Config,
+        names: Names,
+        brokers: Vec<BrokerAddr>,
+        tls: Option<Credentials>,
+        state_dir: PathBuf,
+    ) -> Self {
         Fleet {
             runtime,
             base,
             names,
             brokers,
+            tls,
             state_dir,
             shutdown: CancellationToken::new(),
             lamps: Vec::new(),
@@ -77,7 +87,7 @@ impl Fleet {
     /// Starts the next lamp.
     pub fn start_next(&mut self) {
         let ids = self.names.lamp(self.lamps.len() as u64);
-        let config = naming::lamp_config(&self.base, &ids, &self.brokers, chrono::Utc::now());
+        let config = naming::lamp_config(&self.base, &ids, &self.brokers, self.tls.as_ref(), chrono::Utc::now());
         let setup = LampSetup {
             config,
             state_dir: self.state_dir.join(&ids.device_id),
@@ -116,15 +126,17 @@ impl Fleet {
             if rx.has_changed().unwrap_or(false) && *rx.borrow_and_update() {
                 self.connects += 1;
                 if let Some(outage) = &mut self.outage
-                    && let Some(back_at) = outage.back_at
                     && !lamp.back
                 {
+                    // A lamp can only connect once the broker listens again, which the run may
+                    // not have noticed yet: then it counts as back at once.
+                    let after = outage
+                        .back_at
+                        .map_or(Duration::ZERO, |back_at| now.saturating_duration_since(back_at));
                     lamp.back = true;
                     outage.reconnected += 1;
                     outage.last_back = Some(now);
-                    outage
-                        .reconnect_us
-                        .record(now.saturating_duration_since(back_at).as_micros() as u64);
+                    outage.reconnect_us.record(after.as_micros() as u64);
                 }
             }
             if *rx.borrow() {

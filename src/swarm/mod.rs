@@ -77,6 +77,8 @@ pub enum SwarmError {
     StateDir(String, std::io::Error),
     #[error("cannot start the runtimes: {0}")]
     Runtime(std::io::Error),
+    #[error("TLS: {0}: {1}")]
+    Credentials(String, std::io::Error),
 }
 
 impl SwarmError {
@@ -84,6 +86,7 @@ impl SwarmError {
     pub fn exit_code(&self) -> u8 {
         match self {
             SwarmError::Descriptors(_) | SwarmError::Mosquitto(_) | SwarmError::Unreachable(..) => 69,
+            SwarmError::Credentials(..) => 66,
             SwarmError::StateDir(..) => 73,
             SwarmError::Runtime(_) => 71,
         }
@@ -93,12 +96,31 @@ impl SwarmError {
 /// Runs the plan to its end (or its deadline) and reports. `live` prints a progress line to
 /// stderr once a second.
 pub fn run(plan: Plan, base: Config, live: bool) -> Result<Report, SwarmError> {
+    if let Some(tls) = &plan.tls {
+        readable_credentials(tls, &plan)?;
+    }
     let nofile = rlimit::raise_nofile(plan.descriptors()).map_err(SwarmError::Descriptors)?;
     let run_dir = plan.state_dir.join(&plan.run_id);
     std::fs::create_dir_all(&run_dir).map_err(|e| SwarmError::StateDir(run_dir.display().to_string(), e))?;
     let result = run_in(&plan, base, live, nofile, &run_dir);
     let _ = std::fs::remove_dir_all(&run_dir);
     result
+}
+
+/// Every client's certificate and key is there before anything starts: a lamp missing its own
+/// would only show as never online.
+fn readable_credentials(tls: &plan::Credentials, plan: &Plan) -> Result<(), SwarmError> {
+    let names = Names::of(plan);
+    let lamps = (0..plan.lamps).map(|i| names.lamp(i).device_id);
+    let apps = (0..plan.apps).map(|a| names.app_client_id(a));
+    let files = lamps.chain(apps).flat_map(|id| {
+        let (cert, key) = tls.client(&id);
+        cert.into_iter().chain(key)
+    });
+    for file in std::iter::once(tls.ca.clone()).chain(files) {
+        std::fs::File::open(&file).map_err(|e| SwarmError::Credentials(file.display().to_string(), e))?;
+    }
+    Ok(())
 }
 
 fn run_in(plan: &Plan, base: Config, live: bool, nofile: u64, run_dir: &std::path::Path) -> Result<Report, SwarmError> {
@@ -132,9 +154,20 @@ fn run_in(plan: &Plan, base: Config, live: bool, nofile: u64, run_dir: &std::pat
         .map_err(SwarmError::Runtime)?;
     let started_unix_ms = unix_ms();
     let rss_before = measure::rss_bytes();
+    let names = Names::of(plan);
+    let tls = (0..plan.apps)
+        .map(|a| {
+            let Some(credentials) = &plan.tls else { return Ok(None) };
+            let (cert, key) = credentials.client(&names.app_client_id(a));
+            crate::mqtt::tls::from_files(Some(&credentials.ca), cert.as_deref(), key.as_deref())
+                .map(Some)
+                .map_err(|e| SwarmError::Credentials(names.app_client_id(a), e))
+        })
+        .collect::<Result<_, _>>()?;
     let run = Run {
         plan,
-        names: Names::of(plan),
+        tls,
+        names,
         brokers: brokers.clone(),
         live,
         epoch: Instant::now(),
@@ -145,6 +178,7 @@ fn run_in(plan: &Plan, base: Config, live: bool, nofile: u64, run_dir: &std::pat
         base,
         run.names.clone(),
         brokers.clone(),
+        plan.tls.clone(),
         run_dir.join("lamps"),
     );
     let outcome = apps_rt.block_on(run.drive(fleet, &mut broker, rss_before));
@@ -239,6 +273,8 @@ struct Run<'p> {
     plan: &'p Plan,
     names: Names,
     brokers: Vec<BrokerAddr>,
+    /// Each app's TLS configuration, with its own certificate.
+    tls: Vec<Option<rumqttc::TlsConfiguration>>,
     live: bool,
     epoch: Instant,
     progress: Arc<Progress>,
@@ -313,6 +349,7 @@ impl Run<'_> {
                 app: a,
                 names: self.names.clone(),
                 lamps,
+                tls: self.tls[a as usize].clone(),
                 brokers: {
                     let mut rotated = self.brokers.clone();
                     rotated.rotate_left((a as usize) % self.brokers.len());
@@ -415,15 +452,25 @@ impl Run<'_> {
             })
             .collect();
 
+        // Apps stuck past the deadline (their broker gone) get one moment together, then are
+        // dropped and said to be: one at a time, thousands of them would outlast any deadline.
         let mut results = Vec::new();
+        let mut dropped = 0;
+        let moment = tokio::time::Instant::now() + Duration::from_secs(2);
         for handle in handles {
-            // An app stuck past the deadline (its broker gone) gets a moment, then is dropped.
             let abort = handle.abort_handle();
-            match tokio::time::timeout(Duration::from_secs(2), handle).await {
+            match tokio::time::timeout_at(moment, handle).await {
                 Ok(Ok(result)) => results.push(result),
-                Ok(Err(_)) => {}
-                Err(_) => abort.abort(),
+                Ok(Err(_)) => dropped += 1,
+                Err(_) => {
+                    abort.abort();
+                    dropped += 1;
+                }
             }
+        }
+        if dropped > 0 {
+            tracing::warn!("{dropped} apps did not finish: their counts are missing from the report");
+            aborted.get_or_insert_with(|| "deadline".to_owned());
         }
         // Cut short if the deadline came before the sending ended or every lamp answered the
         // final get (lamps slow to connect and apps slow to subscribe eat into its slack).

@@ -6,9 +6,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{BrokerAddr, Config, LedBackendName};
+use crate::config::{BrokerAddr, Config, LedBackendName, ShadowService};
 
-use super::plan::Plan;
+use super::plan::{Credentials, Plan};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LampIds {
@@ -105,8 +105,27 @@ impl Names {
 /// The lamp keeps time on a virtual clock at real speed from `now`: the system clock holds a
 /// timerfd per lamp (to notice clock steps, which a swarm never makes), and that second
 /// descriptor per lamp is what kept 10,000 lamps from fitting under a hard limit of 20,000.
-pub fn lamp_config(base: &Config, ids: &LampIds, brokers: &[BrokerAddr], now: DateTime<Utc>) -> Config {
+pub fn lamp_config(
+    base: &Config,
+    ids: &LampIds,
+    brokers: &[BrokerAddr],
+    tls: Option<&Credentials>,
+    now: DateTime<Utc>,
+) -> Config {
     let mut config = base.clone();
+    // The base is a real lamp's config (by default /etc/lampi/lampi.toml): nothing of where and
+    // how that lamp connects may reach the swarm's lamps, which go only where the run was told.
+    let defaults = crate::config::MqttConfig::default();
+    config.mqtt.brokers = None;
+    (config.mqtt.host, config.mqtt.port) = (defaults.host, defaults.port);
+    (
+        config.mqtt.tls,
+        config.mqtt.ca_file,
+        config.mqtt.cert_file,
+        config.mqtt.key_file,
+    ) = (false, None, None, None);
+    (config.mqtt.username, config.mqtt.password) = (None, None);
+    config.shadow.service = ShadowService::Device;
     config.device.id = Some(ids.device_id.clone());
     config.device.state_dir = None;
     config.mqtt.enabled = true;
@@ -122,6 +141,11 @@ pub fn lamp_config(base: &Config, ids: &LampIds, brokers: &[BrokerAddr], now: Da
         let shift = (ids.index % rotated.len() as u64) as usize;
         rotated.rotate_left(shift);
         config.mqtt.brokers = Some(rotated);
+    }
+    if let Some(tls) = tls {
+        config.mqtt.tls = true;
+        config.mqtt.ca_file = Some(tls.ca.clone());
+        (config.mqtt.cert_file, config.mqtt.key_file) = tls.client(&ids.device_id);
     }
     config.clock.start = Some(now.to_rfc3339());
     config.clock.speed = None;
@@ -196,7 +220,12 @@ mod tests {
             .collect();
         let lamp = names().lamp(0); // index 100: 100 mod 3 = 1
         let now = "2026-11-29T23:00:00Z".parse().unwrap();
-        let config = lamp_config(&base, &lamp, &brokers, now);
+        let tls = Credentials {
+            ca: "ca.pem".into(),
+            cert: Some("certs/{id}.pem".into()),
+            key: Some("certs/{id}.key".into()),
+        };
+        let config = lamp_config(&base, &lamp, &brokers, Some(&tls), now);
         assert_eq!(config.device.id.as_deref(), Some("r7-00100"));
         assert_eq!(config.mqtt.client_id, "lampi-r7-00100");
         assert_eq!(config.mqtt.topic_prefix, lamp.topic_prefix);
@@ -206,9 +235,26 @@ mod tests {
         let defaults = crate::config::MqttConfig::default();
         assert_eq!((&config.mqtt.host, config.mqtt.port), (&defaults.host, defaults.port));
         assert_eq!(config.virtual_clock_start(), Some(now), "no timerfd per lamp");
+        assert!(config.mqtt.tls);
+        assert_eq!(config.mqtt.cert_file, Some("certs/r7-00100.pem".into()));
+        assert_eq!(config.mqtt.key_file, Some("certs/r7-00100.key".into()));
         assert!(!config.homeassistant.enabled);
         assert_eq!(config.light.transition_ms, 0);
-        let one = lamp_config(&base, &lamp, &brokers[..1], now);
+        let one = lamp_config(&base, &lamp, &brokers[..1], None, now);
+        assert!(!one.mqtt.tls);
+        // A real lamp's config as the base: its brokers and credentials stay out of the swarm.
+        let mut real = Config::default();
+        real.mqtt.brokers = Some(vec![BrokerAddr {
+            host: "prod.example".into(),
+            port: 8883,
+        }]);
+        real.mqtt.tls = true;
+        real.mqtt.username = Some("lamp".into());
+        real.shadow.service = ShadowService::Aws;
+        let swarm = lamp_config(&real, &lamp, &brokers[..1], None, now);
+        assert_eq!(swarm.mqtt.brokers(), brokers[..1]);
+        assert!(!swarm.mqtt.tls && swarm.mqtt.username.is_none());
+        assert!(matches!(swarm.shadow.service, ShadowService::Device));
         assert_eq!(one.mqtt.brokers, None);
         assert_eq!((one.mqtt.host.as_str(), one.mqtt.port), ("127.0.0.1", 1));
     }

@@ -12,6 +12,9 @@ pub const MAX_RATE: f64 = 1_000_000.0;
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 pub const MAX_GRACE: Duration = Duration::from_secs(600);
 pub const MAX_BROKER_DOWN: Duration = Duration::from_secs(300);
+/// Intents per lamp: an intent's light values are its tag, unique among 9000 (`ledger`), and
+/// every intent is kept until the end.
+pub const MAX_INTENTS_PER_LAMP: u64 = 9000;
 /// Added to ramp + duration + grace for the hard deadline: the final shadow `get`s and
 /// stopping the lamps.
 pub const DEADLINE_SLACK: Duration = Duration::from_secs(30);
@@ -43,6 +46,25 @@ pub struct Plan {
     pub state_dir: PathBuf,
     pub restart_broker_at: Option<Duration>,
     pub broker_down: Duration,
+    /// TLS for every lamp and app, each with its own certificate.
+    pub tls: Option<Credentials>,
+}
+
+/// TLS to the brokers: one CA, and client certificate and key paths in which `{id}` stands for
+/// the lamp's device id or the app's client id, so every client has its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Credentials {
+    pub ca: PathBuf,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+impl Credentials {
+    /// `(cert, key)` of the client `id`.
+    pub fn client(&self, id: &str) -> (Option<PathBuf>, Option<PathBuf>) {
+        let fill = |template: &Option<String>| template.as_ref().map(|t| PathBuf::from(t.replace("{id}", id)));
+        (fill(&self.cert), fill(&self.key))
+    }
 }
 
 /// A plan as typed, before [`Plan::validate`].
@@ -65,6 +87,9 @@ pub struct Asked {
     pub state_dir: Option<PathBuf>,
     pub restart_broker_at: Option<String>,
     pub broker_down: String,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -144,9 +169,26 @@ impl Asked {
                 Some(at)
             }
         };
+        let tls = match (self.tls_ca, self.tls_cert, self.tls_key) {
+            (None, None, None) => None,
+            (None, _, _) => return refuse("--tls-cert and --tls-key need --tls-ca"),
+            (Some(_), Some(_), None) | (Some(_), None, Some(_)) => {
+                return refuse("--tls-cert and --tls-key go together");
+            }
+            (Some(_), _, _) if self.mosquitto => {
+                return refuse("--mosquitto's broker has no TLS listener: give a --broker with TLS");
+            }
+            (Some(ca), cert, key) => Some(Credentials { ca, cert, key }),
+        };
         let max_messages = self
             .max_messages
             .unwrap_or_else(|| (self.rate * duration.as_secs_f64() * 1.1).ceil() as u64);
+        if max_messages > MAX_INTENTS_PER_LAMP * self.lamps {
+            return refuse(format!(
+                "{max_messages} messages to {} lamps: at most {MAX_INTENTS_PER_LAMP} a lamp (each one's values must tell it apart; lower --rate, --duration or --max-messages, or add lamps)",
+                self.lamps
+            ));
+        }
         Ok(Plan {
             brokers,
             mosquitto: self.mosquitto,
@@ -165,6 +207,7 @@ impl Asked {
             state_dir: self.state_dir.unwrap_or_else(|| PathBuf::from("/dev/shm/lampi-swarm")),
             restart_broker_at,
             broker_down,
+            tls,
         })
     }
 }

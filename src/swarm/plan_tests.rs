@@ -19,6 +19,9 @@ fn asked() -> Asked {
         state_dir: None,
         restart_broker_at: None,
         broker_down: "2s".into(),
+        tls_ca: None,
+        tls_cert: None,
+        tls_key: None,
     }
 }
 
@@ -60,9 +63,10 @@ fn hard_bounds_are_refused() {
     assert!(refused(|a| a.duration = "0s".into()).contains("--duration"));
     assert!(refused(|a| a.qos = 2).contains("--qos"));
     assert!(refused(|a| a.grace = "11m".into()).contains("--grace"));
-    // One hour exactly is allowed.
+    // One hour exactly is allowed, at a rate within the lamps' 9000 intents each.
     let mut a = asked();
     a.duration = "1h".into();
+    a.rate = 20.0;
     assert!(a.validate("d").is_ok());
 }
 
@@ -90,6 +94,19 @@ fn brokers_are_only_those_given() {
         .contains("--mosquitto")
     );
     assert!(refused(|a| a.restart_broker_at = Some("2s".into())).contains("--mosquitto"));
+    // 10 lamps: 90,000 intents tell themselves apart, 90,001 do not.
+    assert!(refused(|a| a.max_messages = Some(90_001)).contains("at most 9000 a lamp"));
+    let mut fits = asked();
+    fits.max_messages = Some(90_000);
+    fits.validate("d").expect("9000 a lamp");
+    assert!(refused(|a| a.tls_cert = Some("{id}.pem".into())).contains("need --tls-ca"));
+    assert!(
+        refused(|a| {
+            a.tls_ca = Some("ca.pem".into());
+            a.tls_cert = Some("{id}.pem".into());
+        })
+        .contains("go together")
+    );
     assert!(
         refused(|a| {
             a.mosquitto = true;
