@@ -422,6 +422,21 @@ impl Report {
                 again.pid, again.host, again.started_unix_ms
             )));
         }
+        // Two processes with the same lamps were the same lamps twice (the same client ids,
+        // each taking over the other's connections), not twice as many: a forgotten
+        // --lamp-offset. Raw baselines have no lamps to share.
+        let overlap = |a: &Source, b: &Source| a.lamps[0] < b.lamps[1] && b.lamps[0] < a.lamps[1];
+        if self.baseline.is_none()
+            && let Some((a, b)) = other
+                .sources
+                .iter()
+                .find_map(|b| self.sources.iter().find(|a| overlap(a, b)).map(|a| (a, b)))
+        {
+            return Err(ReportError::Mismatch(format!(
+                "lamps {}..{} and {}..{} overlap (give each process its own --lamp-offset)",
+                a.lamps[0], a.lamps[1], b.lamps[0], b.lamps[1]
+            )));
+        }
 
         mine.lamps += theirs.lamps;
         mine.apps += theirs.apps;

@@ -171,7 +171,9 @@ fn merging_a_report_with_itself_doubles_counts_and_keeps_percentiles() {
     fill(&mut a, 1, 1_700_000_000_000);
     let mut doubled = a.clone();
     let mut again = a.clone();
-    again.sources[0].pid = 2; // Another process, or merge refuses it as the same one twice.
+    // Another process with other lamps, or merge refuses it as the same one (or lamps) twice.
+    again.sources[0].pid = 2;
+    again.sources[0].lamps = [100, 200];
     doubled.merge(again).unwrap();
     let (d, one) = (&doubled.messages.desired, &a.messages.desired);
     assert_eq!(
@@ -244,6 +246,12 @@ fn merge_refuses_reports_of_another_run() {
         "different runs: process 1 on test started at 1700000000000 ms is in both"
     );
     assert_eq!(a, report("r", 1, [0, 100]), "a refused merge changes nothing");
+    let err = a.merge(report("r", 2, [50, 150])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "different runs: lamps 0..100 and 50..150 overlap (give each process its own --lamp-offset)"
+    );
+    a.merge(report("r", 2, [100, 200])).expect("adjacent ranges");
 }
 
 fn baseline(pattern: &str, publish_in: u64, window_ms: u64) -> Option<Baseline> {
