@@ -137,6 +137,11 @@ start)
         setsid epmd -port "$EPMD" -address 127.0.0.1 </dev/null >"$DIR/epmd.log" 2>&1 &
         echo $! >"$DIR/epmd.pgid"
     )
+    # A node that finds no epmd listening starts one of its own, outside any group `down` ends.
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$EPMD") 2>/dev/null && break
+        sleep 0.1
+    done
     for i in 1 2 3; do write_config "$i"; done
     # All three boot at once (startup is the slow part); then 2 and 3 join 1.
     for i in 1 2 3; do spawn_node "$i"; done
