@@ -149,6 +149,9 @@ pub struct Client {
     subacks: watch::Receiver<u64>,
     /// How many PUBACKs have arrived, so [`Client::publish_acked`] can wait for its own.
     pubacks: watch::Receiver<u64>,
+    /// How many messages were published (all at QoS 1): the broker acknowledges them in order,
+    /// so the n-th is acknowledged once n PUBACKs have come, however late an earlier one was.
+    published: std::sync::atomic::AtomicU64,
 }
 
 impl Client {
@@ -220,6 +223,7 @@ impl Client {
             messages,
             subacks,
             pubacks,
+            published: Default::default(),
         })
     }
 
@@ -240,16 +244,18 @@ impl Client {
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .await
             .unwrap();
+        self.published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Publishes at QoS 1 and says whether the broker acknowledged it (PUBACK) within `limit`.
-    /// One at a time per client: the next PUBACK is taken as this message's.
+    /// One at a time per client: a PUBACK that comes after its message timed out is not taken
+    /// for the next one's.
     pub async fn publish_acked(&self, topic: &str, payload: impl Into<Vec<u8>>, limit: Duration) -> bool {
         let mut pubacks = self.pubacks.clone();
-        let before = *pubacks.borrow_and_update();
         self.publish(topic, payload).await;
+        let mine = self.published.load(std::sync::atomic::Ordering::Relaxed);
         matches!(
-            tokio::time::timeout(limit, pubacks.wait_for(|&n| n > before)).await,
+            tokio::time::timeout(limit, pubacks.wait_for(|&n| n >= mine)).await,
             Ok(Ok(_))
         )
     }
