@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS,
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS, Request,
     TlsConfiguration, Transport,
 };
 use serde_json::{Value, json};
@@ -121,7 +121,11 @@ enum Tag {
 
 enum Pumped {
     Event(Event),
-    Failed,
+    /// The connection failed; the client has set aside this many publishes not yet sent,
+    /// which it drops if the broker has lost the session.
+    Failed {
+        unsent: usize,
+    },
 }
 
 struct App {
@@ -136,6 +140,8 @@ struct App {
     connected: bool,
     connects: u64,
     failed_connects: u64,
+    /// Publishes the client set aside unsent at the last connection failure.
+    unsent: usize,
     subacks: usize,
     answered: HashMap<u64, bool>,
 }
@@ -191,6 +197,7 @@ pub async fn run(
         connected: false,
         connects: 0,
         failed_connects: 0,
+        unsent: 0,
         subacks: 0,
         answered: HashMap::new(),
     };
@@ -271,7 +278,13 @@ async fn pump(mut eventloop: EventLoop, brokers: Vec<MqttOptions>, events: mpsc:
                 continue;
             }
             Err(ConnectionError::RequestsDone) => return,
-            Err(_) => Pumped::Failed,
+            Err(_) => Pumped::Failed {
+                unsent: eventloop
+                    .pending
+                    .iter()
+                    .filter(|request| matches!(request, Request::Publish(publish) if publish.pkid == 0))
+                    .count(),
+            },
         };
         if events.send(pumped).is_err() {
             return;
@@ -293,7 +306,8 @@ impl App {
     async fn handle(&mut self, pumped: Pumped) {
         let event = match pumped {
             Pumped::Event(event) => event,
-            Pumped::Failed => {
+            Pumped::Failed { unsent } => {
+                self.unsent = unsent;
                 if self.connected {
                     self.connected = false;
                 } else {
@@ -310,7 +324,7 @@ impl App {
                 if !ack.session_present {
                     // The unacknowledged publishes were dropped with the session: they are
                     // unresolved unless the lamp shows them anyway.
-                    self.pkids.session_lost();
+                    self.pkids.session_lost(self.unsent);
                 }
                 // A session kept from an earlier run of the same id has the subscriptions
                 // already; subscribing again is harmless and gives the SUBACKs waited for.

@@ -182,12 +182,14 @@ impl<T> PkidMap<T> {
         self.inflight.remove(&pkid)
     }
 
-    /// A CONNACK without the session: the client dropped everything unacknowledged, so it
-    /// never will be; returned to be counted as such.
-    pub fn session_lost(&mut self) -> Vec<T> {
+    /// A CONNACK without the session: the client dropped what was in flight and the `unsent`
+    /// publishes it had set aside at the last failure (the oldest queued here), so they never
+    /// will be acknowledged; returned to be counted as such. Publishes queued since are still
+    /// to go out, and keep their tags.
+    pub fn session_lost(&mut self, unsent: usize) -> Vec<T> {
         let mut dropped: Vec<T> = self.inflight.drain().map(|(_, t)| t).collect();
         dropped.extend(self.collided.drain().map(|(_, t)| t));
-        dropped.extend(self.queued.drain(..));
+        dropped.extend(self.queued.drain(..unsent.min(self.queued.len())));
         dropped
     }
 
