@@ -29,6 +29,14 @@ const COMMAND_QUEUE: usize = 256;
 /// Shadow replies waiting for the MQTT publisher. Each request makes at most five, so this
 /// absorbs a full command queue's worth; past it replies are dropped and logged.
 const SHADOW_QUEUE: usize = 2048;
+
+/// A shadow reply as it goes on the wire. Queued as bytes, not as the core's JSON value: a
+/// document's tree of maps takes several times its text, and under a flood the queue is full.
+#[derive(Debug)]
+pub struct ShadowReply {
+    pub topic: ShadowTopic,
+    pub payload: Vec<u8>,
+}
 /// Analytics events waiting for the MQTT side (which spools them to disk while offline).
 const EVENT_QUEUE: usize = 256;
 /// While alarms wait for the clock to be synchronised, how often to look.
@@ -107,7 +115,7 @@ pub struct LampTask {
     saved: watch::Sender<Saved>,
     pairing: watch::Sender<PairingView>,
     online: watch::Sender<bool>,
-    shadow_out: mpsc::Sender<ShadowMessage>,
+    shadow_out: mpsc::Sender<ShadowReply>,
     dropped_replies: u64,
     events_out: mpsc::Sender<Value>,
     dropped_events: u64,
@@ -117,7 +125,7 @@ pub struct LampTask {
 /// What the lamp task sends out besides its watch channels: for the MQTT side.
 #[derive(Debug)]
 pub struct Outbox {
-    pub shadow: mpsc::Receiver<ShadowMessage>,
+    pub shadow: mpsc::Receiver<ShadowReply>,
     /// Analytics events (`crate::events`).
     pub events: mpsc::Receiver<Value>,
     /// Firmware versions for the privileged updater (`crate::updater`).
@@ -350,7 +358,11 @@ impl LampTask {
     }
 
     fn send_shadow(&mut self, message: ShadowMessage) {
-        if let Err(TrySendError::Full(_)) = self.shadow_out.try_send(message) {
+        let reply = ShadowReply {
+            topic: message.topic,
+            payload: serde_json::to_vec(&message.payload).expect("JSON values always serialise"),
+        };
+        if let Err(TrySendError::Full(_)) = self.shadow_out.try_send(reply) {
             // One line per thousand, so a flood of requests cannot flood the journal too.
             if self.dropped_replies.is_multiple_of(1000) {
                 tracing::warn!(

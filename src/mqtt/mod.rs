@@ -26,10 +26,9 @@ use tokio_util::sync::CancellationToken;
 pub use self::topics::Topics;
 use crate::config::{BrokerAddr, MqttConfig};
 use crate::core::backoff::Backoff;
-use crate::core::lamp::ShadowMessage;
 use crate::core::schema::MAX_PACKET_BYTES;
 use crate::events::Spool;
-use crate::lamp_task::LampHandle;
+use crate::lamp_task::{LampHandle, ShadowReply};
 
 /// Notices wait here for the publisher; past this many they are dropped and logged, so a flood
 /// of garbage cannot grow memory.
@@ -67,7 +66,7 @@ pub async fn run(
     config: &MqttConfig,
     topics: Topics,
     lamp: LampHandle,
-    shadow: mpsc::Receiver<ShadowMessage>,
+    shadow: mpsc::Receiver<ShadowReply>,
     events: mpsc::Receiver<Value>,
     spool: Spool,
     shutdown: CancellationToken,

@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::topics::Topics;
 use super::{GOODBYE_TIMEOUT, Link, Notice, now_timestamp};
 use crate::core::lamp::Echo;
-use crate::core::lamp::{PairingView, ShadowMessage};
+use crate::core::lamp::PairingView;
 use crate::core::schema::MAX_PACKET_BYTES;
 use crate::events::{self, Spool};
-use crate::lamp_task::LampHandle;
+use crate::lamp_task::{LampHandle, ShadowReply};
 use crate::protocol::homeassistant;
 use crate::protocol::lampi;
 use crate::protocol::pairing;
@@ -91,7 +91,7 @@ pub(super) struct Outputs {
     changes: watch::Receiver<Echo>,
     pairing: watch::Receiver<PairingView>,
     notices: mpsc::Receiver<Notice>,
-    shadow: mpsc::Receiver<ShadowMessage>,
+    shadow: mpsc::Receiver<ShadowReply>,
     events: mpsc::Receiver<Value>,
     /// Where events wait while the broker is unreachable.
     spool: Spool,
@@ -103,7 +103,7 @@ impl Outputs {
     pub(super) fn new(
         lamp: LampHandle,
         notices: mpsc::Receiver<Notice>,
-        shadow: mpsc::Receiver<ShadowMessage>,
+        shadow: mpsc::Receiver<ShadowReply>,
         events: mpsc::Receiver<Value>,
         spool: Spool,
     ) -> Outputs {
@@ -235,8 +235,7 @@ pub(super) async fn publish(
                 let up = link.borrow().up;
                 if let (true, Some(prefix)) = (up, &topics.shadow) {
                     let topic = format!("{prefix}{}", message.topic.suffix());
-                    let payload = serde_json::to_vec(&message.payload).expect("JSON values always serialise");
-                    out.publish(&topic, false, payload).await;
+                    out.publish(&topic, false, message.payload).await;
                 }
             }
             Some(notice) = notices.recv() => {
