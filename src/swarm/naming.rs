@@ -16,7 +16,7 @@ pub struct LampIds {
     pub index: u64,
     pub device_id: String,
     pub client_id: String,
-    /// `{prefix}/{run}/a{app}/{id}/`: LAMPI's topics.
+    /// `{prefix}/{run}/a{lamp offset}-{app}/{id}/`: LAMPI's topics.
     pub topic_prefix: String,
     /// `{topic_prefix}shadow/`: the lamp-hosted shadow.
     pub shadow_prefix: String,
@@ -48,7 +48,7 @@ impl Names {
         let index = self.lamp_offset + local;
         let device_id = format!("{}-{index:05}", self.run_id);
         let app = local % self.apps;
-        let topic_prefix = format!("{}/a{app}/{device_id}/", self.app_root());
+        let topic_prefix = format!("{}/{device_id}/", self.app_root(app));
         LampIds {
             index,
             client_id: format!("lampi-{device_id}"),
@@ -59,8 +59,10 @@ impl Names {
         }
     }
 
-    fn app_root(&self) -> String {
-        format!("{}/{}", self.prefix, self.run_id)
+    /// App `app`'s topics. The lamp offset is in it because every process of a run numbers its
+    /// apps from 0: without it, each app would also receive the other processes' answers.
+    fn app_root(&self, app: u64) -> String {
+        format!("{}/{}/a{}-{app}", self.prefix, self.run_id, self.lamp_offset)
     }
 
     /// The app's MQTT client id: fixed, so its persistent session survives a broker restart.
@@ -71,7 +73,7 @@ impl Names {
     /// The filters app `app` subscribes to: its own lamps' answers, one wildcard level for the
     /// lamp.
     pub fn app_filters(&self, app: u64) -> Vec<String> {
-        let base = format!("{}/a{app}/+/", self.app_root());
+        let base = format!("{}/+/", self.app_root(app));
         [
             "lamp/changed",
             "lamp/set_config/rejected",
@@ -177,8 +179,8 @@ mod tests {
         assert_eq!(lamp.device_id, "r7-00104");
         assert_eq!(lamp.client_id, "lampi-r7-00104");
         assert_eq!(lamp.app, 1);
-        assert_eq!(lamp.topic_prefix, "swarm/r7/a1/r7-00104/");
-        assert_eq!(lamp.shadow_prefix, "swarm/r7/a1/r7-00104/shadow/");
+        assert_eq!(lamp.topic_prefix, "swarm/r7/a100-1/r7-00104/");
+        assert_eq!(lamp.shadow_prefix, "swarm/r7/a100-1/r7-00104/shadow/");
         let ids: std::collections::HashSet<_> = (0..1000).map(|i| n.lamp(i).client_id).collect();
         assert_eq!(ids.len(), 1000);
         for i in 0..50 {
@@ -191,7 +193,7 @@ mod tests {
     fn an_apps_filters_match_its_lamps_topics_only() {
         let n = names();
         let filters = n.app_filters(1);
-        assert_eq!(filters[0], "swarm/r7/a1/+/lamp/changed");
+        assert_eq!(filters[0], "swarm/r7/a100-1/+/lamp/changed");
         let matches = |filter: &str, topic: &str| {
             let (f, t): (Vec<_>, Vec<_>) = (filter.split('/').collect(), topic.split('/').collect());
             f.len() == t.len() && f.iter().zip(&t).all(|(f, t)| *f == "+" || f == t)
@@ -200,12 +202,18 @@ mod tests {
         let theirs = format!("{}lamp/changed", n.lamp(5).topic_prefix);
         assert!(matches(&filters[0], &mine));
         assert!(!matches(&filters[0], &theirs));
+        // App 1 of the run's process for lamps 0–99 is not sent this process's answers.
+        let first_process = Names {
+            lamp_offset: 0,
+            ..names()
+        };
+        assert!(!matches(&first_process.app_filters(1)[0], &mine));
         let documents = format!("{}update/documents", n.lamp(4).shadow_prefix);
         assert!(filters.iter().any(|f| matches(f, &documents)));
         assert_eq!(n.parse_topic(&documents), Some((4, "shadow/update/documents")));
         assert_eq!(n.parse_topic(&mine), Some((4, "lamp/changed")));
-        assert_eq!(n.parse_topic("swarm/r8/a1/r8-00104/lamp/changed"), None);
-        assert_eq!(n.parse_topic("swarm/r7/a1/r7-00099/lamp/changed"), None);
+        assert_eq!(n.parse_topic("swarm/r8/a100-1/r8-00104/lamp/changed"), None);
+        assert_eq!(n.parse_topic("swarm/r7/a100-1/r7-00099/lamp/changed"), None);
         assert_ne!(n.app_client_id(0), n.app_client_id(1));
     }
 
