@@ -123,16 +123,29 @@ pub fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let Some(name) = signalled().await else {
         tracing::error!("cannot listen for SIGTERM/SIGINT; stop the lamp with SIGKILL");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
+    tracing::info!("{name}: shutting down");
     shutdown.cancel();
+}
+
+/// The first SIGTERM or SIGINT, by name; listened for from the call, so one that comes while the
+/// caller still sets up counts too. `None` if they cannot be listened for (then their default
+/// actions end the process).
+pub fn signalled() -> impl Future<Output = Option<&'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
+            return None;
+        };
+        tokio::select! {
+            _ = term.recv() => Some("SIGTERM"),
+            _ = int.recv() => Some("SIGINT"),
+        }
+    }
 }
 
 #[cfg(test)]

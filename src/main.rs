@@ -215,7 +215,7 @@ struct SwarmRun {
     /// QoS of the apps' messages: 0 or 1 (loss is measurable at 1 only).
     #[arg(long, default_value_t = 1)]
     qos: u8,
-    /// Topics are {prefix}/{run}/a{app}/{device id}/….
+    /// Topics are {prefix}/{run}/a{lamp offset}-{app}/{device id}/….
     #[arg(long, default_value = "swarm")]
     prefix: String,
     /// Lamps' state goes under DIR/{run}/, removed at the end (tmpfs: no fsync storm).
@@ -721,18 +721,11 @@ fn swarm_run(args: SwarmRun, base: Config) -> ExitCode {
 /// call, so a signal while it connects counts too.
 #[cfg(feature = "ble-client")]
 fn stopped() -> impl Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    let signalled = lampi::app::signalled();
     async move {
-        match signals {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
+        if signalled.await.is_none() {
             // Then the default actions end the process.
-            _ => std::future::pending().await,
+            std::future::pending::<()>().await;
         }
     }
 }

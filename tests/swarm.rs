@@ -340,3 +340,85 @@ fn every_lamp_and_app_connects_over_tls_with_its_own_certificate() {
     let (d, s) = (&report.messages.desired, &report.messages.set_config);
     assert_eq!((d.acked, s.acked), (d.sent, s.sent), "{table}");
 }
+
+/// The process `parent` started as `mosquitto`, read from /proc.
+fn mosquitto_child_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        let (comm, rest) = stat.split_once(") ")?;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == parent && comm.ends_with("(mosquitto")).then_some(pid)
+    })
+}
+
+/// Gone, or a zombie nobody reaps (this machine's PID 1 reaps no orphans).
+fn has_exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
+/// Starts a long swarm on its own Mosquitto, waits for the broker, sends `signal`; returns the
+/// swarm's exit and whether its broker exited within 20 s.
+fn signal_a_running_swarm(dir: &Path, run_id: &str, signal: libc::c_int) -> (std::process::ExitStatus, bool) {
+    use std::time::{Duration, Instant};
+    let mut swarm = std::process::Command::new(env!("CARGO_BIN_EXE_lampi"))
+        .current_dir(dir)
+        .args([
+            "swarm",
+            "run",
+            "--mosquitto",
+            "--lamps",
+            "5",
+            "--apps",
+            "1",
+            "--duration",
+            "60s",
+            "--quiet",
+        ])
+        .args(["--run-id", run_id, "--state-dir", dir.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let by = Instant::now() + Duration::from_secs(30);
+    let broker = loop {
+        if let Some(pid) = mosquitto_child_of(swarm.id()) {
+            break pid;
+        }
+        assert!(Instant::now() < by, "no mosquitto started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The lamps are starting: their state is on disk.
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: a signal to a child this test started and has not reaped.
+    unsafe { libc::kill(swarm.id() as libc::pid_t, signal) };
+    let status = swarm.wait().unwrap();
+    let by = Instant::now() + Duration::from_secs(20);
+    while !has_exited(broker) && Instant::now() < by {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (status, has_exited(broker))
+}
+
+#[test]
+fn a_swarm_killed_or_interrupted_leaves_no_broker_or_state_behind() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+
+    let (status, broker_exited) = signal_a_running_swarm(dir.path(), "killed", libc::SIGKILL);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    assert!(broker_exited, "SIGKILL orphaned the swarm's mosquitto");
+
+    let (status, broker_exited) = signal_a_running_swarm(dir.path(), "interrupted", libc::SIGINT);
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(broker_exited, "SIGINT orphaned the swarm's mosquitto");
+    assert!(
+        !dir.path().join("interrupted").exists(),
+        "SIGINT left the lamps' state behind"
+    );
+}

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS, Request,
@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::BrokerAddr;
 
 use super::ledger::{self, Kind, LampLedger, Light, PkidMap, Seen};
+use super::measure::unix_ms;
 use super::naming::Names;
 use super::report::{Counts, Latencies, Lost, Timeline};
 
@@ -144,12 +145,6 @@ struct App {
     unsent: usize,
     subacks: usize,
     answered: HashMap<u64, bool>,
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Runs one app: connects, subscribes (then says so on `subscribed`), follows `schedule` once
@@ -421,7 +416,7 @@ impl App {
                     Kind::SetConfig => &mut self.latency_us.set_config_changed,
                 };
                 histogram.record(latency_us);
-                let point = self.timeline.at(unix_ms());
+                let point = self.timeline.at(unix_ms(SystemTime::now()));
                 point.received += 1;
                 if kind == self.setup.timeline_kind {
                     point.latency_us.record(latency_us);
@@ -438,7 +433,7 @@ impl App {
         let lamps = &self.setup.lamps;
         let lamp = lamps[(n % lamps.len() as u64) as usize];
         let kind = Kind::nth(n, self.setup.desired_share);
-        let (epoch_us, unix) = (self.now_us(), unix_ms());
+        let (epoch_us, unix) = (self.now_us(), unix_ms(SystemTime::now()));
         let ledger = self.ledgers.get_mut(&lamp).expect("every lamp of the app has a ledger");
         let intent = ledger.send(kind, epoch_us, unix);
         let (seq, values) = (intent.seq, intent.values);

@@ -1,5 +1,13 @@
 //! The swarm process's own cost, from /proc: CPU time and resident memory, so a report shows
-//! when the load generator rather than the broker is the limit.
+//! when the load generator rather than the broker is the limit, and the wall clock reports are
+//! stamped with.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch: reports from several machines line up on it.
+pub fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
 
 /// CPU time (user + system) of this process, in seconds.
 pub fn cpu_seconds() -> f64 {

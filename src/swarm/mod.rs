@@ -39,7 +39,7 @@ use std::io::{IsTerminal, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
@@ -152,7 +152,17 @@ fn run_in(plan: &Plan, base: Config, live: bool, nofile: u64, run_dir: &std::pat
         .enable_all()
         .build()
         .map_err(SwarmError::Runtime)?;
-    let started_unix_ms = unix_ms();
+    // Cut short by a signal, a run still leaves nothing behind: the lamps' state goes here, and
+    // the broker follows its keeper thread out of the process.
+    let leftovers = run_dir.to_owned();
+    lamps_rt.spawn(async move {
+        if let Some(name) = crate::app::signalled().await {
+            eprintln!("\nlampi swarm: {name}: stopped without a report");
+            let _ = std::fs::remove_dir_all(&leftovers);
+            std::process::exit(if name == "SIGINT" { 130 } else { 143 });
+        }
+    });
+    let started_unix_ms = measure::unix_ms(SystemTime::now());
     let rss_before = measure::rss_bytes();
     let names = Names::of(plan);
     let tls = (0..plan.apps)
@@ -261,12 +271,6 @@ fn reachable(broker: &BrokerAddr) -> std::io::Result<()> {
         }
     }
     Err(last)
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 struct Run<'p> {
@@ -534,7 +538,7 @@ impl Run<'_> {
 /// Stops the broker at `at` (SIGTERM: it saves sessions and queued messages), waits `down`,
 /// starts it again on the same port; gives the broker back.
 async fn restart_broker(
-    mut mosquitto: LocalMosquitto,
+    mosquitto: LocalMosquitto,
     at: Instant,
     down: Duration,
     steps: mpsc::UnboundedSender<FaultStep>,
@@ -542,9 +546,7 @@ async fn restart_broker(
     tokio::time::sleep_until(at.into()).await;
     let _ = steps.send(FaultStep::Down(Instant::now()));
     let mosquitto = tokio::task::spawn_blocking(move || {
-        mosquitto.stop();
-        std::thread::sleep(down);
-        let error = mosquitto.restart().err();
+        let error = mosquitto.restart(down).err();
         (mosquitto, error)
     })
     .await;

@@ -1,21 +1,34 @@
 //! A private Mosquitto on loopback for `lampi swarm run --mosquitto`: a free port, enough
 //! descriptors and connections for the fleet, persistence in the run's directory, and a graceful
 //! restart (SIGTERM, so it saves its sessions and queued messages) for fault injection.
+//!
+//! One keeper thread starts, restarts and stops it for the whole run, and the broker is asked to
+//! die with that thread (`PR_SET_PDEATHSIG` follows the thread that forked, not the process): so
+//! a swarm killed outright, even by SIGKILL, leaves no broker behind holding its port and
+//! directory.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long Mosquitto gets to open its port, or to save and exit.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The broker, through its keeper thread.
 pub struct LocalMosquitto {
     pub port: u16,
-    dir: PathBuf,
-    nofile: u64,
-    child: Option<Child>,
+    orders: Option<mpsc::Sender<Restart>>,
+    keeper: Option<JoinHandle<()>>,
+}
+
+/// Stop, stay down this long, start again; the keeper answers once it listens again.
+struct Restart {
+    down: Duration,
+    done: mpsc::SyncSender<Result<(), MosquittoError>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +39,8 @@ pub enum MosquittoError {
     Setup(std::io::Error),
     #[error("mosquitto did not open 127.0.0.1:{0} within {START_TIMEOUT:?}")]
     NotListening(u16),
+    #[error("the thread keeping mosquitto is gone")]
+    KeeperGone,
 }
 
 impl LocalMosquitto {
@@ -35,17 +50,67 @@ impl LocalMosquitto {
             .and_then(|l| l.local_addr())
             .map_err(MosquittoError::Setup)?
             .port();
-        let mut broker = LocalMosquitto {
+        let mut process = Process {
             port,
             dir: dir.to_owned(),
             nofile,
             child: None,
         };
-        broker.write_config().map_err(MosquittoError::Setup)?;
-        broker.spawn()?;
+        process.write_config().map_err(MosquittoError::Setup)?;
+        let (orders, inbox) = mpsc::channel::<Restart>();
+        let (started_tx, started) = mpsc::sync_channel(1);
+        let keeper = std::thread::Builder::new()
+            .name("swarm-mosquitto".into())
+            .spawn(move || {
+                let _ = started_tx.send(process.spawn());
+                // Ends when the owner drops the sender: the broker is stopped with it.
+                for order in inbox {
+                    process.stop();
+                    std::thread::sleep(order.down);
+                    let _ = order.done.send(process.spawn());
+                }
+                process.stop();
+            })
+            .map_err(MosquittoError::Spawn)?;
+        let broker = LocalMosquitto {
+            port,
+            orders: Some(orders),
+            keeper: Some(keeper),
+        };
+        started.recv().map_err(|_| MosquittoError::KeeperGone)??;
         Ok(broker)
     }
 
+    /// Stops it with SIGTERM (it saves its database), waits `down`, and starts it again on the
+    /// same port; returns once it listens. Blocks the calling thread throughout.
+    pub fn restart(&self, down: Duration) -> Result<(), MosquittoError> {
+        let (done, answer) = mpsc::sync_channel(1);
+        self.orders
+            .as_ref()
+            .and_then(|orders| orders.send(Restart { down, done }).ok())
+            .ok_or(MosquittoError::KeeperGone)?;
+        answer.recv().map_err(|_| MosquittoError::KeeperGone)?
+    }
+}
+
+impl Drop for LocalMosquitto {
+    fn drop(&mut self) {
+        drop(self.orders.take());
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
+        }
+    }
+}
+
+/// The broker process itself; lives on the keeper thread.
+struct Process {
+    port: u16,
+    dir: PathBuf,
+    nofile: u64,
+    child: Option<Child>,
+}
+
+impl Process {
     fn config_path(&self) -> PathBuf {
         self.dir.join("mosquitto.conf")
     }
@@ -79,9 +144,11 @@ impl LocalMosquitto {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: only setrlimit, async-signal-safe, runs between fork and exec.
+        // SAFETY: only setrlimit and prctl, async-signal-safe, run between fork and exec.
         unsafe {
             command.pre_exec(move || {
+                // SIGTERM rather than SIGKILL: the broker still saves its database.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                 let limit = libc::rlimit {
                     rlim_cur: nofile,
                     rlim_max: nofile,
@@ -103,13 +170,8 @@ impl LocalMosquitto {
         Ok(())
     }
 
-    /// Its process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     /// Stops it with SIGTERM, so it saves its database, and waits for it to exit.
-    pub fn stop(&mut self) {
+    fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
         // SAFETY: kill with a pid this process spawned and has not yet reaped.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
@@ -122,17 +184,5 @@ impl LocalMosquitto {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.wait();
-    }
-
-    /// Starts it again on the same port, with the database it saved.
-    pub fn restart(&mut self) -> Result<(), MosquittoError> {
-        self.stop();
-        self.spawn()
-    }
-}
-
-impl Drop for LocalMosquitto {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

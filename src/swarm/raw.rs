@@ -17,7 +17,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use rumqttc::{AsyncClient, ClientError, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
 use serde::Deserialize;
@@ -166,7 +166,7 @@ impl Plan {
         format!("{}/{}/{rest}", self.prefix, self.run_id)
     }
 
-    /// Echo client `i`'s `lamp/` topic prefix: the swarm's naming, `…/a{app}/{id}/`.
+    /// Echo client `i`'s `lamp/` topic prefix, in the swarm's shape: `…/a{app}/{id}/`.
     fn lamp_prefix(&self, i: u32) -> String {
         self.topic(&format!("a{}/{}-{i:05}/lamp/", i % self.peers, self.run_id))
     }
@@ -193,7 +193,7 @@ struct Tally {
 
 impl Tally {
     fn point(&mut self) -> &mut super::report::Point {
-        self.report.timeline.at(unix_ms(SystemTime::now()))
+        self.report.timeline.at(measure::unix_ms(SystemTime::now()))
     }
 
     fn record_puback(&mut self, us: u64) {
@@ -214,10 +214,6 @@ impl Tally {
             self.round_trip.record(us);
         }
     }
-}
-
-fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 type Shared = Arc<Mutex<Tally>>;
@@ -513,7 +509,7 @@ pub async fn run(plan: &Plan) -> Result<Report, RawError> {
         host: std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map_or_else(|_| "unknown".to_owned(), |h| h.trim().to_owned()),
         pid: std::process::id(),
-        started_unix_ms: unix_ms(started),
+        started_unix_ms: measure::unix_ms(started),
         lamps: [0, parameters.lamps],
         cpu_s: 0.0,
         peak_rss_bytes: 0,
