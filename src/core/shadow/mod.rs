@@ -277,16 +277,17 @@ impl Shadow {
     }
 
     /// `{"state": {desired, reported}, "metadata": {...}, "version"}` as in `update/documents`.
-    fn snapshot(&self) -> Value {
+    /// Takes the shadow, so the state an update replaced moves into `previous` uncopied.
+    fn snapshot(self) -> Value {
         let mut state = Map::new();
         let mut metadata = Map::new();
         for (name, section, meta) in [
-            ("desired", &self.desired, &self.metadata.desired),
-            ("reported", &self.reported, &self.metadata.reported),
+            ("desired", self.desired, self.metadata.desired),
+            ("reported", self.reported, self.metadata.reported),
         ] {
-            if let Some(value) = section_value(section) {
-                state.insert(name.into(), value);
-                metadata.insert(name.into(), Value::Object(meta.clone()));
+            if !section.is_empty() {
+                state.insert(name.into(), Value::Object(section));
+                metadata.insert(name.into(), Value::Object(meta));
             }
         }
         object([
@@ -314,13 +315,13 @@ impl Shadow {
         for (name, update, section, metadata) in [
             (
                 "desired",
-                &request.desired,
+                request.desired,
                 &mut next.desired,
                 &mut next.metadata.desired,
             ),
             (
                 "reported",
-                &request.reported,
+                request.reported,
                 &mut next.reported,
                 &mut next.metadata.reported,
             ),
@@ -334,8 +335,8 @@ impl Shadow {
                     accepted_metadata.insert(name.into(), json!({ "timestamp": timestamp }));
                 }
                 Some(SectionUpdate::Merge(patch)) => {
-                    merge(section, metadata, patch, timestamp);
-                    let patch = Value::Object(patch.clone());
+                    merge(section, metadata, &patch, timestamp);
+                    let patch = Value::Object(patch);
                     accepted_metadata.insert(name.into(), timestamps(&patch, timestamp));
                     accepted_state.insert(name.into(), patch);
                 }
@@ -352,8 +353,8 @@ impl Shadow {
         validate(&next.desired, &next.reported).map_err(|Invalid(message)| ShadowError::new(400, message, token))?;
         next.version += 1;
         next.exists = true;
-        let previous = self.exists.then(|| self.snapshot());
-        *self = next;
+        let previous = std::mem::replace(self, next);
+        let previous = previous.exists.then(|| previous.snapshot());
 
         let accepted = with_token(
             object([
@@ -367,7 +368,7 @@ impl Shadow {
         let documents = with_token(
             object([
                 ("previous", previous.unwrap_or(Value::Null)),
-                ("current", self.snapshot()),
+                ("current", self.clone().snapshot()),
                 ("timestamp", timestamp.into()),
             ]),
             token,
