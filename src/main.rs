@@ -16,6 +16,13 @@ use lampi::ui::live::ScreenSetup;
 use lampi::ui::{display, screenshot};
 use lampi::{app, ctl};
 
+/// A swarm is thousands of lamps allocating in one process, where glibc's malloc cost a fifth of
+/// the CPU more than jemalloc (BENCHMARKS.md, "Allocator"). Only binaries built with `swarm`,
+/// which the Pi packages are not.
+#[cfg(feature = "swarm")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "lampi", version = lampi::VERSION, about = "Firmware daemon for the LAMPI smart lamp")]
 struct Cli {
