@@ -26,7 +26,7 @@ lint:
 	scripts/deps.sh pkg-config libudev-dev libinput-dev libxkbcommon-dev libdbus-1-dev
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --all-targets --features ble,ble-client,swarm -- -D warnings
+	cargo clippy --all-targets --features ble,ble-client,swarm,jemalloc -- -D warnings
 	cargo clippy --all-targets --features rpi,linuxkms,ble,ble-client -- -D warnings
 
 bench:

@@ -6,7 +6,7 @@
 #
 # Usage: benches/cluster-swarm.sh   (settings from the environment, defaults below)
 #   LAMPS=300 APPS=6 RATE=100 DURATION=30 STOP_AT=15   (seconds; STOP_AT from the swarm's start)
-#   LAMPI=target/release/lampi (built with --features swarm)   OUT=target/cluster-swarm
+#   LAMPI=target/release/lampi (built with --features swarm,jemalloc)   OUT=target/cluster-swarm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LAMPS=${LAMPS:-300} APPS=${APPS:-6} RATE=${RATE:-100} DURATION=${DURATION:-30} STOP_AT=${STOP_AT:-15}

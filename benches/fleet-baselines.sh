@@ -20,7 +20,7 @@
 #                          the real lamps (`lampi swarm run`) in the echo's shape: each
 #                          set_config goes through a whole lamp (its shadow, its events)
 #   PHASES="firehose echo locust swarm"
-#   LAMPI=…/release/lampi  built with `cargo build --release --features swarm` if missing
+#   LAMPI=…/release/lampi  built with `cargo build --release --features swarm,jemalloc` if missing
 #   LOCUST_VENV=target/locust-venv   made with /usr/bin/python3 -m venv if missing
 #   OUT=target/fleet       reports, Locust's CSVs and the Mosquitto config go here
 set -euo pipefail
@@ -50,10 +50,10 @@ HZ=$(getconf CLK_TCK)
 calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 
 if [ ! -x "$LAMPI" ]; then
-    cargo build --release --features swarm
+    cargo build --release --features swarm,jemalloc
 fi
 if ! "$LAMPI" swarm raw --help >/dev/null 2>&1; then
-    echo "$LAMPI has no 'swarm raw': build it with --features swarm" >&2
+    echo "$LAMPI has no 'swarm raw': build it with --features swarm,jemalloc" >&2
     exit 1
 fi
 if [ ! -x "$LOCUST_VENV/bin/locust" ] && [[ " $PHASES " == *" locust "* ]]; then

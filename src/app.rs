@@ -123,18 +123,43 @@ pub fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {
-    let Some(name) = signalled().await else {
+    let Some(stop) = signalled().await else {
         tracing::error!("cannot listen for SIGTERM/SIGINT; stop the lamp with SIGKILL");
         return;
     };
-    tracing::info!("{name}: shutting down");
+    tracing::info!("{}: shutting down", stop.name());
     shutdown.cancel();
 }
 
-/// The first SIGTERM or SIGINT, by name; listened for from the call, so one that comes while the
-/// caller still sets up counts too. `None` if they cannot be listened for (then their default
-/// actions end the process).
-pub fn signalled() -> impl Future<Output = Option<&'static str>> {
+/// A signal asking the process to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Term,
+    Int,
+}
+
+impl Stop {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stop::Term => "SIGTERM",
+            Stop::Int => "SIGINT",
+        }
+    }
+
+    /// What a shell reports for a process the signal ended: 128 + its number.
+    pub fn exit_status(self) -> u8 {
+        let number = match self {
+            Stop::Term => libc::SIGTERM,
+            Stop::Int => libc::SIGINT,
+        };
+        128 + number as u8
+    }
+}
+
+/// The first SIGTERM or SIGINT; listened for from the call (in a runtime's context), so one that
+/// comes while the caller still sets up counts too. `None` if either cannot be listened for
+/// (then the other may no longer end the process by default either: say so).
+pub fn signalled() -> impl Future<Output = Option<Stop>> {
     use tokio::signal::unix::{SignalKind, signal};
     let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
     async move {
@@ -142,8 +167,8 @@ pub fn signalled() -> impl Future<Output = Option<&'static str>> {
             return None;
         };
         tokio::select! {
-            _ = term.recv() => Some("SIGTERM"),
-            _ = int.recv() => Some("SIGINT"),
+            _ = term.recv() => Some(Stop::Term),
+            _ = int.recv() => Some(Stop::Int),
         }
     }
 }

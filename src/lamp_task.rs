@@ -29,6 +29,10 @@ const COMMAND_QUEUE: usize = 256;
 /// Shadow replies waiting for the MQTT publisher. Each request makes at most five, so this
 /// absorbs a full command queue's worth; past it replies are dropped and logged.
 const SHADOW_QUEUE: usize = 2048;
+/// Analytics events waiting for the MQTT side (which spools them to disk while offline).
+const EVENT_QUEUE: usize = 256;
+/// While alarms wait for the clock to be synchronised, how often to look.
+const SYNC_POLL: Duration = Duration::from_secs(30);
 
 /// A shadow reply as it goes on the wire. Queued as bytes, not as the core's JSON value: a
 /// document's tree of maps takes several times its text, and under a flood the queue is full.
@@ -37,10 +41,6 @@ pub struct ShadowReply {
     pub topic: ShadowTopic,
     pub payload: Vec<u8>,
 }
-/// Analytics events waiting for the MQTT side (which spools them to disk while offline).
-const EVENT_QUEUE: usize = 256;
-/// While alarms wait for the clock to be synchronised, how often to look.
-const SYNC_POLL: Duration = Duration::from_secs(30);
 
 /// What the lamp's peers ask of it. Most become one [`Input`]; the task answers the rest.
 #[derive(Debug)]
@@ -358,19 +358,25 @@ impl LampTask {
     }
 
     fn send_shadow(&mut self, message: ShadowMessage) {
-        let reply = ShadowReply {
-            topic: message.topic,
-            payload: serde_json::to_vec(&message.payload).expect("JSON values always serialise"),
-        };
-        if let Err(TrySendError::Full(_)) = self.shadow_out.try_send(reply) {
-            // One line per thousand, so a flood of requests cannot flood the journal too.
-            if self.dropped_replies.is_multiple_of(1000) {
-                tracing::warn!(
-                    dropped = self.dropped_replies + 1,
-                    "shadow reply queue full; replies dropped"
-                );
+        // A place first, then the bytes: under a flood the queue is full, and a reply serialised
+        // only to be dropped would cost the lamp task what it is short of.
+        match self.shadow_out.try_reserve() {
+            Ok(place) => place.send(ShadowReply {
+                topic: message.topic,
+                payload: serde_json::to_vec(&message.payload).expect("JSON values always serialise"),
+            }),
+            // No MQTT side (tests, a lamp without a broker): nobody to answer.
+            Err(TrySendError::Closed(())) => {}
+            Err(TrySendError::Full(())) => {
+                // One line per thousand, so a flood of requests cannot flood the journal too.
+                if self.dropped_replies.is_multiple_of(1000) {
+                    tracing::warn!(
+                        dropped = self.dropped_replies + 1,
+                        "shadow reply queue full; replies dropped"
+                    );
+                }
+                self.dropped_replies += 1;
             }
-            self.dropped_replies += 1;
         }
     }
 }

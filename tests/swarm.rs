@@ -359,11 +359,32 @@ fn has_exited(pid: u32) -> bool {
     })
 }
 
-/// Starts a long swarm on its own Mosquitto, waits for the broker, sends `signal`; returns the
-/// swarm's exit and whether its broker exited within 20 s.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits up to `limit` for `done`.
+fn within(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let by = std::time::Instant::now() + limit;
+    while !done() {
+        if std::time::Instant::now() > by {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
+}
+
+/// Starts a long swarm on its own Mosquitto, waits until its lamps are running, sends `signal`;
+/// returns the swarm's exit and whether its broker exited within 20 s.
 fn signal_a_running_swarm(dir: &Path, run_id: &str, signal: libc::c_int) -> (std::process::ExitStatus, bool) {
-    use std::time::{Duration, Instant};
-    let mut swarm = std::process::Command::new(env!("CARGO_BIN_EXE_lampi"))
+    use std::time::Duration;
+    let swarm = std::process::Command::new(env!("CARGO_BIN_EXE_lampi"))
         .current_dir(dir)
         .args([
             "swarm",
@@ -377,29 +398,45 @@ fn signal_a_running_swarm(dir: &Path, run_id: &str, signal: libc::c_int) -> (std
             "60s",
             "--quiet",
         ])
-        .args(["--run-id", run_id, "--state-dir", dir.to_str().unwrap()])
+        .args([
+            "--run-id",
+            run_id,
+            "--state-dir",
+            dir.to_str().unwrap(),
+            "--out",
+            &format!("{run_id}.json"),
+        ])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let by = Instant::now() + Duration::from_secs(30);
-    let broker = loop {
-        if let Some(pid) = mosquitto_child_of(swarm.id()) {
-            break pid;
-        }
-        assert!(Instant::now() < by, "no mosquitto started");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    // The lamps are starting: their state is on disk.
-    std::thread::sleep(Duration::from_secs(2));
+    let mut swarm = KillOnDrop(swarm);
+    let mut broker = None;
+    assert!(
+        within(Duration::from_secs(30), || {
+            broker = mosquitto_child_of(swarm.0.id());
+            broker.is_some()
+        }),
+        "no mosquitto started"
+    );
+    let lamps = dir.join(run_id).join("lamps");
+    assert!(
+        within(Duration::from_secs(30), || std::fs::read_dir(&lamps)
+            .is_ok_and(|mut d| d.next().is_some())),
+        "no lamp started"
+    );
     // SAFETY: a signal to a child this test started and has not reaped.
-    unsafe { libc::kill(swarm.id() as libc::pid_t, signal) };
-    let status = swarm.wait().unwrap();
-    let by = Instant::now() + Duration::from_secs(20);
-    while !has_exited(broker) && Instant::now() < by {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (status, has_exited(broker))
+    unsafe { libc::kill(swarm.0.id() as libc::pid_t, signal) };
+    let mut status = None;
+    assert!(
+        within(Duration::from_secs(60), || {
+            status = swarm.0.try_wait().unwrap();
+            status.is_some()
+        }),
+        "the swarm did not stop"
+    );
+    let broker = broker.unwrap();
+    (status.unwrap(), within(Duration::from_secs(20), || has_exited(broker)))
 }
 
 #[test]
@@ -414,11 +451,17 @@ fn a_swarm_killed_or_interrupted_leaves_no_broker_or_state_behind() {
     );
     assert!(broker_exited, "SIGKILL orphaned the swarm's mosquitto");
 
-    let (status, broker_exited) = signal_a_running_swarm(dir.path(), "interrupted", libc::SIGINT);
-    assert_eq!(status.code(), Some(130), "{status:?}");
-    assert!(broker_exited, "SIGINT orphaned the swarm's mosquitto");
-    assert!(
-        !dir.path().join("interrupted").exists(),
-        "SIGINT left the lamps' state behind"
-    );
+    for (signal, run_id, name, code) in [
+        (libc::SIGINT, "interrupted", "SIGINT", 130),
+        (libc::SIGTERM, "terminated", "SIGTERM", 143),
+    ] {
+        let (status, broker_exited) = signal_a_running_swarm(dir.path(), run_id, signal);
+        assert_eq!(status.code(), Some(code), "{name}: {status:?}");
+        assert!(broker_exited, "{name} orphaned the swarm's mosquitto");
+        assert!(!dir.path().join(run_id).exists(), "{name} left the lamps' state behind");
+        let report = std::fs::read_to_string(dir.path().join(format!("{run_id}.json"))).unwrap();
+        let report = Report::from_json(&report).unwrap();
+        assert_eq!(report.aborted.as_deref(), Some(name));
+        assert_eq!(report.parameters.lamps, 5);
+    }
 }

@@ -43,6 +43,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::app::Stop;
 use crate::config::{BrokerAddr, Config};
 
 use self::apps::{AppResult, AppSetup, Progress, Schedule};
@@ -107,6 +108,20 @@ pub fn run(plan: Plan, base: Config, live: bool) -> Result<Report, SwarmError> {
     result
 }
 
+/// A finished run's exit status: 128 + the signal that stopped it, 1 when the deadline cut it
+/// short or (with `fail_on_loss`) an acknowledged update was lost, else 0.
+pub fn exit_status(report: &Report, fail_on_loss: bool) -> u8 {
+    let signal = [Stop::Int, Stop::Term]
+        .into_iter()
+        .find(|signal| report.aborted.as_deref() == Some(signal.name()));
+    match (signal, &report.aborted) {
+        (Some(signal), _) => signal.exit_status(),
+        (None, Some(_)) => 1,
+        (None, None) if fail_on_loss && report.loss.lost > 0 => 1,
+        (None, None) => 0,
+    }
+}
+
 /// Every client's certificate and key is there before anything starts: a lamp missing its own
 /// would only show as never online.
 fn readable_credentials(tls: &plan::Credentials, plan: &Plan) -> Result<(), SwarmError> {
@@ -124,20 +139,6 @@ fn readable_credentials(tls: &plan::Credentials, plan: &Plan) -> Result<(), Swar
 }
 
 fn run_in(plan: &Plan, base: Config, live: bool, nofile: u64, run_dir: &std::path::Path) -> Result<Report, SwarmError> {
-    let mut broker = match plan.mosquitto {
-        true => Some(LocalMosquitto::start(&run_dir.join("mosquitto"), nofile)?),
-        false => None,
-    };
-    let brokers = match &broker {
-        Some(b) => vec![BrokerAddr {
-            host: "127.0.0.1".into(),
-            port: b.port,
-        }],
-        None => plan.brokers.clone(),
-    };
-    for b in &brokers {
-        reachable(b).map_err(|e| SwarmError::Unreachable(b.to_string(), e))?;
-    }
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let lamps_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cpus)
@@ -152,16 +153,41 @@ fn run_in(plan: &Plan, base: Config, live: bool, nofile: u64, run_dir: &std::pat
         .enable_all()
         .build()
         .map_err(SwarmError::Runtime)?;
-    // Cut short by a signal, a run still leaves nothing behind: the lamps' state goes here, and
-    // the broker follows its keeper thread out of the process.
+    // Listened for before the broker starts: from here a signal cuts the run short as the
+    // deadline does (lamps stopped, report written, state and broker removed), and a second
+    // one ends the process at once (the broker follows its keeper thread out).
+    let (stop_tx, stop) = watch::channel(None);
+    let first = {
+        let _runtime = lamps_rt.enter();
+        crate::app::signalled()
+    };
     let leftovers = run_dir.to_owned();
     lamps_rt.spawn(async move {
-        if let Some(name) = crate::app::signalled().await {
-            eprintln!("\nlampi swarm: {name}: stopped without a report");
+        let Some(signal) = first.await else {
+            tracing::warn!("cannot listen for SIGINT/SIGTERM: a stopped swarm leaves its state behind");
+            return;
+        };
+        eprintln!("\nlampi swarm: {}: stopping (again to stop at once)", signal.name());
+        let _ = stop_tx.send(Some(signal));
+        if let Some(again) = crate::app::signalled().await {
             let _ = std::fs::remove_dir_all(&leftovers);
-            std::process::exit(if name == "SIGINT" { 130 } else { 143 });
+            std::process::exit(again.exit_status().into());
         }
     });
+    let mut broker = match plan.mosquitto {
+        true => Some(LocalMosquitto::start(&run_dir.join("mosquitto"), nofile)?),
+        false => None,
+    };
+    let brokers = match &broker {
+        Some(b) => vec![BrokerAddr {
+            host: "127.0.0.1".into(),
+            port: b.port,
+        }],
+        None => plan.brokers.clone(),
+    };
+    for b in &brokers {
+        reachable(b).map_err(|e| SwarmError::Unreachable(b.to_string(), e))?;
+    }
     let started_unix_ms = measure::unix_ms(SystemTime::now());
     let rss_before = measure::rss_bytes();
     let names = Names::of(plan);
@@ -182,6 +208,7 @@ fn run_in(plan: &Plan, base: Config, live: bool, nofile: u64, run_dir: &std::pat
         live,
         epoch: Instant::now(),
         progress: Arc::new(Progress::default()),
+        stop,
     };
     let fleet = lamps::Fleet::new(
         lamps_rt.handle().clone(),
@@ -282,6 +309,8 @@ struct Run<'p> {
     live: bool,
     epoch: Instant,
     progress: Arc<Progress>,
+    /// Set by SIGINT or SIGTERM.
+    stop: watch::Receiver<Option<Stop>>,
 }
 
 struct Outcome {
@@ -324,6 +353,10 @@ impl Run<'_> {
                 continue;
             }
             polled = now;
+            if let Some(signal) = *self.stop.borrow() {
+                aborted = Some(signal.name().to_owned());
+                break;
+            }
             let online = fleet.poll(now);
             self.progress_line(&mut last_line, "ramp", online);
             if online as u64 == plan.lamps {
@@ -379,10 +412,14 @@ impl Run<'_> {
         }
         let subscribe_by = tokio::time::Instant::from_std((Instant::now() + SUBSCRIBE_TIMEOUT).min(deadline));
         let mut ready = 0;
-        while ready < plan.apps {
-            match tokio::time::timeout_at(subscribe_by, subscribed.recv()).await {
-                Ok(Some(_)) => ready += 1,
-                _ => break,
+        let mut stop = self.stop.clone();
+        while ready < plan.apps && aborted.is_none() {
+            tokio::select! {
+                subscribed = tokio::time::timeout_at(subscribe_by, subscribed.recv()) => match subscribed {
+                    Ok(Some(_)) => ready += 1,
+                    _ => break,
+                },
+                _ = stop.wait_for(Option::is_some) => break,
             }
         }
 
@@ -415,6 +452,10 @@ impl Run<'_> {
                 aborted = Some("deadline".to_owned());
                 break;
             }
+            if let Some(signal) = *self.stop.borrow() {
+                aborted = Some(signal.name().to_owned());
+                break;
+            }
             while let Ok(step) = fault_rx.try_recv() {
                 match step {
                     FaultStep::Down(at) => {
@@ -436,6 +477,10 @@ impl Run<'_> {
             tokio::time::sleep(POLL).await;
         }
         if let Some(task) = fault_task {
+            if aborted.is_some() {
+                // A restart still to come is not waited for: the broker stops with the task.
+                task.abort();
+            }
             // The broker comes back to be stopped with the run.
             if let Ok(mosquitto) = task.await {
                 *broker = Some(mosquitto);

@@ -39,6 +39,8 @@ pub enum MosquittoError {
     Setup(std::io::Error),
     #[error("mosquitto did not open 127.0.0.1:{0} within {START_TIMEOUT:?}")]
     NotListening(u16),
+    #[error("cannot start the thread that keeps mosquitto: {0}")]
+    Keeper(std::io::Error),
     #[error("the thread keeping mosquitto is gone")]
     KeeperGone,
 }
@@ -71,7 +73,7 @@ impl LocalMosquitto {
                 }
                 process.stop();
             })
-            .map_err(MosquittoError::Spawn)?;
+            .map_err(MosquittoError::Keeper)?;
         let broker = LocalMosquitto {
             port,
             orders: Some(orders),
@@ -144,11 +146,16 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: only setrlimit and prctl, async-signal-safe, run between fork and exec.
+        let swarm = std::process::id();
+        // SAFETY: only prctl, getppid and setrlimit, async-signal-safe, run between fork and exec.
         unsafe {
             command.pre_exec(move || {
                 // SIGTERM rather than SIGKILL: the broker still saves its database.
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                // Killed between the fork and the line above: nobody is left to stop it.
+                if libc::getppid() as u32 != swarm {
+                    return Err(std::io::Error::other("the swarm exited while mosquitto started"));
+                }
                 let limit = libc::rlimit {
                     rlim_cur: nofile,
                     rlim_max: nofile,

@@ -1,8 +1,8 @@
 //! Who each lamp and app is: ids, client ids and topic prefixes, and each lamp's config. Pure.
 //!
 //! `lamp/set_config` carries no device id, so every lamp has its own `mqtt.topic_prefix`; the
-//! prefix holds the app that owns the lamp (`a{app}`), so an app subscribes with one wildcard
-//! per topic to its own lamps only and nothing fans out to every app.
+//! prefix holds the app that owns the lamp (`a{lamp offset}-{app}`), so an app subscribes with
+//! one wildcard per topic to its own lamps only and nothing fans out to every app.
 
 use chrono::{DateTime, Utc};
 

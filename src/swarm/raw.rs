@@ -166,7 +166,7 @@ impl Plan {
         format!("{}/{}/{rest}", self.prefix, self.run_id)
     }
 
-    /// Echo client `i`'s `lamp/` topic prefix, in the swarm's shape: `…/a{app}/{id}/`.
+    /// Echo client `i`'s `lamp/` topic prefix, `…/a{app}/{id}/`: one process, so no lamp offset.
     fn lamp_prefix(&self, i: u32) -> String {
         self.topic(&format!("a{}/{}-{i:05}/lamp/", i % self.peers, self.run_id))
     }
