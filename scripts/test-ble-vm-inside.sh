@@ -76,7 +76,8 @@ timeout 10 btmgmt --index 0 info | head -n 3
 
 say "the lamp, with Bluetooth LE on (the README's steps: the config, then dpkg-reconfigure)"
 within 60 systemctl is-active mosquitto.service || fail "no Mosquitto"
-sed -i '/^\[ble\]/,/^\[/ { s/^enabled = false/enabled = true/; s/^# adapter = .*/adapter = "hci0"/ }' "$config"
+# Indented, as TOML allows: postinst once looked for the key with a pattern that missed this.
+sed -i '/^\[ble\]/,/^\[/ { s/^enabled = false/  enabled = true/; s/^# adapter = .*/adapter = "hci0"/ }' "$config"
 sed -n '/^\[ble\]/,/^\[/p' "$config" | grep -v '^#'
 DEBIAN_FRONTEND=noninteractive dpkg-reconfigure lampi || fail "dpkg-reconfigure lampi"
 grep -q '^SupplementaryGroups=bluetooth$' /etc/systemd/system/lampi.service.d/lampi-ble.conf ||

@@ -388,6 +388,8 @@ fn main() -> ExitCode {
             println!("{}: OK", path.display());
             println!("device id: {}", resolved.device_id());
             println!("state dir: {}", resolved.state_dir().display());
+            // The package's postinst reads this line: keep its wording.
+            println!("bluetooth le: {}", if config.ble.enabled { "on" } else { "off" });
             println!("{config:#?}");
             ExitCode::SUCCESS
         }

@@ -100,3 +100,27 @@ fn a_clear_text_password_to_another_machine_is_warned_about() {
     );
     assert!(!err.contains("hunter2") && !String::from_utf8_lossy(&out.stdout).contains("hunter2"));
 }
+
+/// The package's postinst asks `check-config` whether Bluetooth LE is on (to put the lamp in the
+/// `bluetooth` group): every way TOML can say it must be seen, and a commented-out one not.
+#[test]
+fn check_config_says_whether_bluetooth_le_is_on_however_the_toml_puts_it() {
+    for (config, expected) in [
+        ("[ble]\nenabled = true\n", "on"),
+        ("[ble]   # the radio\n  enabled=true\n", "on"),
+        ("ble.enabled = true\n", "on"),
+        ("ble = { enabled = true }\n", "on"),
+        ("[led]\nbackend = \"sim\"\n\n[ble]\n\tenabled = true\n", "on"),
+        ("[ble]\n# enabled = true\n", "off"),
+        ("[ble]\nenabled = false\n", "off"),
+        ("", "off"),
+    ] {
+        let (out, err, _) = with_config(config, &["check-config"]);
+        assert!(out.status.success(), "{config:?}: {err}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.lines().any(|line| line == format!("bluetooth le: {expected}")),
+            "{config:?}: {stdout}"
+        );
+    }
+}
