@@ -212,16 +212,28 @@ async fn write(
         client: CLIENT.into(),
     };
     commands.send(set).await.map_err(|_| ReqError::Failed)?;
-    // Every Set is echoed; a read right after the write then sees the new value.
+    // Every Set is echoed: answered once it is, so a read right after the write sees the new
+    // value. A lamp that has not taken it by then answers "failed", not a success it cannot
+    // vouch for; a write names whole values, so the central may simply write again.
     let taken = async {
         while changes.changed().await.is_ok() {
             if changes.borrow_and_update().client == CLIENT {
-                return;
+                return true;
             }
         }
+        false
     };
-    let _ = tokio::time::timeout(WRITE_APPLIED, taken).await;
-    Ok(())
+    match tokio::time::timeout(WRITE_APPLIED, taken).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ReqError::Failed),
+        Err(_) => {
+            tracing::warn!(
+                characteristic = ch.description(),
+                "BLE write not taken by the lamp within {WRITE_APPLIED:?}; answered as failed"
+            );
+            Err(ReqError::Failed)
+        }
+    }
 }
 
 /// The org.bluez.Error BlueZ turns into the refusal's ATT error.
@@ -483,6 +495,38 @@ mod tests {
         assert_eq!(ledger.changed(vec![brightness(0x10)], start), (vec![], vec![]));
         let code = (Notifying::PairingCode, b"ABCD-EFGH".to_vec());
         assert_eq!(ledger.changed(vec![code.clone()], start), (vec![code], vec![]));
+    }
+
+    /// A write to a lamp that echoes (or not) what it is sent, after `delay`.
+    async fn write_to_a_lamp(echoes: bool, delay: Duration) -> ReqResult<()> {
+        let (commands, mut taken) = mpsc::channel(1);
+        let echo = |client: &str| Echo {
+            state: crate::core::light::LightState::default(),
+            client: client.to_owned(),
+        };
+        let (changed, changes) = watch::channel(echo("mqtt"));
+        let (written, _notifier) = mpsc::channel(WRITES_PENDING);
+        let lamp = tokio::spawn(async move {
+            let Some(Command::Set { client, .. }) = taken.recv().await else {
+                return;
+            };
+            tokio::time::sleep(delay).await;
+            if echoes {
+                changed.send_replace(echo(&client));
+            }
+            // Still running while the writer waits: only a silent lamp, not a gone one.
+            tokio::time::sleep(WRITE_APPLIED * 2).await;
+        });
+        let answer = write(LampCharacteristic::Brightness, &[0x80], 0, commands, changes, written).await;
+        lamp.abort();
+        answer
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_is_answered_once_the_lamp_takes_it_and_failed_if_it_does_not() {
+        assert_eq!(write_to_a_lamp(true, Duration::from_millis(50)).await, Ok(()));
+        assert_eq!(write_to_a_lamp(true, WRITE_APPLIED * 2).await, Err(ReqError::Failed));
+        assert_eq!(write_to_a_lamp(false, Duration::ZERO).await, Err(ReqError::Failed));
     }
 
     #[test]
