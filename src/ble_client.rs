@@ -203,6 +203,12 @@ async fn discover(
         if !properties.services.contains(&lamp_service()) {
             continue;
         }
+        // BlueZ reports every lamp it remembers as discovered, in range or not; one heard in
+        // this scan has a signal strength, and one connected (another client's `watch`) does
+        // not advertise but is there. The others are looked at again if they are heard.
+        if properties.rssi.is_none() && !peripheral.is_connected().await.unwrap_or(false) {
+            continue;
+        }
         let lamp = Found {
             peripheral,
             address: properties.address.to_string(),
