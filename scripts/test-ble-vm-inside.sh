@@ -98,6 +98,19 @@ echo "$found"
 address=$(printf %s "$found" | jq -r .address)
 [ "$address" = "$lamp_address" ] || fail "found $address, not (only) the lamp's $lamp_address"
 
+say "a lamp that stops advertising is out of range, though BlueZ on the central still knows it"
+systemctl stop lampi.service
+known() { busctl introspect org.bluez "/org/bluez/hci1/dev_$(printf %s "$lamp_address" | tr : _)" >/dev/null; }
+known || fail "BlueZ no longer knows the lamp: nothing to test"
+gone=$(timeout 90 lampi ble --adapter hci1 --scan-time 5 scan 2>&1) &&
+    fail "lampi ble scan listed a lamp that is not advertising: $gone"
+echo "$gone"
+case $gone in *"no LAMPI lamp in range"*) ;; *) fail "lampi ble scan: $gone" ;; esac
+# Still known after the scan: BlueZ forgets a device it only saw some time after discovery.
+known || fail "BlueZ forgot the lamp during the scan: nothing was tested"
+systemctl start lampi.service
+within 90 reported '.ble.serving == true' || fail "the lamp did not serve Bluetooth LE again"
+
 say "lampi ble watch connects and stays, as a phone app would; the other commands share its connection"
 central_watch >/tmp/watch 2>/tmp/watch.err &
 watcher=$!
@@ -135,16 +148,6 @@ kill -TERM "$watcher"
 wait "$watcher" || { cat /tmp/watch /tmp/watch.err; fail "lampi ble watch did not end cleanly on SIGTERM"; }
 cat /tmp/watch
 
-say "a lamp that stops advertising is out of range, though BlueZ on the central still knows it"
-systemctl stop lampi.service
-busctl introspect org.bluez "/org/bluez/hci1/dev_$(printf %s "$lamp_address" | tr : _)" >/dev/null ||
-    fail "BlueZ no longer knows the lamp: nothing to test"
-gone=$(timeout 60 lampi ble --adapter hci1 --scan-time 5 scan 2>&1) &&
-    fail "lampi ble scan listed a lamp that is not advertising: $gone"
-echo "$gone"
-case $gone in *"no LAMPI lamp in range"*) ;; *) fail "lampi ble scan: $gone" ;; esac
-systemctl start lampi.service
-within 30 systemctl is-active lampi.service || fail "lampi.service did not start again"
 
 say "the lamp never restarted, and nothing was refused by its sandbox"
 [ "$(systemctl show -p NRestarts --value lampi.service)" = 0 ] || fail "lampi.service restarted"
